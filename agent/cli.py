@@ -1,0 +1,208 @@
+"""`trygg`: the technician's command line. Thin: parse, call one function, print.
+
+Every command that needs a config takes --config PATH (or $TRYGG_CONFIG; default
+/etc/trygg/trygg.toml). Errors print one clear message and exit non-zero: 1 for a problem
+with input or state, 3 when the daemon is not running.
+"""
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import config as cfgmod
+from . import control, provision
+from .errors import DaemonNotRunning, TryggError
+
+EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
+
+
+def friendly_errors(fn):
+    """Turn TryggErrors into one line on stderr and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DaemonNotRunning as exc:
+            click.echo(f"trygg: {exc}", err=True)
+            sys.exit(EXIT_NOT_RUNNING)
+        except TryggError as exc:
+            click.echo(f"trygg: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+
+    return wrapper
+
+
+def config_option(fn):
+    """--config on every command, also accepted before the command name."""
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="Config file (default $TRYGG_CONFIG or /etc/trygg/trygg.toml).")(fn)
+
+
+def resolve_config(ctx: click.Context, given: Path | None, default: Path = cfgmod.DEFAULT_CONFIG) -> Path:
+    return cfgmod.config_path(given or (ctx.obj or {}).get("config"), default)
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="Config file.")
+@click.version_option(package_name="trygg")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Trygg: gets every alarm from a resident's home to the night staff, sealed end to end."""
+    ctx.obj = {"config": config_path}
+
+
+@main.command()
+@click.option("--home", required=True, help="Home id, e.g. hem-0042 (a-z, 0-9, '-').")
+@click.option("--broker", required=True, help="Municipal broker as HOST:PORT.")
+@click.option("--ca", required=True, type=click.Path(path_type=Path), help="CA certificate of the broker.")
+@click.option("--cert", required=True, type=click.Path(path_type=Path), help="This device's TLS certificate.")
+@click.option("--key", required=True, type=click.Path(path_type=Path), help="This device's TLS private key.")
+@click.option("--center-key", required=True, type=click.Path(path_type=Path), help="The care center's center.pub.")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write trygg.toml and the device keys.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the outbox lives (default: --dir).")
+@click.option("--socket", type=click.Path(path_type=Path), help="Control socket path (default: DIR/trygg.sock).")
+@click.option("--kem", type=click.Choice(["x25519", "mlkem768-x25519"]), default="x25519", show_default=True,
+              help="HPKE KEM of the device's own key (for acks and commands).")
+@click.option("--simulate", is_flag=True, help="Enable simulated inputs (demo and lab only).")
+@click.option("--force", is_flag=True, help="Replace existing config and keys.")
+@friendly_errors
+def init(home, broker, ca, cert, key, center_key, directory, state_dir, socket, kem, simulate, force) -> None:
+    """Provision this device: write a working config and the device's own keys."""
+    out = provision.init_device(home, broker, ca, cert, key, center_key, directory, force=force, kem=kem,
+                                state_dir=state_dir, socket=socket, simulate=simulate)
+    click.echo(f"wrote {out['config']}")
+    click.echo(f"device key {out['device_key']} (0600)")
+    click.echo(f"give this file to the care center (trygg center add-home): {out['device_pub']}")
+
+
+@main.command()
+@config_option
+@click.pass_context
+@friendly_errors
+def run(ctx: click.Context, config_path: Path | None) -> None:
+    """Run the daemon (drivers, outbox, uplink) until SIGTERM."""
+    from . import logs
+    from .daemon import Daemon
+
+    cfg = cfgmod.load(resolve_config(ctx, config_path))
+    logs.setup(cfg.log.level)
+    Daemon(cfg).run_forever()
+
+
+def _socket_path(ctx: click.Context, config_path: Path | None) -> Path:
+    return cfgmod.load(resolve_config(ctx, config_path)).control.socket
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@friendly_errors
+def status(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
+    """Link state, outbox depth and age per class, losses, unacknowledged alarms, uptime."""
+    answer = next(control.request(_socket_path(ctx, config_path), {"op": "status"}))
+    answer.pop("done", None)
+    if as_json:
+        click.echo(json.dumps(answer, indent=1))
+        return
+    click.echo(f"home {answer['home']}  up {answer['uptime_s']:.0f} s  link {answer['link']}"
+               f"  clock {'synchronized' if answer['clock_synced'] else 'NOT synchronized'}")
+    if answer.get("last_error") and answer["link"] != "connected":
+        click.echo(f"  last error: {answer['last_error']}")
+    for cls, c in answer["outbox"]["classes"].items():
+        age = "-" if c["oldest_age_s"] is None else f"{c['oldest_age_s']:.0f} s"
+        click.echo(f"  {cls:9} waiting {c['depth']:6}  oldest {age}")
+    alarms = answer["unacked_alarms"]
+    if alarms["depth"]:
+        click.echo(f"  UNACKNOWLEDGED ALARMS: {alarms['depth']} (oldest {alarms['oldest_age_s']:.0f} s)")
+    lost = {k: v for k in ("dropped", "expired") for c, v in answer["outbox"][k].items() if v}
+    click.echo(f"  dropped {answer['outbox']['dropped']}  expired {answer['outbox']['expired']}" if lost else "  nothing lost")
+
+
+@main.command()
+@config_option
+@click.argument("cls", metavar="CLASS", type=click.Choice(["alarm", "event", "telemetry"]))
+@click.option("--kind", help="Event kind, e.g. fall, door_open, dose_missed.")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, control.MAX_SIMULATE))
+@click.pass_context
+@friendly_errors
+def simulate(ctx: click.Context, config_path: Path | None, cls: str, kind: str | None, count: int) -> None:
+    """Inject events as a driver would; prints each id once it is committed."""
+    refused = 0
+    for answer in control.request(_socket_path(ctx, config_path),
+                                  {"op": "simulate", "class": cls, "kind": kind, "count": count}):
+        if answer.get("done"):
+            break
+        if answer["accepted"]:
+            click.echo(answer["id"])
+        else:
+            refused += 1
+    if refused:
+        raise TryggError(f"{refused} event(s) refused: the outbox is full of more important data")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Check and show configuration."""
+
+
+def _load_any(path: Path):
+    """Device or center config, told apart by its [center] section."""
+    import tomllib
+
+    try:
+        is_center = "center" in tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        is_center = False
+    return cfgmod.load(path, cfgmod.CenterConfig if is_center else cfgmod.DeviceConfig)
+
+
+@config_group.command("validate")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@click.pass_context
+@friendly_errors
+def config_validate(ctx: click.Context, path: Path | None, config_path: Path | None) -> None:
+    """Check a config file; prints every problem, one per line."""
+    target = path or resolve_config(ctx, config_path)
+    _load_any(target)
+    click.echo(f"{target}: ok")
+
+
+@config_group.command("show")
+@config_option
+@click.pass_context
+@friendly_errors
+def config_show(ctx: click.Context, config_path: Path | None) -> None:
+    """Show the effective config (defaults filled in; keys by path only, never their contents)."""
+    click.echo(json.dumps(cfgmod.redacted(_load_any(resolve_config(ctx, config_path))), indent=1))
+
+
+@main.command("lab-pki", hidden=True)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--client", "clients", multiple=True, required=True, help="Client certificate name (repeat).")
+@click.option("--force", is_flag=True)
+@friendly_errors
+def lab_pki(directory: Path, clients: tuple[str, ...], force: bool) -> None:
+    """Create a THROWAWAY lab CA, broker and client certificates (demo and tests only)."""
+    from .labpki import make_lab_pki
+
+    try:
+        make_lab_pki(directory, clients, overwrite=force)
+    except FileExistsError as exc:
+        raise TryggError(str(exc)) from None
+    click.echo(f"lab PKI in {directory}")
+
+
+def _register_center() -> None:
+    from center.cli import center
+
+    main.add_command(center)
+
+
+_register_center()

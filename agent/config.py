@@ -1,0 +1,178 @@
+"""Typed, validated configuration (TOML on disk) for the device and for the center.
+
+Every bad value becomes one line naming the key and what was expected; unknown keys are
+errors, because a misspelt key silently ignored is a setting the technician thinks is on.
+Relative paths are resolved against the config file's directory. Nothing here opens sockets
+or databases: this module only turns a file into plain, checked objects.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .protocol.topics import HOME_ID_RULE, check_home_id
+
+DEFAULT_CONFIG = Path("/etc/trygg/trygg.toml")
+DEFAULT_CENTER_CONFIG = Path("/etc/trygg/center.toml")
+CONFIG_ENV = "TRYGG_CONFIG"
+
+Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(_Section):
+    """The municipal MQTT broker and this side's mutual-TLS credentials."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=8883, ge=1, le=65535)
+    ca: Path
+    cert: Path
+    key: Path
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+
+class HomeConfig(_Section):
+    id: str
+
+    @field_validator("id")
+    @classmethod
+    def _home_id(cls, value: str) -> str:
+        try:
+            return check_home_id(value)
+        except ValueError:
+            raise ValueError(f"expected {HOME_ID_RULE}") from None
+
+
+class KeysConfig(_Section):
+    device: Path = Path("device.key")
+    center: Path = Path("center.pub")
+
+
+class OutboxConfig(_Section):
+    path: Path = Path("outbox.db")
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    resend_after_s: Seconds = 30.0
+    ttl_event_s: Seconds = 7 * 86400.0
+    ttl_telemetry_s: Seconds = 86400.0
+    group_commit_ms: float = Field(default=5.0, ge=0, le=1000)
+
+
+class UplinkConfig(_Section):
+    inflight: int = Field(default=100, ge=1, le=65535)
+    backoff_min_s: Seconds = 0.5
+    backoff_max_s: Seconds = 60.0
+    heartbeat_s: int = Field(default=60, ge=1, le=86400)
+    tcp_nodelay: bool = True
+
+
+class ControlConfig(_Section):
+    socket: Path = Path("trygg.sock")
+
+
+class SimulateConfig(_Section):
+    """Simulated inputs, for demos and tests only: a random mix of events every few seconds."""
+
+    enabled: bool = False
+    every_s: Seconds = 5.0
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DeviceConfig(_Section):
+    home: HomeConfig
+    broker: BrokerConfig
+    keys: KeysConfig = KeysConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    uplink: UplinkConfig = UplinkConfig()
+    control: ControlConfig = ControlConfig()
+    simulate: SimulateConfig = SimulateConfig()
+    log: LogConfig = LogConfig()
+
+
+class CenterSection(_Section):
+    name: str = Field(default="center", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    key: Path = Path("center.key")
+    homes_dir: Path = Path("homes")
+    store: Path = Path("center.db")
+    silent_after_heartbeats: float = Field(default=3.0, ge=1.5, le=100)
+
+
+class CenterConfig(_Section):
+    center: CenterSection = CenterSection()
+    broker: BrokerConfig
+    log: LogConfig = LogConfig()
+
+
+_PATH_KEYS = {
+    "broker": ("ca", "cert", "key"),
+    "keys": ("device", "center"),
+    "outbox": ("path",),
+    "control": ("socket",),
+    "center": ("key", "homes_dir", "store"),
+}
+
+
+def _resolve_paths(data: dict, base: Path) -> dict:
+    """Make relative paths relative to the config file, not to wherever the CLI was started."""
+    for section, keys in _PATH_KEYS.items():
+        values = data.get(section)
+        if isinstance(values, dict):
+            for key in keys:
+                if isinstance(values.get(key), str) and values[key]:
+                    values[key] = str((base / values[key]).resolve()) if not os.path.isabs(values[key]) else values[key]
+    return data
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per bad value: `section.key: what was expected, got VALUE`."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+        elif err["type"] == "missing":
+            lines.append(f"{where}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg[0].lower() + msg[1:]}, got {err.get('input')!r}")
+    return "\n".join(lines)
+
+
+def parse(data: dict, model: type[BaseModel], base: Path, source: str = "config"):
+    try:
+        return model.model_validate(_resolve_paths(data, base))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}:\n{describe_errors(exc)}") from None
+
+
+def load(path: Path, model: type[BaseModel] = DeviceConfig):
+    """Read and validate a config file; raise ConfigError with every problem listed."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (use --config PATH or set {CONFIG_ENV})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse(data, model, path.parent.resolve(), str(path))
+
+
+def config_path(given: str | os.PathLike | None, default: Path = DEFAULT_CONFIG) -> Path:
+    """--config wins, then $TRYGG_CONFIG, then the default under /etc/trygg."""
+    return Path(given or os.environ.get(CONFIG_ENV) or default)
+
+
+def redacted(config: BaseModel) -> dict:
+    """The config as a dict fit to show a technician: paths of secrets shown, never contents."""
+    return config.model_dump(mode="json")

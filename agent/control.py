@@ -1,0 +1,139 @@
+"""The local control socket: a Unix socket (0660) the CLI uses to ask the daemon things.
+
+Protocol: the client sends one JSON object on a line; the daemon answers with one or more
+JSON lines, the last carrying "done": true (or "error"). Requests are validated here; the
+daemon's handlers never see malformed input. Only local users in the socket's group reach it.
+"""
+
+import json
+import logging
+import os
+import socket
+import socketserver
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import DaemonNotRunning, TryggError
+from .events import CLASSES, Event
+
+log = logging.getLogger(__name__)
+MAX_REQUEST = 4096
+MAX_SIMULATE = 100_000
+
+
+class Handlers:
+    """What the daemon offers over the socket; the daemon implements these."""
+
+    def status(self) -> dict:
+        raise NotImplementedError
+
+    def inject(self, event: Event) -> tuple[str, bool]:
+        """Emit one event as a driver would; return (id, accepted) after it is committed."""
+        raise NotImplementedError
+
+
+def _parse_simulate(req: dict) -> tuple[Event, int]:
+    cls = req.get("class")
+    if cls not in CLASSES:
+        raise ValueError(f"class must be one of {', '.join(CLASSES)}")
+    count = req.get("count", 1)
+    if not isinstance(count, int) or not 1 <= count <= MAX_SIMULATE:
+        raise ValueError(f"count must be 1-{MAX_SIMULATE}")
+    body = req.get("body", {"simulated": True})
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    return Event(cls, req.get("kind") or {"alarm": "help", "event": "door_open", "telemetry": "room_climate"}[cls], body), count
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        handlers: Handlers = self.server.handlers  # type: ignore[attr-defined]
+        try:
+            line = self.rfile.readline(MAX_REQUEST + 1)
+            if len(line) > MAX_REQUEST:
+                raise ValueError("request too long")
+            req = json.loads(line or b"null")
+            if not isinstance(req, dict):
+                raise ValueError("request must be a JSON object")
+            op = req.get("op")
+            if op == "status":
+                self._send({**handlers.status(), "done": True})
+            elif op == "simulate":
+                event, count = _parse_simulate(req)
+                for _ in range(count):
+                    event_id, accepted = handlers.inject(event)
+                    self._send({"id": event_id, "accepted": accepted})
+                self._send({"done": True})
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except (ValueError, TryggError) as exc:
+            self._send({"error": str(exc)})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the CLI went away (Ctrl-C); committed events stay committed
+
+    def _send(self, obj: dict) -> None:
+        self.wfile.write(json.dumps(obj).encode() + b"\n")
+        self.wfile.flush()
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class ControlServer:
+    def __init__(self, path: Path, handlers: Handlers) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if _alive(self.path):
+                raise TryggError(f"another daemon is already listening on {self.path}")
+            self.path.unlink()
+        old = os.umask(0o117)  # socket created 0660, never wider
+        try:
+            self._server = _Server(str(self.path), _Handler)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        self._server.handlers = handlers  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="control", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False
+
+
+def request(path: Path, req: dict, timeout: float = 60.0) -> Iterator[dict]:
+    """Send one request to the daemon and yield its answers; raise DaemonNotRunning if absent."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except OSError as exc:
+        sock.close()
+        raise DaemonNotRunning(f"the Trygg daemon is not running (no answer on {path}: {exc.strerror or exc})") from None
+    with sock, sock.makefile("rwb") as f:
+        f.write(json.dumps(req).encode() + b"\n")
+        f.flush()
+        for line in f:
+            answer = json.loads(line)
+            if "error" in answer:
+                raise TryggError(f"daemon refused the request: {answer['error']}")
+            yield answer
+            if answer.get("done"):
+                return
+    raise DaemonNotRunning("the daemon closed the connection before answering")

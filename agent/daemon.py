@@ -1,0 +1,153 @@
+"""The daemon: wires keys, outbox, uplink, drivers and the control socket; owns their lifecycle.
+
+Starts parts in dependency order and stops them in reverse; turns SIGTERM into a clean stop;
+tells systemd when it is ready and keeps its watchdog fed only while the parts are healthy.
+Housekeeping (TTL expiry, reporting lost data as a `data_lost` event) runs here too, because
+it needs both the outbox and the emit path. Owns no protocol, storage or network logic itself.
+"""
+
+import logging
+import signal
+import threading
+import time
+
+from . import sdnotify
+from .clock import SystemClock
+from .commit import GroupCommitter
+from .config import DeviceConfig
+from .control import ControlServer, Handlers
+from .events import Event
+from .keys import load_private, load_public
+from .outbox import Outbox
+from .sealer import Sealer
+from .uplink import Uplink
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_S = 30.0
+
+
+class Daemon(Handlers):
+    def __init__(self, config: DeviceConfig, clock=None) -> None:
+        self.cfg = config
+        self.clock = clock or SystemClock()
+        self.started_at = self.clock.monotonic()
+        self._stopped = threading.Event()
+        self.drivers: list = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        self.device = load_private(cfg.keys.device)
+        self.center = load_public(cfg.keys.center)
+        self.outbox = Outbox(
+            cfg.outbox.path,
+            cfg.outbox.max_bytes,
+            {"event": cfg.outbox.ttl_event_s, "telemetry": cfg.outbox.ttl_telemetry_s},
+            clock=self.clock.time,
+        )
+        self.committer = GroupCommitter(self.outbox, cfg.outbox.group_commit_ms / 1000)
+        self.sealer = Sealer(cfg.home.id, self.device, self.center.kem, self.clock)
+        self.uplink = Uplink(cfg, self.device, self.center, self.outbox, self.clock)
+        if self.outbox.recovered_from:
+            self.inject(Event("event", "fault", {"component": "outbox", "detail": self.outbox.recovered_from}))
+        self.uplink.start()
+        self.control = ControlServer(cfg.control.socket, self)
+        self.control.start()
+        self._start_drivers()
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
+        self._housekeeper.start()
+        sdnotify.notify("READY=1\nSTATUS=running")
+        log.info("trygg daemon started for home %s", cfg.home.id)
+
+    def _start_drivers(self) -> None:
+        if self.cfg.simulate.enabled:
+            from drivers.simulated import SimulatedHome
+
+            self.drivers.append(SimulatedHome(self.emit, self.cfg.simulate.every_s))
+        for driver in self.drivers:
+            driver.start()
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        sdnotify.notify("STOPPING=1")
+        for driver in reversed(self.drivers):
+            driver.stop()
+        self.control.close()
+        self.uplink.stop()
+        self.committer.close()
+        self.outbox.close()
+        log.info("trygg daemon stopped")
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopped.set())
+        self.start()
+        try:
+            while not self._stopped.wait(1.0):
+                pass
+        finally:
+            self._stopped.clear()
+            self.stop()
+
+    # -- the emit path -------------------------------------------------------------------
+    def emit(self, event: Event) -> bool:
+        """What drivers call: seal, commit durably, wake the uplink. True once accepted."""
+        return self.inject(event)[1]
+
+    def inject(self, event: Event) -> tuple[str, bool]:
+        message, row = self.sealer.seal(event)
+        accepted = self.committer.put(row)
+        if accepted:
+            self.uplink.wake()
+        else:
+            log.warning("outbox full: %s %s refused", event.cls, message.id)
+        return message.id, accepted
+
+    # -- status and housekeeping ---------------------------------------------------------
+    def status(self) -> dict:
+        outbox = self.outbox.stats()
+        return {
+            "home": self.cfg.home.id,
+            "uptime_s": round(self.clock.monotonic() - self.started_at, 1),
+            "clock_synced": self.clock.synced(),
+            **self.uplink.status(),
+            "outbox": outbox,
+            "unacked_alarms": outbox["classes"]["alarm"],
+            "drivers": {d.name: d.health() for d in self.drivers},
+        }
+
+    def _housekeeping(self) -> None:
+        watchdog = sdnotify.watchdog_interval()
+        tick = min(watchdog or 1.0, 1.0)
+        next_sweep = 0.0
+        while not self._stopped.wait(tick):
+            if watchdog and self._healthy():
+                sdnotify.notify("WATCHDOG=1")
+            now = time.monotonic()
+            if now >= next_sweep:
+                next_sweep = now + HOUSEKEEPING_S
+                try:
+                    self.sweep()
+                except Exception:  # housekeeping must not stop the watchdog or the daemon
+                    log.exception("housekeeping failed")
+
+    def _healthy(self) -> bool:
+        return self.uplink.alive() and self.committer.alive()
+
+    def sweep(self) -> None:
+        """Expire old rows, then tell the center about anything lost since the last report."""
+        self.outbox.expire()
+        losses = self.outbox.unreported_losses()
+        if losses.total():
+            body = {"dropped": losses.dropped, "expired": losses.expired}
+            _, accepted = self.inject(Event("event", "data_lost", body))
+            if accepted:
+                self.outbox.mark_reported(losses)
+        stats = self.outbox.stats()["classes"]
+        sdnotify.notify(
+            f"STATUS=link {self.uplink.link}; outbox "
+            + ", ".join(f"{c} {v['depth']}" for c, v in stats.items())
+        )

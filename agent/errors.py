@@ -1,0 +1,34 @@
+"""One root for every error Trygg raises on purpose.
+
+Each error says what was wrong and what to do about it; the CLI prints the message and exits
+non-zero instead of a traceback. Specific errors also inherit the builtin they resemble, so
+callers that only know the builtin still catch them (the gpiozero pattern).
+"""
+
+
+class TryggError(Exception):
+    """Root of all Trygg errors."""
+
+
+class ConfigError(TryggError, ValueError):
+    """A configuration file or value is wrong; the message names the key."""
+
+
+class KeyFileError(TryggError, ValueError):
+    """A key file is missing, malformed or readable by others."""
+
+
+class EnvelopeError(TryggError, ValueError):
+    """A message could not be opened or verified; never act on it."""
+
+
+class StorageError(TryggError, OSError):
+    """The local database cannot be used."""
+
+
+class DaemonNotRunning(TryggError, ConnectionError):
+    """The CLI could not reach the daemon's control socket."""
+
+
+class OutboxFull(TryggError):
+    """An event was refused because the outbox is full of more important data."""

@@ -1,0 +1,128 @@
+"""MQTT plumbing shared by the device uplink and the center receiver.
+
+A paho-mqtt 2.x client set up the way every Trygg connection needs (MQTT 5, mutual TLS,
+TCP_NODELAY), an external network loop step that also waits on the owner's wake-up socket,
+and a reconnect loop with capped, jittered backoff. It never decides what to publish.
+"""
+
+import logging
+import random
+import select
+import socket
+import ssl
+import threading
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+
+from .config import BrokerConfig
+
+log = logging.getLogger(__name__)
+
+
+def _no_delay(client, userdata, sock) -> None:
+    """Nagle against delayed ACK costs ~40 ms per hop; alarms must not wait for it."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
+def make_client(client_id: str, broker: BrokerConfig, tcp_nodelay: bool = True, inflight: int = 100) -> mqtt.Client:
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        reconnect_on_failure=False,
+    )
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(broker.ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(broker.cert), str(broker.key))
+    client.tls_set_context(context)
+    client.max_inflight_messages_set(inflight)
+    client.max_queued_messages_set(0)
+    if tcp_nodelay:
+        client.on_socket_open = _no_delay
+    return client
+
+
+def connect(client: mqtt.Client, broker: BrokerConfig) -> None:
+    """Blocking TCP connect + TLS handshake + CONNECT sent; CONNACK arrives through `pump`."""
+    client.connect(broker.host, broker.port, keepalive=broker.keepalive_s, clean_start=True)
+
+
+def pump(client: mqtt.Client, extra: list, timeout: float) -> tuple[bool, list]:
+    """One round of the external network loop: read, write, keepalive.
+
+    Returns (still_connected, readable extra sockets). Lets the owner wait on its own wake-up
+    socket in the same select() as the MQTT socket, so new alarms go out without polling.
+    """
+    sock = client.socket()
+    if sock is None:
+        return False, []
+    if getattr(sock, "pending", lambda: 0)() > 0:
+        timeout = 0.0
+    wlist = [sock] if client.want_write() else []
+    try:
+        readable, writable, _ = select.select([sock, *extra], wlist, [], timeout)
+    except (OSError, ValueError):
+        return False, []
+    if sock in readable or getattr(sock, "pending", lambda: 0)() > 0:
+        if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+            return False, []
+    if sock in writable or client.want_write():
+        if client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+            return False, []
+    if client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+        return False, []
+    return True, [s for s in readable if s is not sock]
+
+
+class Backoff:
+    """Capped exponential backoff with jitter, so a thousand homes don't reconnect in lockstep."""
+
+    def __init__(self, low: float, high: float, rand: random.Random | None = None) -> None:
+        self.low, self.high, self.rand = low, high, rand or random.Random()
+        self.current = low
+
+    def next_delay(self) -> float:
+        delay = self.rand.uniform(self.current / 2, self.current)
+        self.current = min(self.current * 2, self.high)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.low
+
+
+def keep_connected(
+    stop: threading.Event,
+    broker: BrokerConfig,
+    new_client: Callable[[], mqtt.Client],
+    session: Callable[[mqtt.Client], None],
+    backoff: Backoff,
+    on_error: Callable[[str], None],
+) -> None:
+    """Connect, run the session until the link drops, wait a jittered backoff, repeat until stop.
+
+    The session resets the backoff itself once the broker accepts it (CONNACK success), so
+    a broker that accepts TCP but refuses us still backs off.
+    """
+    while not stop.is_set():
+        client = new_client()
+        try:
+            connect(client, broker)
+            session(client)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            on_error(f"cannot connect to {broker.host}:{broker.port}: {type(exc).__name__}: {exc}")
+        finally:
+            sock = client.socket()
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        if stop.is_set():
+            break
+        delay = backoff.next_delay()
+        log.info("reconnecting to %s:%s in %.1f s", broker.host, broker.port, delay)
+        stop.wait(delay)

@@ -1,0 +1,338 @@
+"""The outbox: sealed events waiting for the care center, in SQLite, surviving kill -9 and power loss.
+
+It owns the database file and nothing else: it stores opaque sealed payloads (never plaintext)
+with their routing metadata, hands them out alarms first, forgets them when delivered, and
+keeps the file within its byte budget by dropping the least important rows first, counting
+every drop. It never talks to the network.
+
+The standard `sqlite3` module is used directly (not sqlite-utils) because every commit's
+durability matters here: WAL mode with synchronous=FULL, explicit transactions, and an
+AUTOINCREMENT key so sequence numbers are never reused after deletes (the uplink's send
+cursors rely on that). Callers get group commit through `GroupCommitter`.
+"""
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import StorageError
+from .protocol.topics import CLASSES
+
+log = logging.getLogger(__name__)
+
+PRIORITY = {cls: prio for prio, cls in enumerate(CLASSES)}  # alarm 0 < event 1 < telemetry 2
+ROW_OVERHEAD = 128  # bytes of index, key and page slack counted per row against max_bytes
+SANE_EPOCH = 1704067200.0  # 2024-01-01: a clock before this has not been set since boot
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      TEXT    NOT NULL UNIQUE,
+    prio    INTEGER NOT NULL,
+    topic   TEXT    NOT NULL,
+    payload BLOB    NOT NULL,
+    size    INTEGER NOT NULL,
+    created REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_send_order ON outbox (prio, seq);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One sealed event as stored: id and class are routing metadata, payload is ciphertext."""
+
+    id: str
+    cls: str
+    topic: str
+    payload: bytes
+    created: float
+    seq: int = 0
+
+    @property
+    def prio(self) -> int:
+        return PRIORITY[self.cls]
+
+
+@dataclass
+class Losses:
+    """Rows the outbox had to give up, per class: dropped for space, expired by TTL."""
+
+    dropped: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLASSES})
+    expired: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CLASSES})
+
+    def total(self) -> int:
+        return sum(self.dropped.values()) + sum(self.expired.values())
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
+    """Open the database, moving a corrupt file aside instead of crash-looping on it.
+
+    Returns the connection and, when the old file was unusable, a note saying what happened.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = _connect(path)
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise sqlite3.DatabaseError(result)
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return conn, None
+    except sqlite3.DatabaseError as exc:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - the connection may never have opened
+            pass
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(path) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(aside) + suffix))
+        log.error("outbox %s unusable (%s); moved aside to %s, starting fresh", path, exc, aside)
+        conn = _connect(path)
+        conn.executescript(_SCHEMA)
+        return conn, f"outbox database was corrupt ({str(exc)[:120]}); moved aside to {aside.name}"
+
+
+class Outbox:
+    """Durable, bounded, priority-ordered store of sealed events."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        ttl_s: dict[str, float | None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.ttl_s = {**ttl_s, "alarm": None}  # alarms never expire
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn, self.recovered_from = open_checked(self.path)
+        with self._lock:
+            self._recount_bytes()
+
+    # -- writing -------------------------------------------------------------------------
+    def put_many(self, rows: list[Row]) -> list[bool]:
+        """Commit rows in one durable transaction; True for each row accepted.
+
+        A row is refused (False, counted as dropped) only when it is not an alarm and the
+        outbox is full of rows at least as important. Accepted means fsynced.
+        """
+        accepted: list[bool] = []
+        with self._lock, self._transaction():
+            for row in rows:
+                ok = self._make_room(row.prio, len(row.payload) + ROW_OVERHEAD)
+                if ok:
+                    self._conn.execute(
+                        "INSERT INTO outbox (id, prio, topic, payload, size, created) VALUES (?,?,?,?,?,?)",
+                        (row.id, row.prio, row.topic, row.payload, len(row.payload), row.created),
+                    )
+                    self._bytes += len(row.payload) + ROW_OVERHEAD
+                else:
+                    self._count("dropped", row.cls, 1)
+                accepted.append(ok)
+        return accepted
+
+    def _make_room(self, prio: int, need: int) -> bool:
+        """Drop oldest telemetry, then oldest events (never alarms, never more important rows)."""
+        for victim_prio in (2, 1):
+            while self._bytes + need > self.max_bytes and victim_prio >= prio:
+                victims = self._conn.execute(
+                    "SELECT seq, size FROM outbox WHERE prio=? ORDER BY seq LIMIT 64", (victim_prio,)
+                ).fetchall()
+                if not victims:
+                    break
+                for seq, size in victims:
+                    self._conn.execute("DELETE FROM outbox WHERE seq=?", (seq,))
+                    self._bytes -= size + ROW_OVERHEAD
+                    self._count("dropped", CLASSES[victim_prio], 1)
+                    if self._bytes + need <= self.max_bytes:
+                        break
+        return self._bytes + need <= self.max_bytes or prio == 0
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Forget delivered rows; returns how many were still here."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        removed = 0
+        with self._lock, self._transaction():
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                sizes = self._conn.execute(f"SELECT size FROM outbox WHERE id IN ({marks})", chunk).fetchall()
+                self._conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+                removed += len(sizes)
+                self._bytes -= sum(s for (s,) in sizes) + len(sizes) * ROW_OVERHEAD
+        return removed
+
+    def expire(self) -> int:
+        """Delete event/telemetry rows older than their TTL; alarms never expire.
+
+        Skipped while the wall clock is unset (before 2024), and rows stamped before the clock
+        was set are never aged out: a clock jump must not look like days of old data.
+        """
+        now = self._clock()
+        if now < SANE_EPOCH:
+            return 0
+        total = 0
+        with self._lock, self._transaction():
+            for cls, ttl in self.ttl_s.items():
+                if ttl is None:
+                    continue
+                cond = "prio=? AND created>=? AND created<?"
+                args = (PRIORITY[cls], SANE_EPOCH, now - ttl)
+                n, size = self._conn.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(size),0) FROM outbox WHERE {cond}", args
+                ).fetchone()
+                if n:
+                    self._conn.execute(f"DELETE FROM outbox WHERE {cond}", args)
+                    self._bytes -= size + n * ROW_OVERHEAD
+                    self._count("expired", cls, n)
+                    total += n
+        return total
+
+    def mark_reported(self, losses: Losses) -> None:
+        """Record that these losses were reported to the center, so they are reported once."""
+        with self._lock, self._transaction():
+            for kind in ("dropped", "expired"):
+                for cls, n in getattr(losses, kind).items():
+                    if n:
+                        self._add_counter(f"reported_{kind}_{cls}", n)
+
+    def unreported_losses(self) -> Losses:
+        """Losses counted but not yet reported to the center in a data_lost event."""
+        with self._lock:
+            total, reported = self._load_losses(), self._load_losses("reported_")
+        out = Losses()
+        for kind in ("dropped", "expired"):
+            for cls in CLASSES:
+                getattr(out, kind)[cls] = max(getattr(total, kind)[cls] - getattr(reported, kind)[cls], 0)
+        return out
+
+    # -- reading -------------------------------------------------------------------------
+    def next_batch(self, after_seq: dict[int, int], limit: int) -> list[Row]:
+        """Up to limit rows in send order (class priority, then age) past each class's cursor."""
+        out: list[Row] = []
+        with self._lock:
+            for prio in range(len(CLASSES)):
+                if len(out) >= limit:
+                    break
+                out += [
+                    Row(i, CLASSES[p], t, bytes(pl), c, s)
+                    for s, i, p, t, pl, c in self._conn.execute(
+                        "SELECT seq, id, prio, topic, payload, created FROM outbox "
+                        "WHERE prio=? AND seq>? ORDER BY seq LIMIT ?",
+                        (prio, after_seq.get(prio, 0), limit - len(out)),
+                    )
+                ]
+        return out
+
+    def get(self, ids: Iterable[str]) -> list[Row]:
+        """The rows for these ids that are still waiting (for re-sending)."""
+        ids = list(ids)
+        out: list[Row] = []
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                out += [
+                    Row(i_, CLASSES[p], t, bytes(pl), c, s)
+                    for s, i_, p, t, pl, c in self._conn.execute(
+                        f"SELECT seq, id, prio, topic, payload, created FROM outbox WHERE id IN ({','.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                ]
+        return sorted(out, key=lambda r: (r.prio, r.seq))
+
+    def stats(self) -> dict:
+        """Depth and oldest age per class, bytes used, losses: what `trygg status` shows."""
+        now = self._clock()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT prio, COUNT(*), MIN(created) FROM outbox GROUP BY prio"
+            ).fetchall()
+            losses = self._load_losses()
+        classes = {c: {"depth": 0, "oldest_age_s": None} for c in CLASSES}
+        for prio, n, oldest in rows:
+            classes[CLASSES[prio]] = {"depth": n, "oldest_age_s": round(max(now - oldest, 0.0), 3)}
+        return {
+            "classes": classes,
+            "bytes": self._bytes,
+            "max_bytes": self.max_bytes,
+            "dropped": losses.dropped,
+            "expired": losses.expired,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _transaction(self):
+        return _Transaction(self._conn, on_rollback=self._recount_bytes)
+
+    def _recount_bytes(self) -> None:
+        size, n = self._conn.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        self._bytes = size + n * ROW_OVERHEAD
+
+    def _count(self, kind: str, cls: str, n: int) -> None:
+        self._add_counter(f"{kind}_{cls}", n)
+
+    def _add_counter(self, name: str, n: int) -> None:
+        self._conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, n),
+        )
+
+    def _load_losses(self, prefix: str = "") -> Losses:
+        counters = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
+        out = Losses()
+        for kind in ("dropped", "expired"):
+            for cls in CLASSES:
+                getattr(out, kind)[cls] = counters.get(f"{prefix}{kind}_{cls}", 0)
+        return out
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception, mapped to StorageError."""
+
+    def __init__(self, conn: sqlite3.Connection, on_rollback: Callable[[], None]) -> None:
+        self.conn = conn
+        self.on_rollback = on_rollback
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                self.conn.execute("ROLLBACK")
+                self.on_rollback()
+                raise StorageError(f"outbox commit failed: {err}") from err
+            return False
+        self.conn.execute("ROLLBACK")
+        self.on_rollback()
+        if isinstance(exc, sqlite3.Error):
+            raise StorageError(f"outbox write failed: {exc}") from exc
+        return False

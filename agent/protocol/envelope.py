@@ -1,0 +1,105 @@
+"""The envelope: sign with Ed25519, then seal with HPKE to the recipient, bound to the topic.
+
+Sealed envelope (the MQTT payload), all integers big-endian:
+
+    0   1  version            0x01
+    1   1  suite id           0x01 X25519, 0x02 ML-KEM-768+X25519 (see kem.py)
+    2   8  recipient key id   SHA-256(recipient public key)[:8]
+    10  .. HPKE single-shot   enc || AEAD ciphertext of the signed message
+           info = b"trygg/v1 seal\\x00" + topic + b"\\x00" + bytes 0..9 of this header
+
+Signed message (the HPKE plaintext):
+
+    0   8  signer key id      SHA-256(Ed25519 public key)[:8]
+    8   64 Ed25519 signature  over b"trygg/v1 sign\\x00" + topic + b"\\x00" + body
+    72  .. body               UTF-8 JSON (messages.py)
+
+The topic names the home, so both the seal and the signature bind home and topic: a message
+moved to another home or topic fails to open. The same signature framing, without the seal,
+is used for presence messages that carry no personal data (`sign` / `verify`).
+This module never does I/O and never returns unverified bytes.
+"""
+
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ..errors import EnvelopeError
+from .kem import KemPrivate, KemPublic, key_id, suite
+
+VERSION = 1
+HEADER = struct.Struct(">BB8s")
+SIG_LEN = 64
+MAX_ENVELOPE = 1 << 20  # 1 MiB: anything larger is refused before any crypto runs
+_SEAL_CTX = b"trygg/v1 seal\x00"
+_SIGN_CTX = b"trygg/v1 sign\x00"
+
+SignerLookup = Callable[[bytes], ed25519.Ed25519PublicKey | None]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A message that opened and verified: the body bytes and which key signed it."""
+
+    body: bytes
+    signer_kid: bytes
+
+
+def signer_kid(public: ed25519.Ed25519PublicKey) -> bytes:
+    return key_id(public.public_bytes_raw())
+
+
+def _signed_bytes(topic: str, body: bytes) -> bytes:
+    return _SIGN_CTX + topic.encode() + b"\x00" + body
+
+
+def sign(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey) -> bytes:
+    """Signer key id + signature + body, bound to the topic."""
+    sig = signer.sign(_signed_bytes(topic, body))
+    return signer_kid(signer.public_key()) + sig + body
+
+
+def verify(signed: bytes, topic: str, lookup: SignerLookup) -> Opened:
+    """Check a signed message; raise EnvelopeError unless a known key signed it for this topic."""
+    if len(signed) < 8 + SIG_LEN:
+        raise EnvelopeError("signed message too short")
+    kid, sig, body = signed[:8], signed[8 : 8 + SIG_LEN], signed[8 + SIG_LEN :]
+    public = lookup(kid)
+    if public is None:
+        raise EnvelopeError(f"signed by an unknown key {kid.hex()}")
+    try:
+        public.verify(sig, _signed_bytes(topic, body))
+    except InvalidSignature:
+        raise EnvelopeError("bad signature") from None
+    return Opened(body, kid)
+
+
+def seal(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey, recipient: KemPublic) -> bytes:
+    """Sign body with the sender's key and seal it to the recipient, bound to topic."""
+    header = HEADER.pack(VERSION, recipient.suite_id, recipient.kid)
+    info = _SEAL_CTX + topic.encode() + b"\x00" + header
+    return header + suite(recipient.suite_id).encrypt(sign(body, topic, signer), recipient.hpke_key, info=info)
+
+
+def open_sealed(data: bytes, topic: str, recipients: list[KemPrivate], lookup: SignerLookup) -> Opened:
+    """Open and verify an envelope with one of our private keys; raise EnvelopeError otherwise."""
+    if not isinstance(data, (bytes, bytearray)) or len(data) < HEADER.size + 1:
+        raise EnvelopeError("envelope too short")
+    if len(data) > MAX_ENVELOPE:
+        raise EnvelopeError(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE}")
+    data = bytes(data)
+    version, suite_id, kid = HEADER.unpack_from(data)
+    if version != VERSION:
+        raise EnvelopeError(f"unsupported envelope version {version}")
+    key = next((k for k in recipients if k.suite_id == suite_id and k.public.kid == kid), None)
+    if key is None:
+        raise EnvelopeError(f"sealed to a key we do not hold ({kid.hex()}, suite {suite_id})")
+    info = _SEAL_CTX + topic.encode() + b"\x00" + data[: HEADER.size]
+    try:
+        plain = suite(suite_id).decrypt(data[HEADER.size :], key.hpke_key, info=info)
+    except Exception:  # cryptography raises InvalidTag or ValueError for malformed input
+        raise EnvelopeError("envelope does not open (tampered, truncated or wrong topic)") from None
+    return verify(plain, topic, lookup)

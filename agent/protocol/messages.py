@@ -1,0 +1,110 @@
+"""Message bodies (the JSON inside envelopes), validated strictly at the edge.
+
+Every message from the network is parsed here before anything acts on it: unknown fields,
+wrong types, oversized lists and malformed ids are refused with a ValueError that says why.
+Bodies are compact UTF-8 JSON with sorted keys so they are easy to reproduce in test vectors.
+"""
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .ids import is_valid_id
+from .topics import check_home_id
+
+from ..events import KIND_PATTERN
+MAX_ACK_IDS = 1000
+MAX_BODY_JSON = 16 * 1024
+
+
+def _valid_id(value: str) -> str:
+    if not is_valid_id(value):
+        raise ValueError("expected a UUIDv7 id")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("time must carry a UTC offset")
+    return value.astimezone(timezone.utc)
+
+
+EventId = Annotated[str, AfterValidator(_valid_id)]
+HomeId = Annotated[str, AfterValidator(check_home_id)]
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class EventMessage(_Strict):
+    """An event from a home: what happened, where, when, and whether the clock was trustworthy."""
+
+    v: Literal[1] = 1
+    t: Literal["event"] = "event"
+    id: EventId
+    home: HomeId
+    cls: Literal["alarm", "event", "telemetry"] = Field(alias="class")
+    kind: str = Field(pattern=KIND_PATTERN)
+    time: UtcTime
+    clock_synced: bool
+    body: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AckMessage(_Strict):
+    """The center's signed statement that it has durably recorded these event ids."""
+
+    v: Literal[1] = 1
+    t: Literal["ack"] = "ack"
+    home: HomeId
+    ids: list[EventId] = Field(min_length=1, max_length=MAX_ACK_IDS)
+    time: UtcTime
+
+
+class StatusMessage(_Strict):
+    """Presence of a home: online (with heartbeat period) or offline. No personal data."""
+
+    v: Literal[1] = 1
+    t: Literal["status"] = "status"
+    home: HomeId
+    state: Literal["online", "offline"]
+    time: UtcTime
+    heartbeat_s: int = Field(ge=1, le=86400)
+
+
+def iso(dt: datetime) -> str:
+    """UTC time as ISO 8601 with milliseconds and a Z, the one time format on the wire."""
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode(message: BaseModel) -> bytes:
+    """Canonical JSON bytes of a message."""
+    data = message.model_dump(mode="python", by_alias=True)
+    data = {k: iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
+    out = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if isinstance(message, EventMessage) and len(out) > MAX_BODY_JSON:
+        raise ValueError(f"event of {len(out)} bytes exceeds {MAX_BODY_JSON}")
+    return out
+
+
+def decode(raw: bytes, model: type[BaseModel]) -> Any:
+    """Parse and validate JSON bytes into model; raise ValueError with a one-line reason."""
+    if len(raw) > 4 * MAX_BODY_JSON + 64 * MAX_ACK_IDS:
+        raise ValueError("message too large")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise ValueError(f"{where}: {first['msg']}") from None

@@ -1,0 +1,258 @@
+"""The uplink: one MQTT session to the municipal broker, draining the outbox alarms first.
+
+Owns the MQTT connection and its thread, nothing else. Sends rows in the outbox's order with
+a window of QoS 1 messages in flight; deletes telemetry on PUBACK and alarms/events only on
+the center's signed acknowledgement, re-sending those not acknowledged in time. Reconnects
+with capped, jittered exponential backoff. Publishes signed retained presence (online on
+connect and every heartbeat; offline as the last will). Never seals, never decides content.
+"""
+
+import logging
+import random
+import socket
+import threading
+import time
+from collections import OrderedDict
+
+import paho.mqtt.client as mqtt
+
+from . import mqttconn
+from .config import DeviceConfig
+from .errors import EnvelopeError
+from .keys import Identity, PublicIdentity
+from .outbox import Outbox, Row
+from .presence import signed_status
+from .protocol import envelope, topics
+from .protocol.messages import AckMessage, decode
+
+log = logging.getLogger(__name__)
+
+
+class Uplink:
+    def __init__(self, config: DeviceConfig, device: Identity, center: PublicIdentity, outbox: Outbox, clock,
+                 rand: random.Random | None = None) -> None:
+        self.cfg = config
+        self.home = config.home.id
+        self.device = device
+        self.center = center
+        self.outbox = outbox
+        self.clock = clock
+        self.backoff = mqttconn.Backoff(config.uplink.backoff_min_s, config.uplink.backoff_max_s, rand)
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
+        self._center_kid = envelope.signer_kid(center.sign)
+        self._reset_session()
+        self.link = "disconnected"
+        self.connected_since: float | None = None
+        self.last_puback: float | None = None
+        self.last_ack: float | None = None
+        self.last_error: str | None = None
+        self.reconnects = 0
+        self.published = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        self._thread.join(timeout=10)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Tell the uplink thread there is something new to send (a committed row)."""
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already woken, or closing
+
+    def status(self) -> dict:
+        return {
+            "link": self.link,
+            "connected_since": self.connected_since,
+            "last_puback": self.last_puback,
+            "last_ack": self.last_ack,
+            "last_error": self.last_error,
+            "reconnects": self.reconnects,
+            "published": self.published,
+            "in_flight": len(self._inflight),
+            "awaiting_ack": len(self._awaiting),
+        }
+
+    # -- connection loop -----------------------------------------------------------------
+    def _run(self) -> None:
+        mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff, self._error)
+        self._mark_down()
+
+    def _error(self, message: str) -> None:
+        self.last_error = message
+        log.warning("uplink: %s", message)
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqttconn.make_client(self.home, self.cfg.broker, self.cfg.uplink.tcp_nodelay, self.cfg.uplink.inflight)
+        will = signed_status(self.home, "offline", self.clock.now(), self.cfg.uplink.heartbeat_s, self.device.sign)
+        client.will_set(topics.status(self.home), will, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _session(self, client: mqtt.Client) -> None:
+        self._reset_session()
+        self.link = "connecting"
+        try:
+            self._exchange(client)
+        finally:
+            self._mark_down()
+
+    def _exchange(self, client: mqtt.Client) -> None:
+        next_heartbeat = 0.0
+        while not self._stop.is_set():
+            ok, woken = mqttconn.pump(client, [self._wake_r], timeout=0.5)
+            if woken:
+                self._drain_wake()
+            if not ok:
+                self.last_error = self.last_error or "connection lost"
+                return
+            self._apply_deliveries()
+            if self.link != "connected":
+                continue
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._publish_status(client, "online")
+                next_heartbeat = now + self.cfg.uplink.heartbeat_s
+            self._send(client, now)
+        if self.link == "connected":
+            self._publish_status(client, "offline")  # clean stop: say so ourselves, the will is not sent
+            for _ in range(20):
+                if not client.want_write():
+                    break
+                mqttconn.pump(client, [], 0.05)
+            client.disconnect()
+
+    def _mark_down(self) -> None:
+        if self.connected_since is not None:
+            self.reconnects += 1
+        self.link = "disconnected"
+        self.connected_since = None
+        self._apply_deliveries()
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- sending -------------------------------------------------------------------------
+    def _reset_session(self) -> None:
+        """A new connection starts from scratch: everything unacknowledged is eligible again."""
+        self._cursor: dict[int, int] = {}
+        self._awaiting: OrderedDict[str, float] = OrderedDict()  # id -> monotonic time sent
+        self._inflight: dict[int, Row] = {}
+        self._telemetry_delivered: list[str] = []
+        self._acked: list[str] = []
+
+    def _send(self, client: mqtt.Client, now: float) -> None:
+        room = self.cfg.uplink.inflight - len(self._inflight)
+        if room <= 0:
+            return
+        rows = self._due_resends(now, room)
+        rows += self.outbox.next_batch(self._cursor, room - len(rows))
+        rows.sort(key=lambda r: (r.prio, r.seq))
+        for row in rows:
+            info = client.publish(row.topic, row.payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                log.warning("uplink: publish failed rc=%s", info.rc)
+                return
+            self.published += 1
+            self._inflight[info.mid] = row
+            self._cursor[row.prio] = max(self._cursor.get(row.prio, 0), row.seq)
+            if row.cls != "telemetry":
+                self._awaiting[row.id] = now
+                self._awaiting.move_to_end(row.id)
+
+    def _due_resends(self, now: float, limit: int) -> list[Row]:
+        """Alarms and events the center has not acknowledged within resend_after_s."""
+        due = []
+        cutoff = now - self.cfg.outbox.resend_after_s
+        for event_id, sent in self._awaiting.items():
+            if sent > cutoff or len(due) >= limit:
+                break
+            due.append(event_id)
+        if not due:
+            return []
+        rows = self.outbox.get(due)
+        for event_id in set(due) - {r.id for r in rows}:
+            del self._awaiting[event_id]  # no longer in the outbox: acknowledged meanwhile
+        if rows:
+            log.info("uplink: re-sending %d unacknowledged messages", len(rows))
+        return rows
+
+    def _publish_status(self, client: mqtt.Client, state: str) -> None:
+        payload = signed_status(self.home, state, self.clock.now(), self.cfg.uplink.heartbeat_s, self.device.sign)
+        client.publish(topics.status(self.home), payload, qos=1, retain=True)
+
+    # -- callbacks (run inside pump, on the uplink thread) --------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker refused connection: {reason_code}"
+            log.error("uplink: %s", self.last_error)
+            return
+        self.link = "connected"
+        self.connected_since = self.clock.time()
+        self.last_error = None
+        self.backoff.reset()
+        client.subscribe(topics.ack(self.home), qos=1)
+        log.info("uplink: connected to %s:%s", self.cfg.broker.host, self.cfg.broker.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.link == "connected":
+            log.warning("uplink: disconnected (%s)", reason_code)
+        self.last_error = f"disconnected: {reason_code}"
+        self.link = "disconnected"
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        row = self._inflight.pop(mid, None)
+        if row is None:
+            return
+        if reason_code.is_failure:
+            log.warning("uplink: broker refused %s message: %s", row.cls, reason_code)
+            return
+        self.last_puback = self.clock.time()
+        if row.cls == "telemetry":
+            self._telemetry_delivered.append(row.id)
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            opened = envelope.open_sealed(message.payload, message.topic, [self.device.kem], self._center_key)
+            ack = decode(opened.body, AckMessage)
+            if ack.home != self.home:
+                raise ValueError(f"ack for home {ack.home!r}")
+        except (EnvelopeError, ValueError) as exc:
+            log.warning("uplink: ignored a message on %s that is not a valid ack: %s", message.topic, exc)
+            return
+        self.last_ack = self.clock.time()
+        self._acked.extend(ack.ids)
+
+    def _center_key(self, kid: bytes):
+        return self.center.sign if kid == self._center_kid else None
+
+    def _apply_deliveries(self) -> None:
+        """Delete what is delivered: telemetry on PUBACK, alarms/events on the center's ack."""
+        done = self._telemetry_delivered + self._acked
+        if not done:
+            return
+        self._telemetry_delivered, acked, self._acked = [], self._acked, []
+        for event_id in acked:
+            self._awaiting.pop(event_id, None)
+        self.outbox.delete(done)

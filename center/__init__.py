@@ -1,0 +1,1 @@
+"""The receiving side for night staff: open, verify, dedupe, record, acknowledge, show."""

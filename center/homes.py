@@ -1,0 +1,78 @@
+"""Enrolled homes and their presence: whose keys we trust, and who is online, offline or silent.
+
+A home's public key file (written by `trygg init` on the device) is enrolled into the
+center's homes directory; a message on a home's topic must be signed by that home's key,
+so one home can never speak for another. Presence follows signed status messages and
+heartbeats; a home that misses several heartbeats is "silent" (a cut link or a dead Pi),
+which night staff must be able to tell apart from a quiet night.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import KeyFileError
+from agent.keys import PublicIdentity, load_public
+from agent.protocol.envelope import signer_kid
+from agent.protocol.topics import check_home_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Presence:
+    state: str = "unknown"  # online, offline, silent
+    heartbeat_s: float = 60.0
+    last_seen: float | None = None  # receiver's monotonic clock
+    last_status_time: float = 0.0  # device's own timestamp of its newest status, against replays
+
+
+class HomeRegistry:
+    def __init__(self, homes_dir: Path) -> None:
+        self.homes_dir = Path(homes_dir)
+        self.keys: dict[str, PublicIdentity] = {}
+        self.presence: dict[str, Presence] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read every *.pub in the homes directory; a bad file is logged and skipped."""
+        keys = {}
+        for path in sorted(self.homes_dir.glob("*.pub")):
+            try:
+                public = load_public(path)
+                check_home_id(public.name)
+            except (KeyFileError, ValueError) as exc:
+                log.error("skipping home key %s: %s", path, exc)
+                continue
+            keys[public.name] = public
+        self.keys = keys
+
+    def signer_for(self, home: str):
+        """A lookup that only accepts the given home's own signing key."""
+        public = self.keys.get(home)
+
+        def lookup(kid: bytes):
+            return public.sign if public is not None and kid == signer_kid(public.sign) else None
+
+        return lookup
+
+    def seen(self, home: str, now: float) -> None:
+        self.presence.setdefault(home, Presence()).last_seen = now
+
+    def set_state(self, home: str, state: str, heartbeat_s: float | None = None) -> bool:
+        """Record a presence state; True when it changed (worth showing to staff)."""
+        p = self.presence.setdefault(home, Presence())
+        if heartbeat_s:
+            p.heartbeat_s = heartbeat_s
+        changed = p.state != state
+        p.state = state
+        return changed
+
+    def newly_silent(self, now: float, after_heartbeats: float) -> list[str]:
+        """Online homes not heard from for after_heartbeats heartbeat periods."""
+        out = []
+        for home, p in self.presence.items():
+            if p.state == "online" and p.last_seen is not None and now - p.last_seen > after_heartbeats * p.heartbeat_s:
+                p.state = "silent"
+                out.append(home)
+        return out

@@ -1,0 +1,163 @@
+"""The receiver: subscribe to every home, open and verify, dedupe, record durably, acknowledge, show.
+
+Order matters and is the point of this module: an event is recorded (fsynced) before its
+acknowledgement is published, because the home deletes an alarm on our ack. Duplicates are
+acknowledged again (the first ack may have been lost) but shown only once. Anything that
+does not open and verify is reported and skipped; nothing a broker or an attacker sends can
+stop the receiver. Owns the center's MQTT session; output goes to the sink it is given.
+"""
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+
+from agent import mqttconn
+from agent.config import CenterConfig
+from agent.errors import EnvelopeError
+from agent.keys import Identity
+from agent.presence import verify_status
+from agent.protocol import envelope, topics
+from agent.protocol.ids import new_id
+from agent.protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, decode, encode
+
+from .homes import HomeRegistry
+from .store import EventStore, Received
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 500
+
+
+class Sink(Protocol):
+    """Where the receiver reports what happened: the console, or a test's list."""
+
+    def event(self, message: EventMessage, received: float) -> None: ...
+    def presence(self, home: str, state: str) -> None: ...
+    def rejected(self, topic: str, reason: str) -> None: ...
+
+
+class Receiver:
+    def __init__(self, config: CenterConfig, identity: Identity, homes: HomeRegistry, store: EventStore,
+                 sink: Sink, clock) -> None:
+        self.cfg = config
+        self.identity = identity
+        self.homes = homes
+        self.store = store
+        self.sink = sink
+        self.clock = clock
+        self.backoff = mqttconn.Backoff(0.5, 30.0)
+        self._stop = threading.Event()
+        self._pending: list[mqtt.MQTTMessage] = []
+        self.connected = threading.Event()
+        self.client_id = f"{config.center.name}-{new_id()[-12:]}"  # unique: several receivers may share the load
+
+    def run(self) -> None:
+        """Receive until stop() is called; reconnects by itself."""
+        mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
+                                lambda msg: log.warning("receiver: %s", msg))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqttconn.make_client(self.client_id, self.cfg.broker)
+        client.on_connect = self._on_connect
+        client.on_message = lambda c, u, message: self._pending.append(message)
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("receiver: broker refused connection: %s", reason_code)
+            return
+        client.subscribe([(topics.UP_WILDCARD, 1), (topics.STATUS_WILDCARD, 1)])
+        self.backoff.reset()
+        self.connected.set()
+        log.info("receiver: connected to %s:%s", self.cfg.broker.host, self.cfg.broker.port)
+
+    def _session(self, client: mqtt.Client) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, _ = mqttconn.pump(client, [], timeout=0.5)
+                # Read everything already waiting before recording: one fsync and one ack per batch.
+                while ok and self._pending and len(self._pending) < MAX_BATCH:
+                    before = len(self._pending)
+                    ok, _ = mqttconn.pump(client, [], timeout=0)
+                    if len(self._pending) == before:
+                        break
+                if self._pending:
+                    batch, self._pending = self._pending, []
+                    self.handle(client, batch)
+                for home in self.homes.newly_silent(self.clock.monotonic(), self.cfg.center.silent_after_heartbeats):
+                    self.sink.presence(home, "silent")
+                if not ok:
+                    return
+            client.disconnect()
+        finally:
+            self.connected.clear()
+
+    # -- message handling ----------------------------------------------------------------
+    def handle(self, client: mqtt.Client, batch: list[mqtt.MQTTMessage]) -> None:
+        accepted: list[tuple[EventMessage, Received]] = []
+        for message in batch:
+            try:
+                where = topics.parse(message.topic)
+                if where.channel == "up":
+                    accepted.append(self._open_event(message, where))
+                elif where.channel == "status":
+                    self._presence(message, where.home)
+                else:
+                    raise ValueError(f"unexpected channel {where.channel!r}")
+            except (EnvelopeError, ValueError) as exc:
+                if message.retain and not message.payload:
+                    continue  # a cleared retained status: nothing to report
+                self.sink.rejected(message.topic, str(exc))
+        if not accepted:
+            return
+        new_ids = self.store.record([received for _, received in accepted])
+        self._acknowledge(client, [m for m, _ in accepted])
+        shown: set[str] = set()
+        for message, received in accepted:
+            if message.id in new_ids and message.id not in shown:
+                shown.add(message.id)
+                self.sink.event(message, received.received)
+
+    def _open_event(self, message: mqtt.MQTTMessage, where: topics.Topic) -> tuple[EventMessage, Received]:
+        if where.home not in self.homes.keys:
+            self.homes.reload()  # a home enrolled while we run
+        opened = envelope.open_sealed(message.payload, message.topic, [self.identity.kem],
+                                      self.homes.signer_for(where.home))
+        event = decode(opened.body, EventMessage)
+        if event.home != where.home or event.cls != where.cls:
+            raise ValueError(f"event for {event.home}/{event.cls} arrived on {message.topic}")
+        self.homes.seen(where.home, self.clock.monotonic())
+        received = Received(event.id, event.home, event.cls, message.topic, bytes(message.payload), self.clock.time())
+        return event, received
+
+    def _presence(self, message: mqtt.MQTTMessage, home: str) -> None:
+        status = verify_status(message.payload, message.topic, home, self.homes.signer_for(home))
+        presence = self.homes.presence.get(home)
+        stamp = status.time.timestamp()
+        if presence is not None and stamp <= presence.last_status_time:
+            return  # an older or replayed status: our newer knowledge stands
+        if not message.retain:
+            self.homes.seen(home, self.clock.monotonic())
+        elif status.state == "online":
+            self.homes.seen(home, self.clock.monotonic() - max(self.clock.time() - stamp, 0.0))
+        self.homes.presence[home].last_status_time = stamp
+        if self.homes.set_state(home, status.state, status.heartbeat_s):
+            self.sink.presence(home, status.state)
+
+    def _acknowledge(self, client: mqtt.Client, events: list[EventMessage]) -> None:
+        """One signed, sealed ack per home per batch, covering every id (duplicates too)."""
+        by_home: dict[str, list[str]] = defaultdict(list)
+        for event in events:
+            if event.id not in by_home[event.home]:
+                by_home[event.home].append(event.id)
+        for home, ids in by_home.items():
+            public = self.homes.keys[home]
+            topic = topics.ack(home)
+            for i in range(0, len(ids), MAX_ACK_IDS):
+                ack = AckMessage(home=home, ids=ids[i : i + MAX_ACK_IDS], time=self.clock.now())
+                client.publish(topic, envelope.seal(encode(ack), topic, self.identity.sign, public.kem), qos=1)

@@ -1,0 +1,66 @@
+"""The center's durable record of received events, and the dedupe that goes with it.
+
+Stores each event once, by id, still sealed to the center key (the envelope as received), so
+the record is tamper-evident and holds no plaintext health data at rest. A receiver restart
+does not re-alert: an id already here is a duplicate. Standard sqlite3 with synchronous=FULL,
+because the home deletes an alarm as soon as we acknowledge it: the row must be on disk first.
+"""
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id       TEXT PRIMARY KEY,
+    home     TEXT NOT NULL,
+    class    TEXT NOT NULL,
+    topic    TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    received REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_home ON events (home, received);
+"""
+
+
+@dataclass(frozen=True)
+class Received:
+    id: str
+    home: str
+    cls: str
+    topic: str
+    envelope: bytes
+    received: float
+
+
+class EventStore:
+    def __init__(self, path: Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+
+    def record(self, batch: list[Received]) -> set[str]:
+        """Durably record a batch in one transaction; return the ids that were new."""
+        new: set[str] = set()
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for r in batch:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO events (id, home, class, topic, envelope, received) VALUES (?,?,?,?,?,?)",
+                    (r.id, r.home, r.cls, r.topic, r.envelope, r.received),
+                )
+                if cur.rowcount:
+                    new.add(r.id)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return new
+
+    def count(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
