@@ -206,3 +206,7 @@ def _register_center() -> None:
 
 
 _register_center()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+# Two commands on a fresh Debian / Raspberry Pi OS machine:
+#   make demo   - install what is missing, then watch a simulated home's alarms reach a night-staff console
+#   make test   - install what is missing, then run the test suite against a real Mosquitto
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-packages demo test bench clean
+
+setup: system-packages $(VENV)/.installed
+
+# Mosquitto (and venv support) come from the OS packages; installed only when missing.
+system-packages:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	    echo "installing mosquitto from the OS packages"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	fi
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
+	    echo "installing python3-venv from the OS packages"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .hypothesis
