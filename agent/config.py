@@ -66,6 +66,7 @@ class OutboxConfig(_Section):
 
 class UplinkConfig(_Section):
     inflight: int = Field(default=100, ge=1, le=65535)
+    max_unacked: int = Field(default=500, ge=1, le=100_000)
     backoff_min_s: Seconds = 0.5
     backoff_max_s: Seconds = 60.0
     heartbeat_s: int = Field(default=60, ge=1, le=86400)
@@ -104,6 +105,7 @@ class CenterSection(_Section):
     homes_dir: Path = Path("homes")
     store: Path = Path("center.db")
     silent_after_heartbeats: float = Field(default=3.0, ge=1.5, le=100)
+    shared_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")  # several receivers share events
 
 
 class CenterConfig(_Section):

@@ -24,7 +24,7 @@ class Event:
     def __post_init__(self) -> None:
         if self.cls not in CLASSES:
             raise ValueError(f"class must be one of {', '.join(CLASSES)}, got {self.cls!r}")
-        if not _KIND_RE.match(self.kind):
+        if not isinstance(self.kind, str) or not _KIND_RE.fullmatch(self.kind):
             raise ValueError(f"kind must be 1-40 characters a-z, 0-9 and '_', starting with a letter, got {self.kind!r}")
 
 

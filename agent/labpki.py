@@ -58,7 +58,11 @@ class LabPKI:
 def make_lab_pki(
     directory: Path, clients: Iterable[str], days: int = 30, overwrite: bool = False
 ) -> LabPKI:
-    """Create a fresh CA, broker certificate and one certificate per client name."""
+    """Create a fresh CA, broker certificate and one certificate per client name.
+
+    With overwrite=True every `*.crt` and `*.key` already in the directory is deleted first,
+    so no certificate of the old CA is left behind to confuse anyone.
+    """
     directory = Path(directory)
     names = [_check_name(name) for name in clients]
     if (directory / "ca.crt").exists() and not overwrite:
@@ -67,12 +71,15 @@ def make_lab_pki(
         )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)  # the directory may have existed with a looser mode
+    if overwrite:
+        for stale in [*directory.glob("*.crt"), *directory.glob("*.key")]:
+            stale.unlink()
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key, days)
     pki = LabPKI(directory, directory / "ca.crt", directory / "broker.crt", directory / "broker.key")
-    _write_key(pki.directory / "ca.key", ca_key, overwrite)
-    _write_cert(pki.ca, ca_cert, overwrite)
+    _write_key(pki.directory / "ca.key", ca_key)
+    _write_cert(pki.ca, ca_cert)
 
     broker_key = ec.generate_private_key(ec.SECP256R1())
     san = x509.SubjectAlternativeName(
@@ -85,11 +92,11 @@ def make_lab_pki(
     broker = _leaf_certificate(
         BROKER_NAME, broker_key, ca_cert, ca_key, days, ExtendedKeyUsageOID.SERVER_AUTH, san
     )
-    _write_key(pki.broker_key, broker_key, overwrite)
-    _write_cert(pki.broker_cert, broker, overwrite)
+    _write_key(pki.broker_key, broker_key)
+    _write_cert(pki.broker_cert, broker)
 
     for name in names:
-        _issue_client(pki, name, ca_cert, ca_key, days, overwrite)
+        _issue_client(pki, name, ca_cert, ca_key, days)
     return pki
 
 
@@ -100,7 +107,7 @@ def add_client(pki: LabPKI, name: str, days: int = 30) -> tuple[Path, Path]:
     ca_key = serialization.load_pem_private_key((pki.directory / "ca.key").read_bytes(), None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{pki.directory / 'ca.key'} is not an EC key made by make_lab_pki")
-    return _issue_client(pki, name, ca_cert, ca_key, days, overwrite=False)
+    return _issue_client(pki, name, ca_cert, ca_key, days)
 
 
 def _check_name(name: str) -> str:
@@ -119,13 +126,12 @@ def _issue_client(
     ca_cert: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
     days: int,
-    overwrite: bool,
 ) -> tuple[Path, Path]:
     cert_path, key_path = pki.directory / f"{name}.crt", pki.directory / f"{name}.key"
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _leaf_certificate(name, key, ca_cert, ca_key, days, ExtendedKeyUsageOID.CLIENT_AUTH)
-    _write_key(key_path, key, overwrite)
-    _write_cert(cert_path, cert, overwrite)
+    _write_key(key_path, key)
+    _write_cert(cert_path, cert)
     return cert_path, key_path
 
 
@@ -214,24 +220,22 @@ def _leaf_certificate(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, overwrite: bool) -> None:
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     """Created 0600 with O_EXCL: never briefly readable by others, never silently replaced."""
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _create(path, pem, 0o600, overwrite)
+    _create(path, pem, 0o600)
 
 
-def _write_cert(path: Path, cert: x509.Certificate, overwrite: bool) -> None:
-    _create(path, cert.public_bytes(serialization.Encoding.PEM), 0o644, overwrite)
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    _create(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def _create(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
-    """Why O_EXCL: an existing file is only replaced when the caller said overwrite."""
-    if overwrite:
-        path.unlink(missing_ok=True)
+def _create(path: Path, data: bytes, mode: int) -> None:
+    """Why O_EXCL: never write through a file (or symlink) that is already there."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:

@@ -228,11 +228,14 @@ class Outbox:
         return out
 
     # -- reading -------------------------------------------------------------------------
-    def next_batch(self, after_seq: dict[int, int], limit: int) -> list[Row]:
-        """Up to limit rows in send order (class priority, then age) past each class's cursor."""
+    def next_batch(self, after_seq: dict[int, int], limit: int, classes: int = len(CLASSES)) -> list[Row]:
+        """Up to limit rows in send order (class priority, then age) past each class's cursor.
+
+        classes=1 asks for alarms only.
+        """
         out: list[Row] = []
         with self._lock:
-            for prio in range(len(CLASSES)):
+            for prio in range(classes):
                 if len(out) >= limit:
                     break
                 out += [

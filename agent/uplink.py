@@ -1,9 +1,12 @@
 """The uplink: one MQTT session to the municipal broker, draining the outbox alarms first.
 
 Owns the MQTT connection and its thread, nothing else. Sends rows in the outbox's order with
-a window of QoS 1 messages in flight; deletes telemetry on PUBACK and alarms/events only on
-the center's signed acknowledgement, re-sending those not acknowledged in time. Reconnects
-with capped, jittered exponential backoff. Publishes signed retained presence (online on
+a window of QoS 1 messages in flight (pipelining against the broker's PUBACKs) and a second,
+end-to-end window of messages the center has not yet acknowledged, so a drained backlog never
+overruns the receiver's queue at the broker (Mosquitto silently drops beyond
+max_queued_messages). Rows are deleted only on the center's signed acknowledgement and
+re-sent when it does not come in time; alarms are never held back by the end-to-end window.
+Reconnects with capped, jittered exponential backoff. Publishes signed retained presence (online on
 connect and every heartbeat; offline as the last will). Never seals, never decides content.
 """
 
@@ -159,7 +162,6 @@ class Uplink:
         self._cursor: dict[int, int] = {}
         self._awaiting: OrderedDict[str, float] = OrderedDict()  # id -> monotonic time sent
         self._inflight: dict[int, Row] = {}
-        self._telemetry_delivered: list[str] = []
         self._acked: list[str] = []
 
     def _send(self, client: mqtt.Client, now: float) -> None:
@@ -167,7 +169,12 @@ class Uplink:
         if room <= 0:
             return
         rows = self._due_resends(now, room)
-        rows += self.outbox.next_batch(self._cursor, room - len(rows))
+        unacked_room = self.cfg.uplink.max_unacked - len(self._awaiting)
+        limit = min(room, unacked_room) - len(rows)
+        if limit > 0:
+            rows += self.outbox.next_batch(self._cursor, limit)
+        elif room > len(rows):  # the center is behind: only alarms go past the end-to-end window
+            rows += self.outbox.next_batch(self._cursor, room - len(rows), classes=1)
         rows.sort(key=lambda r: (r.prio, r.seq))
         for row in rows:
             info = client.publish(row.topic, row.payload, qos=1)
@@ -177,12 +184,11 @@ class Uplink:
             self.published += 1
             self._inflight[info.mid] = row
             self._cursor[row.prio] = max(self._cursor.get(row.prio, 0), row.seq)
-            if row.cls != "telemetry":
-                self._awaiting[row.id] = now
-                self._awaiting.move_to_end(row.id)
+            self._awaiting[row.id] = now
+            self._awaiting.move_to_end(row.id)
 
     def _due_resends(self, now: float, limit: int) -> list[Row]:
-        """Alarms and events the center has not acknowledged within resend_after_s."""
+        """Messages the center has not acknowledged within resend_after_s."""
         due = []
         cutoff = now - self.cfg.outbox.resend_after_s
         for event_id, sent in self._awaiting.items():
@@ -225,12 +231,10 @@ class Uplink:
         row = self._inflight.pop(mid, None)
         if row is None:
             return
-        if reason_code.is_failure:
+        if reason_code.is_failure:  # stays awaiting the center's ack, so it is re-sent in time
             log.warning("uplink: broker refused %s message: %s", row.cls, reason_code)
             return
         self.last_puback = self.clock.time()
-        if row.cls == "telemetry":
-            self._telemetry_delivered.append(row.id)
 
     def _on_message(self, client, userdata, message) -> None:
         try:
@@ -248,11 +252,10 @@ class Uplink:
         return self.center.sign if kid == self._center_kid else None
 
     def _apply_deliveries(self) -> None:
-        """Delete what is delivered: telemetry on PUBACK, alarms/events on the center's ack."""
-        done = self._telemetry_delivered + self._acked
-        if not done:
+        """Delete what the center has acknowledged: it has recorded those rows durably."""
+        if not self._acked:
             return
-        self._telemetry_delivered, acked, self._acked = [], self._acked, []
+        acked, self._acked = self._acked, []
         for event_id in acked:
             self._awaiting.pop(event_id, None)
-        self.outbox.delete(done)
+        self.outbox.delete(acked)

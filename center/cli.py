@@ -8,8 +8,9 @@ import click
 
 from agent import config as cfgmod
 from agent import provision
-from agent.cli import config_option, friendly_errors, resolve_config
+from agent.cliutil import config_option, friendly_errors, resolve_config
 from agent.clock import SystemClock
+from agent.errors import TryggError
 from agent.keys import load_private
 
 
@@ -74,3 +75,5 @@ def watch(ctx, config_path, as_json: bool) -> None:
     while worker.is_alive():
         worker.join(0.5)
     store.close()
+    if receiver.failed:
+        raise TryggError(f"receiver stopped: {receiver.failed}")

@@ -24,7 +24,8 @@ class Presence:
     state: str = "unknown"  # online, offline, silent
     heartbeat_s: float = 60.0
     last_seen: float | None = None  # receiver's monotonic clock
-    last_status_time: float = 0.0  # device's own timestamp of its newest status, against replays
+    last_online_time: float = 0.0  # device timestamps of the newest accepted statuses, against replays
+    last_offline_time: float = 0.0
 
 
 class HomeRegistry:
@@ -55,6 +56,23 @@ class HomeRegistry:
             return public.sign if public is not None and kid == signer_kid(public.sign) else None
 
         return lookup
+
+    def accept_status(self, home: str, state: str, stamp: float) -> bool:
+        """Replay rule: online must be newer than anything seen; offline newer than the last offline.
+
+        The last will is stamped when its session starts, before that session's heartbeats, so
+        an offline is compared only with earlier offlines. A replayed old online is ignored.
+        """
+        p = self.presence.setdefault(home, Presence())
+        if state == "offline":
+            if stamp <= p.last_offline_time:
+                return False
+            p.last_offline_time = stamp
+            return True
+        if stamp <= max(p.last_online_time, p.last_offline_time):
+            return False
+        p.last_online_time = stamp
+        return True
 
     def seen(self, home: str, now: float) -> None:
         self.presence.setdefault(home, Presence()).last_seen = now

@@ -51,12 +51,17 @@ class Receiver:
         self._stop = threading.Event()
         self._pending: list[mqtt.MQTTMessage] = []
         self.connected = threading.Event()
+        self.failed: str | None = None
         self.client_id = f"{config.center.name}-{new_id()[-12:]}"  # unique: several receivers may share the load
 
     def run(self) -> None:
-        """Receive until stop() is called; reconnects by itself."""
-        mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
-                                lambda msg: log.warning("receiver: %s", msg))
+        """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
+        try:
+            mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
+                                    lambda msg: log.warning("receiver: %s", msg))
+        except Exception as exc:  # e.g. the event store cannot be written: stop rather than ack unrecorded
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.exception("receiver stopped")
 
     def stop(self) -> None:
         self._stop.set()
@@ -71,7 +76,9 @@ class Receiver:
         if reason_code.is_failure:
             log.error("receiver: broker refused connection: %s", reason_code)
             return
-        client.subscribe([(topics.UP_WILDCARD, 1), (topics.STATUS_WILDCARD, 1)])
+        group = self.cfg.center.shared_group
+        up = f"$share/{group}/{topics.UP_WILDCARD}" if group else topics.UP_WILDCARD
+        client.subscribe([(up, 1), (topics.STATUS_WILDCARD, 1)])
         self.backoff.reset()
         self.connected.set()
         log.info("receiver: connected to %s:%s", self.cfg.broker.host, self.cfg.broker.port)
@@ -113,6 +120,9 @@ class Receiver:
                 if message.retain and not message.payload:
                     continue  # a cleared retained status: nothing to report
                 self.sink.rejected(message.topic, str(exc))
+            except Exception as exc:  # a bug must cost one message, never the receiver
+                log.exception("receiver: unexpected error on %s", message.topic)
+                self.sink.rejected(message.topic, f"internal error: {type(exc).__name__}: {exc}")
         if not accepted:
             return
         new_ids = self.store.record([received for _, received in accepted])
@@ -137,15 +147,13 @@ class Receiver:
 
     def _presence(self, message: mqtt.MQTTMessage, home: str) -> None:
         status = verify_status(message.payload, message.topic, home, self.homes.signer_for(home))
-        presence = self.homes.presence.get(home)
         stamp = status.time.timestamp()
-        if presence is not None and stamp <= presence.last_status_time:
+        if not self.homes.accept_status(home, status.state, stamp):
             return  # an older or replayed status: our newer knowledge stands
         if not message.retain:
             self.homes.seen(home, self.clock.monotonic())
-        elif status.state == "online":
+        elif status.state == "online":  # retained: last heard when it was stamped
             self.homes.seen(home, self.clock.monotonic() - max(self.clock.time() - stamp, 0.0))
-        self.homes.presence[home].last_status_time = stamp
         if self.homes.set_state(home, status.state, status.heartbeat_s):
             self.sink.presence(home, status.state)
 
@@ -156,7 +164,9 @@ class Receiver:
             if event.id not in by_home[event.home]:
                 by_home[event.home].append(event.id)
         for home, ids in by_home.items():
-            public = self.homes.keys[home]
+            public = self.homes.keys.get(home)
+            if public is None:  # un-enrolled between open and ack: it re-sends, we ack then
+                continue
             topic = topics.ack(home)
             for i in range(0, len(ids), MAX_ACK_IDS):
                 ack = AckMessage(home=home, ids=ids[i : i + MAX_ACK_IDS], time=self.clock.now())

@@ -27,10 +27,7 @@ from tests.support.broker import Broker  # noqa: E402
 
 WORK = ROOT / "demo"
 HOME = "hem-0042"
-TRYGG = [sys.executable, "-m", "agent.cli"] if not shutil.which("trygg") else [shutil.which("trygg")]
-VENV_TRYGG = Path(sys.executable).parent / "trygg"
-if VENV_TRYGG.exists():
-    TRYGG = [str(VENV_TRYGG)]
+TRYGG = [sys.executable, "-m", "agent"]  # the venv's trygg, whatever PATH says
 
 
 def say(text: str) -> None:

@@ -64,8 +64,12 @@ def sign(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey) -> bytes:
 
 def verify(signed: bytes, topic: str, lookup: SignerLookup) -> Opened:
     """Check a signed message; raise EnvelopeError unless a known key signed it for this topic."""
-    if len(signed) < 8 + SIG_LEN:
+    if not isinstance(signed, (bytes, bytearray)) or len(signed) < 8 + SIG_LEN:
         raise EnvelopeError("signed message too short")
+    try:
+        topic.encode()
+    except UnicodeEncodeError:
+        raise EnvelopeError("topic is not UTF-8") from None
     kid, sig, body = signed[:8], signed[8 : 8 + SIG_LEN], signed[8 + SIG_LEN :]
     public = lookup(kid)
     if public is None:
@@ -86,11 +90,15 @@ def seal(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey, recipient: 
 
 def open_sealed(data: bytes, topic: str, recipients: list[KemPrivate], lookup: SignerLookup) -> Opened:
     """Open and verify an envelope with one of our private keys; raise EnvelopeError otherwise."""
-    if not isinstance(data, (bytes, bytearray)) or len(data) < HEADER.size + 1:
+    try:
+        data = bytes(data)
+        topic.encode()
+    except (TypeError, UnicodeEncodeError):
+        raise EnvelopeError("envelope or topic is not bytes / UTF-8") from None
+    if len(data) < HEADER.size + 1:
         raise EnvelopeError("envelope too short")
     if len(data) > MAX_ENVELOPE:
         raise EnvelopeError(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE}")
-    data = bytes(data)
     version, suite_id, kid = HEADER.unpack_from(data)
     if version != VERSION:
         raise EnvelopeError(f"unsupported envelope version {version}")

@@ -38,4 +38,4 @@ def new_id(now_ms: int | None = None) -> str:
 
 def is_valid_id(text: str) -> bool:
     """True for a canonical lower-case UUIDv7 string."""
-    return isinstance(text, str) and bool(_UUID_RE.match(text))
+    return isinstance(text, str) and bool(_UUID_RE.fullmatch(text))

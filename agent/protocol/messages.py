@@ -17,6 +17,7 @@ from .topics import check_home_id
 from ..events import KIND_PATTERN
 MAX_ACK_IDS = 1000
 MAX_BODY_JSON = 16 * 1024
+MAX_MESSAGE_JSON = 64 * 1024  # the largest message: an ack of MAX_ACK_IDS ids
 
 
 def _valid_id(value: str) -> str:
@@ -86,7 +87,7 @@ def encode(message: BaseModel) -> bytes:
     """Canonical JSON bytes of a message."""
     data = message.model_dump(mode="python", by_alias=True)
     data = {k: iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
-    out = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    out = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     if isinstance(message, EventMessage) and len(out) > MAX_BODY_JSON:
         raise ValueError(f"event of {len(out)} bytes exceeds {MAX_BODY_JSON}")
     return out
@@ -94,16 +95,10 @@ def encode(message: BaseModel) -> bytes:
 
 def decode(raw: bytes, model: type[BaseModel]) -> Any:
     """Parse and validate JSON bytes into model; raise ValueError with a one-line reason."""
-    if len(raw) > 4 * MAX_BODY_JSON + 64 * MAX_ACK_IDS:
+    if len(raw) > MAX_MESSAGE_JSON:
         raise ValueError("message too large")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "message"

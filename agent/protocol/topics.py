@@ -20,7 +20,7 @@ STATUS_WILDCARD = f"{PREFIX}/+/status"
 
 def check_home_id(home: str) -> str:
     """Return home unchanged when it is a valid home id, else raise ValueError naming the rule."""
-    if not isinstance(home, str) or not HOME_ID_RE.match(home):
+    if not isinstance(home, str) or not HOME_ID_RE.fullmatch(home):
         raise ValueError(f"home id must be {HOME_ID_RULE}, got {home!r}")
     return home
 

@@ -1,0 +1,5 @@
+"""`python -m agent` is `trygg`."""
+
+from .cli import main
+
+main()

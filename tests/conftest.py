@@ -1,0 +1,32 @@
+"""Session fixtures: a throwaway lab PKI and a real Mosquitto with mutual TLS, loopback only."""
+
+import pytest
+
+from agent.labpki import make_lab_pki
+from tests.support.broker import Broker
+from tests.support.lab import Lab
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return make_lab_pki(tmp_path_factory.mktemp("pki") / "lab", ["center"])
+
+
+@pytest.fixture(scope="session")
+def broker(pki, tmp_path_factory):
+    with Broker(tmp_path_factory.mktemp("broker"), pki) as b:
+        yield b
+
+
+@pytest.fixture
+def own_broker(pki, tmp_path):
+    """A broker of the test's own, for tests that stop, kill or restart it."""
+    with Broker(tmp_path / "broker", pki) as b:
+        yield b
+
+
+@pytest.fixture
+def lab(tmp_path, pki, broker):
+    lab = Lab(tmp_path, pki, broker.port)
+    yield lab
+    lab.close()

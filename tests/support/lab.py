@@ -1,0 +1,190 @@
+"""A lab of real processes: homes running `trygg run`, a center running `trygg center watch --json`.
+
+Everything goes through the real CLI, the real broker and real files, as an installer's
+script would; tests and benchmarks only read what the CLI prints. Loopback only.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+from agent.labpki import LabPKI, add_client
+from agent.provision import render_toml
+
+TRYGG = [sys.executable, "-m", "agent"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def trygg(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*TRYGG, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"trygg {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def edit_toml(path: Path, overrides: dict[str, dict]) -> None:
+    """Merge overrides into a config file written by trygg init."""
+    data = tomllib.loads(path.read_text())
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    path.write_text(render_toml(data))
+
+
+class Watch:
+    """`trygg center watch --json` in the background, its lines collected as they arrive."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.events: list[dict] = []
+        self.other: list[dict] = []  # presence and rejected, from stderr
+        self.log = log
+        self._cond = threading.Condition()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Watch":
+        self.proc = subprocess.Popen([*TRYGG, "center", "watch", "--json", "--config", str(self.config)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.events), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.other), daemon=True).start()
+        return self
+
+    def _read(self, stream, into: list) -> None:
+        with open(self.log, "a") as log:
+            for line in stream:
+                log.write(line)
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    item = {"type": "text", "line": line.rstrip()}
+                with self._cond:
+                    into.append(item)
+                    self._cond.notify_all()
+
+    def ids(self) -> list[str]:
+        with self._cond:
+            return [e["id"] for e in self.events]
+
+    def wait_ids(self, ids, timeout: float = 30.0) -> None:
+        wanted = set(ids)
+        wait_for(lambda: wanted <= set(self.ids()), timeout, f"{len(wanted - set(self.ids()))} of {len(wanted)} ids at the center")
+
+    def wait_other(self, match, timeout: float = 15.0) -> dict:
+        def found():
+            with self._cond:
+                return next((o for o in self.other if match(o)), None)
+        return wait_for(found, timeout, "a presence/rejected line")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Home:
+    """One home: its config directory and its `trygg run` process."""
+
+    def __init__(self, directory: Path, home_id: str) -> None:
+        self.dir = directory
+        self.id = home_id
+        self.config = directory / "trygg.toml"
+        self.proc: subprocess.Popen | None = None
+        self.log = directory / "daemon.log"
+
+    def start(self) -> "Home":
+        self.proc = subprocess.Popen([*TRYGG, "run", "--config", str(self.config)], stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log, "a"), stderr=subprocess.STDOUT, env=ENV)
+        wait_for(self.responds, 20, f"home {self.id} to answer on its control socket")
+        return self
+
+    def responds(self) -> bool:
+        if self.proc and self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+        return trygg("status", "--json", "--config", self.config, check=False).returncode == 0
+
+    def simulate(self, cls: str, kind: str | None = None, count: int = 1) -> list[str]:
+        args = ["simulate", cls, "--count", count, "--config", self.config] + (["--kind", kind] if kind else [])
+        return trygg(*args).stdout.split()
+
+    def status(self) -> dict:
+        return json.loads(trygg("status", "--json", "--config", self.config).stdout)
+
+    def depth(self) -> int:
+        return sum(c["depth"] for c in self.status()["outbox"]["classes"].values())
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait() if self.proc else None
+
+
+class Lab:
+    """A center directory and any number of homes, provisioned through the CLI."""
+
+    def __init__(self, root: Path, pki: LabPKI, broker_port: int) -> None:
+        self.root = root
+        self.pki = pki
+        self.broker = f"127.0.0.1:{broker_port}"
+        cert, key = pki.client("center")
+        trygg("center", "init", "--dir", root / "center", "--broker", self.broker, "--ca", pki.ca,
+              "--cert", cert, "--key", key)
+        self.center_config = root / "center" / "center.toml"
+        self.homes: list[Home] = []
+        self.watches: list[Watch] = []
+
+    def home(self, home_id: str, port: int | None = None, **overrides: dict) -> Home:
+        """Provision a home (optionally behind a proxy port) with config overrides per section."""
+        if not (self.pki.directory / f"{home_id}.crt").exists():
+            add_client(self.pki, home_id)
+        cert, key = self.pki.client(home_id)
+        broker = f"127.0.0.1:{port}" if port else self.broker
+        directory = self.root / home_id
+        trygg("init", "--home", home_id, "--broker", broker, "--ca", self.pki.ca, "--cert", cert, "--key", key,
+              "--center-key", self.root / "center" / "center.pub", "--dir", directory)
+        trygg("center", "add-home", directory / "device.pub", "--config", self.center_config)
+        defaults = {"uplink": {"backoff_min_s": 0.2, "backoff_max_s": 1.0}}
+        for section, values in overrides.items():
+            defaults.setdefault(section, {}).update(values)
+        edit_toml(directory / "trygg.toml", defaults)
+        home = Home(directory, home_id)
+        self.homes.append(home)
+        return home
+
+    def watch(self) -> Watch:
+        watch = Watch(self.center_config, self.root / f"watch-{len(self.watches)}.log").start()
+        self.watches.append(watch)
+        return watch
+
+    def close(self) -> None:
+        for home in self.homes:
+            home.stop()
+        for watch in self.watches:
+            watch.stop()

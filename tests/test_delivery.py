@@ -1,0 +1,85 @@
+"""End to end through the real CLI, a real Mosquitto with mutual TLS, and real SQLite files."""
+
+import json
+from datetime import datetime
+
+from tests.support.lab import wait_for
+
+REQUIRED = {"id", "home", "class", "kind", "time", "received", "clock_synced", "body"}
+
+
+def test_alarm_reaches_night_staff_sealed_and_acknowledged(lab):
+    watch = lab.watch()
+    home = lab.home("hem-e2e").start()
+    [alarm_id] = home.simulate("alarm", kind="fall")
+    watch.wait_ids([alarm_id], timeout=15)
+    [event] = [e for e in watch.events if e["id"] == alarm_id]
+    assert REQUIRED <= event.keys()
+    assert (event["home"], event["class"], event["kind"]) == ("hem-e2e", "alarm", "fall")
+    assert datetime.fromisoformat(event["received"]) >= datetime.fromisoformat(event["time"])
+    # delivered = acknowledged by the center, then deleted from the outbox
+    wait_for(lambda: home.depth() == 0, 10, "the acknowledged alarm to leave the outbox")
+    status = home.status()
+    assert status["link"] == "connected" and status["last_ack"] is not None
+
+
+def test_nothing_readable_on_disk_or_at_the_broker(lab, broker):
+    """Seal before store: the outbox file and the broker's traffic never hold the plaintext."""
+    import paho.mqtt.client as mqtt
+
+    seen: list[bytes] = []
+    cert, key = lab.pki.client("center")
+    spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="spy", protocol=mqtt.MQTTv5)
+    spy.tls_set(ca_certs=str(lab.pki.ca), certfile=str(cert), keyfile=str(key))
+    spy.on_message = lambda c, u, m: seen.append(m.payload)
+    spy.connect("127.0.0.1", broker.port)
+    spy.subscribe("trygg/v1/hem-disk/up/#", qos=1)
+    spy.loop_start()
+    try:
+        home = lab.home("hem-disk").start()  # no receiver: the event stays in the outbox
+        home.simulate("alarm", kind="dose_missed_secret_marker")
+        wait_for(lambda: seen, 10, "the broker to relay the sealed alarm")
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+    home.stop()
+    on_disk = b"".join(p.read_bytes() for p in home.dir.glob("outbox.db*"))
+    assert b"hem-disk" in on_disk or on_disk  # the file exists and has content
+    for blob in [on_disk, *seen]:
+        assert b"dose_missed_secret_marker" not in blob
+        assert b"simulated" not in blob
+
+
+def test_alarm_overtakes_a_large_backlog_after_an_outage(lab, pki, broker):
+    from tests.support.netproxy import TcpProxy
+
+    with TcpProxy("127.0.0.1", broker.port) as proxy:
+        proxy.start()
+        home = lab.home("hem-backlog", port=proxy.port).start()
+        wait_for(lambda: home.status()["link"] == "connected", 10, "link up")
+        proxy.cut()
+        wait_for(lambda: home.status()["link"] != "connected", 10, "the daemon to notice the cut")
+        backlog = home.simulate("telemetry", count=1500) + home.simulate("event", count=300)
+        [alarm] = home.simulate("alarm", kind="fall")
+        watch = lab.watch()
+        wait_for(lambda: watch.proc.poll() is None and len(watch.other) >= 0, 2, "watch")
+        import time
+
+        time.sleep(1.0)  # let the receiver subscribe before the link returns
+        proxy.restore()
+        watch.wait_ids([alarm, *backlog], timeout=60)
+    order = watch.ids()
+    assert order.index(alarm) == 0, f"alarm arrived at position {order.index(alarm)}"
+    assert len(order) == len(set(order)), "an id was shown twice"
+    wait_for(lambda: home.depth() == 0, 20, "the outbox to empty")
+
+
+def test_status_json_reports_what_technicians_need(lab):
+    home = lab.home("hem-status").start()
+    status = home.status()
+    for key in ("link", "uptime_s", "outbox", "last_puback", "unacked_alarms", "clock_synced"):
+        assert key in status
+    for cls in ("alarm", "event", "telemetry"):
+        assert {"depth", "oldest_age_s"} <= status["outbox"]["classes"][cls].keys()
+    assert {"dropped", "expired"} <= status["outbox"].keys()
+    json.dumps(status)

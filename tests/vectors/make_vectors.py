@@ -1,0 +1,266 @@
+"""Generate tests/vectors/envelope_v1.json, the wire-protocol test vectors (docs/protocol.md).
+
+Run once; the JSON is committed and is what tests/test_protocol_vector.py and other
+implementations check against. Everything here is deterministic except the HPKE seal, which
+draws a fresh ephemeral key each time: the vector records the sealed bytes produced once, so
+re-running gives different (equally valid) envelopes. That is why this script refuses to
+overwrite the JSON unless given --force.
+
+    /tmp/v/bin/python tests/vectors/make_vectors.py           # writes the JSON if absent
+    /tmp/v/bin/python tests/vectors/make_vectors.py --force   # regenerate (new envelopes)
+
+THE KEYS BELOW ARE THROWAWAY TEST KEYS, published on purpose. Each is the first 32 (or 64)
+bytes of SHA-512(b"trygg test vector v1: " + label). Never enrol them anywhere.
+"""
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from agent.keys import PublicIdentity
+from agent.protocol import envelope, topics
+from agent.protocol.envelope import HEADER, VERSION
+from agent.protocol.ids import is_valid_id
+from agent.protocol.kem import KemPrivate, key_id
+from agent.protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode
+
+OUT = Path(__file__).with_name("envelope_v1.json")
+
+# Fixed input key material (hex). See the module docstring for how each was chosen.
+DEVICE_ED25519 = "3d49c1d0b6751a643be8f828abcca0a18806d9d02b90f07ab4e0cb77182c3934"
+DEVICE_X25519 = "0a8a2aa0a09b7b97ff03cf1d1f35ca4a11b211a15e58ddeb15dd7fba6e1867e1"
+CENTER_ED25519 = "78b42c50dad0dbec9bdb4203d8d5ae6a60dcd1732faaa078741c5b211f8ea615"
+CENTER_X25519 = "c74b50f29799386f4c40db21d9cdc5336211900706c04463e2a4b0e080ff5bbd"
+CENTER_MLKEM768_SEED = (  # FIPS 203 key-generation seed d || z
+    "29b53b9238b49b5c4d4a8a06a5842201c0463c5f19eeeff56467f070fb575960"
+    "d3687e15cdb4aa09be30172ae3558b1fae90e95a78db7becfa1297b9c7180c34"
+)
+CENTER_MLKEM_X25519 = "0c0ca193f39bec905a5c25aea5d3c6defc9cfbca6843a033aa14e8f8710beb7d"
+OTHER_ED25519 = "b8081e0f7641c3387b6d19c27bc4f81df68f151923465dd4d7dcbe12e6ddf7e6"  # an unenrolled signer
+
+HOME = "vector-home-1"
+OTHER_HOME = "vector-home-2"
+EVENT_ID = "019bbfa4-2a6e-71a3-8bad-c0ffee123456"  # UUIDv7, timestamp 1768446765678 ms = EVENT_TIME
+EVENT_ID_2 = "019bbfa4-2a73-7042-9234-567890abcdef"  # a second id, 5 ms later, acknowledged with it
+EVENT_TIME = datetime(2026, 1, 15, 3, 12, 45, 678000, tzinfo=timezone.utc)
+ACK_TIME = datetime(2026, 1, 15, 3, 12, 45, 901000, tzinfo=timezone.utc)
+STATUS_TIME = datetime(2026, 1, 15, 3, 0, 0, 0, tzinfo=timezone.utc)
+
+
+def _ed(hex_seed: str) -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(hex_seed))
+
+
+def _sign_input(topic: str, body: bytes) -> bytes:
+    return b"trygg/v1 sign\x00" + topic.encode() + b"\x00" + body
+
+
+def _seal_info(topic: str, header: bytes) -> bytes:
+    return b"trygg/v1 seal\x00" + topic.encode() + b"\x00" + header
+
+
+def _sealed_entry(body: bytes, topic: str, signer, recipient: KemPrivate, recipient_name: str) -> dict:
+    sealed = envelope.seal(body, topic, signer, recipient.public)
+    header = sealed[: HEADER.size]
+    assert header == HEADER.pack(VERSION, recipient.suite_id, recipient.public.kid)
+    enc_len = {1: 32, 2: 1088 + 32}[recipient.suite_id]
+    # Self-check before anything is written: it opens with the library and yields the body.
+    opened = envelope.open_sealed(sealed, topic, [recipient], lambda kid: signer.public_key())
+    assert opened.body == body
+    return {
+        "suite": recipient.suite_id,
+        "recipient": recipient_name,
+        "header_hex": header.hex(),
+        "info_hex": _seal_info(topic, header).hex(),
+        "enc_len": enc_len,
+        "ciphertext_len": len(sealed) - HEADER.size - enc_len,
+        "envelope_len": len(sealed),
+        "envelope_hex": sealed.hex(),
+    }
+
+
+def _message_entry(model, message, topic: str, signer) -> tuple[dict, bytes]:
+    body = encode(message)
+    assert encode(decode(body, model)) == body
+    signed = envelope.sign(body, topic, signer)
+    entry = {
+        "topic": topic,
+        "model": model.__name__,
+        "body_utf8": body.decode("utf-8"),
+        "body_hex": body.hex(),
+        "signer": None,  # filled by the caller
+        "signed_input_hex": _sign_input(topic, body).hex(),
+        "signed_hex": signed.hex(),
+    }
+    return entry, body
+
+
+def build() -> dict:
+    device_sign = _ed(DEVICE_ED25519)
+    center_sign = _ed(CENTER_ED25519)
+    other_sign = _ed(OTHER_ED25519)
+    device_kem = KemPrivate(1, bytes.fromhex(DEVICE_X25519))
+    center_x = KemPrivate(1, bytes.fromhex(CENTER_X25519))
+    center_pq = KemPrivate(2, bytes.fromhex(CENTER_MLKEM768_SEED + CENTER_MLKEM_X25519))
+    assert is_valid_id(EVENT_ID) and is_valid_id(EVENT_ID_2)
+    assert int(EVENT_ID.replace("-", "")[:12], 16) == int(EVENT_TIME.timestamp() * 1000)
+
+    def ed_entry(key: ed25519.Ed25519PrivateKey) -> dict:
+        pub = key.public_key().public_bytes_raw()
+        return {"private_hex": key.private_bytes_raw().hex(), "public_hex": pub.hex(), "kid_hex": key_id(pub).hex()}
+
+    def kem_entry(key: KemPrivate) -> dict:
+        return {"suite": key.suite_id, "private_hex": key.raw.hex(), "public_hex": key.public.raw.hex(),
+                "kid_hex": key.public.kid.hex()}
+
+    # -- event (device -> center), sealed for both suites ------------------------------------
+    event_topic = topics.up(HOME, "alarm")
+    event = EventMessage(id=EVENT_ID, home=HOME, cls="alarm", kind="fall", time=EVENT_TIME, clock_synced=True,
+                         body={"room": "kjøkken", "sensor": "fall_mat_1", "pressure_kg": 61.5, "lying_s": 12})
+    event_entry, event_body = _message_entry(EventMessage, event, event_topic, device_sign)
+    event_entry["signer"] = "device.sign"
+    event_entry["sealed"] = [
+        _sealed_entry(event_body, event_topic, device_sign, center_x, "center.kem_x25519"),
+        _sealed_entry(event_body, event_topic, device_sign, center_pq, "center.kem_mlkem768_x25519"),
+    ]
+
+    # -- ack (center -> device), sealed to the device's X25519 key ------------------------------
+    ack_topic = topics.ack(HOME)
+    ack = AckMessage(home=HOME, ids=[EVENT_ID, EVENT_ID_2], time=ACK_TIME)
+    ack_entry, ack_body = _message_entry(AckMessage, ack, ack_topic, center_sign)
+    ack_entry["signer"] = "center.sign"
+    ack_entry["sealed"] = [_sealed_entry(ack_body, ack_topic, center_sign, device_kem, "device.kem_x25519")]
+
+    # -- status (device -> everyone), signed only -------------------------------------------------
+    status_topic = topics.status(HOME)
+    status = StatusMessage(home=HOME, state="online", time=STATUS_TIME, heartbeat_s=60)
+    status_entry, _ = _message_entry(StatusMessage, status, status_topic, device_sign)
+    status_entry["signer"] = "device.sign"
+
+    device_public_file = PublicIdentity(HOME, device_sign.public_key(), device_kem.public).to_json()
+
+    return {
+        "format": "trygg-protocol-vectors-v1",
+        "warning": "THROWAWAY TEST KEYS, public on purpose. Never enrol or deploy them.",
+        "spec": "docs/protocol.md",
+        "generator": "tests/vectors/make_vectors.py (HPKE sealing is randomized: envelopes recorded once)",
+        "hpke": {
+            "mode": "base (0x00), single-shot, aad empty, sequence number 0",
+            "suites": {
+                "1": {"kem_id": "0x0020", "kem": "DHKEM(X25519, HKDF-SHA256)", "kdf_id": "0x0001",
+                      "aead_id": "0x0003", "enc_len": 32},
+                "2": {"kem_id": "0x647a", "kem": "MLKEM768-X25519", "kdf_id": "0x0001", "aead_id": "0x0003",
+                      "enc_len": 1120},
+            },
+        },
+        "keys": {
+            "device": {"sign": ed_entry(device_sign), "kem_x25519": kem_entry(device_kem)},
+            "center": {
+                "sign": ed_entry(center_sign),
+                "kem_x25519": kem_entry(center_x),
+                "kem_mlkem768_x25519": kem_entry(center_pq),
+            },
+            "other": {"sign": ed_entry(other_sign)},
+        },
+        "device_public_key_file": device_public_file,
+        "home": HOME,
+        "event": event_entry,
+        "ack": ack_entry,
+        "status": status_entry,
+        "altered": _altered_cases(event_topic),
+    }
+
+
+def _altered_cases(event_topic: str) -> list[dict]:
+    """Inputs that must be refused. The test computes each verdict; this only lists them.
+
+    `target` names the valid vector the case starts from; `op` says how it is altered:
+      flip      XOR the byte at `offset` (negative = from the end) with `mask`
+      truncate  keep the first `length` bytes
+      append    add `hex` at the end
+      topic     open/verify with `topic` instead of the vector's topic
+      lookup    the signer lookup knows only `key` (a name under "keys")
+      lookup_substitute  the lookup answers the right key id with the public key `key`
+      recipients  open with only the private key `key`
+      status_home verify the status as if it had arrived for home `home`
+    `error` is the exception class (EnvelopeError is a ValueError), `contains` a substring of its message.
+    """
+    env, val = "EnvelopeError", "ValueError"
+    s1, s2 = "event.sealed.suite1", "event.sealed.suite2"
+    cases = [
+        (s1, "flip version byte", {"op": "flip", "offset": 0, "mask": 1}, env, "unsupported envelope version"),
+        (s1, "flip suite id byte", {"op": "flip", "offset": 1, "mask": 2}, env, "sealed to a key we do not hold"),
+        (s1, "flip first key id byte", {"op": "flip", "offset": 2, "mask": 0x80}, env,
+         "sealed to a key we do not hold"),
+        (s1, "flip last key id byte", {"op": "flip", "offset": 9, "mask": 1}, env, "sealed to a key we do not hold"),
+        (s1, "flip a byte of enc", {"op": "flip", "offset": 10, "mask": 1}, env, "does not open"),
+        (s1, "flip high bit of enc's last byte", {"op": "flip", "offset": 41, "mask": 0x80}, env, "does not open"),
+        (s1, "flip a ciphertext byte", {"op": "flip", "offset": 60, "mask": 0x10}, env, "does not open"),
+        (s1, "flip last tag byte", {"op": "flip", "offset": -1, "mask": 1}, env, "does not open"),
+        (s1, "wrong topic: other class", {"op": "topic", "topic": topics.up(HOME, "event")}, env, "does not open"),
+        (s1, "wrong topic: other home", {"op": "topic", "topic": topics.up(OTHER_HOME, "alarm")}, env,
+         "does not open"),
+        (s1, "truncated to header only", {"op": "truncate", "length": 10}, env, "envelope too short"),
+        (s1, "truncated to header + 1", {"op": "truncate", "length": 11}, env, "does not open"),
+        (s1, "truncated by one byte", {"op": "truncate", "length": -1}, env, "does not open"),
+        (s1, "empty", {"op": "truncate", "length": 0}, env, "envelope too short"),
+        (s1, "extended by one byte", {"op": "append", "hex": "00"}, env, "does not open"),
+        (s1, "wrong signer (lookup knows only another key)", {"op": "lookup", "key": "other.sign"}, env,
+         "signed by an unknown key"),
+        (s1, "signer key substituted for the same key id", {"op": "lookup_substitute", "key": "other.sign"}, env,
+         "bad signature"),
+        (s1, "opened with a key it was not sealed to", {"op": "recipients", "key": "center.kem_mlkem768_x25519"},
+         env, "sealed to a key we do not hold"),
+        (s2, "flip suite id byte (2 -> 1)", {"op": "flip", "offset": 1, "mask": 3}, env,
+         "sealed to a key we do not hold"),
+        (s2, "flip a byte of the ML-KEM ciphertext", {"op": "flip", "offset": 100, "mask": 1}, env, "does not open"),
+        (s2, "flip a byte of the X25519 part of enc", {"op": "flip", "offset": 10 + 1088, "mask": 1}, env,
+         "does not open"),
+        (s2, "wrong topic: other class", {"op": "topic", "topic": topics.up(HOME, "telemetry")}, env,
+         "does not open"),
+        (s2, "truncated inside enc", {"op": "truncate", "length": 500}, env, "does not open"),
+        (s2, "truncated by one byte", {"op": "truncate", "length": -1}, env, "does not open"),
+        (s2, "wrong signer (lookup knows only another key)", {"op": "lookup", "key": "center.sign"}, env,
+         "signed by an unknown key"),
+        ("ack.sealed.suite1", "ack moved to another home's topic", {"op": "topic", "topic": topics.ack(OTHER_HOME)},
+         env, "does not open"),
+        ("ack.sealed.suite1", "ack not signed by the center", {"op": "lookup", "key": "device.sign"}, env,
+         "signed by an unknown key"),
+        ("status.signed", "flip a body byte", {"op": "flip", "offset": -5, "mask": 1}, env, "bad signature"),
+        ("status.signed", "flip a signature byte", {"op": "flip", "offset": 8, "mask": 1}, env, "bad signature"),
+        ("status.signed", "flip a signer key id byte", {"op": "flip", "offset": 0, "mask": 1}, env,
+         "signed by an unknown key"),
+        ("status.signed", "wrong topic: other home", {"op": "topic", "topic": topics.status(OTHER_HOME)}, env,
+         "bad signature"),
+        ("status.signed", "truncated below key id + signature", {"op": "truncate", "length": 71}, env,
+         "signed message too short"),
+        ("status.signed", "wrong signer (lookup knows only another key)", {"op": "lookup", "key": "center.sign"},
+         env, "signed by an unknown key"),
+        ("status.signed", "valid signature, body names another home", {"op": "status_home", "home": OTHER_HOME},
+         val, "published on"),
+    ]
+    assert event_topic == topics.up(HOME, "alarm")
+    return [{"target": t, "case": name, **op, "error": err, "contains": text} for t, name, op, err, text in cases]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="overwrite the existing JSON (new envelopes)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    if args.out.exists() and not args.force:
+        print(f"{args.out} exists; the recorded envelopes are the vectors. Use --force to regenerate.",
+              file=sys.stderr)
+        return 1
+    data = build()
+    args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
