@@ -13,11 +13,14 @@ Surprises in Mosquitto 2.0 this module deals with:
   `user root`, which Mosquitto 2.0 accepts (it only prints a warning to stderr). As a normal
   user the `user` option is ignored and everything is simply owned by that user.
 * `log_type` takes one type per line; `log_type error warning` silently logs errors only.
+* `acl_file` is enforced when messages are published and delivered, not at SUBSCRIBE: a
+  home subscribing to another home's topics gets a successful SUBACK and then nothing.
 * Persistence is written on clean shutdown (SIGTERM) and every `autosave_interval` (default
   1800 s), so after `kill()` the broker restarts with the state of its last save.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -121,10 +124,14 @@ class Broker:
         return self._proc.pid if self.running and self._proc else None
 
     def start(self, timeout: float = 10.0) -> None:
-        """Spawn mosquitto and return once its port accepts TCP connections."""
+        """Spawn mosquitto; return once it logged "running" and its port accepts TCP connections.
+
+        Already running: nothing to do (so `with Broker(...) as b: b.start()` is fine).
+        """
         if self.running:
-            raise RuntimeError(f"broker already running on {HOST}:{self.port}")
+            return
         binary = find_mosquitto()
+        log_start = self._log_size()
         with open(self.workdir / STDERR_NAME, "ab") as err:
             self._proc = subprocess.Popen(
                 [binary, "-c", str(self.conf)],
@@ -132,15 +139,19 @@ class Broker:
                 stdout=err,
                 stderr=err,
                 cwd=self.workdir,
-                start_new_session=True,  # Ctrl-C in the test run reaches us, and we stop it
+                start_new_session=True,  # Ctrl-C hits the test run only; its cleanup stops us
             )
         # Why: a test that dies without close() must not leave a broker holding its port.
         self._finalizer = weakref.finalize(self, _reap, self._proc)
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}:\n{self._tail()}")
-            if _accepts(self.port) and self._proc.poll() is None:
+                code = self._proc.returncode
+                self._reaped()
+                raise RuntimeError(f"mosquitto exited with {code}:\n{self._tail()}")
+            # Why the log too: if another process holds the port, connect() succeeds while
+            # our mosquitto is still on its way to "Address already in use".
+            if self._says_running(log_start) and _accepts(self.port) and self._proc.poll() is None:
                 return
             if time.monotonic() > deadline:
                 self.kill()
@@ -173,7 +184,7 @@ class Broker:
         self.start(timeout)
 
     def log_text(self) -> str:
-        """The broker's log so far (Mosquitto may buffer the last lines until it exits)."""
+        """The broker's log so far, across restarts (Mosquitto 2.0 flushes every line)."""
         try:
             return (self.workdir / LOG_NAME).read_text(errors="replace")
         except FileNotFoundError:
@@ -202,6 +213,21 @@ class Broker:
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
+
+    def _log_size(self) -> int:
+        try:
+            return (self.workdir / LOG_NAME).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _says_running(self, offset: int) -> bool:
+        """Mosquitto logs "mosquitto version X running" once all its listeners are open."""
+        try:
+            with open(self.workdir / LOG_NAME, "rb") as f:
+                f.seek(offset)
+                return re.search(rb"mosquitto version \S+ running", f.read()) is not None
+        except FileNotFoundError:
+            return False
 
     def _tail(self, lines: int = 30) -> str:
         try:

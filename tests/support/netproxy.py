@@ -42,6 +42,7 @@ HOST = "127.0.0.1"
 RECV_SIZE = 65536
 OUT_MAX = 256 * 1024  # bytes handed to a socket's send buffer per direction at a time
 QUEUE_MAX = 16 * 1024 * 1024  # stop reading a source while this much is in flight (backpressure)
+PUMP_ROUNDS = 8  # fill/send rounds per direction per loop iteration
 PACE_QUANTUM = 0.01  # with a rate limit, send this many seconds' worth of bytes at a time
 CONNECT_TIMEOUT = 2.0
 CONTROL_TIMEOUT = 5.0
@@ -259,26 +260,42 @@ class TcpProxy:
         return None if wake is None else max(0.0, wake - now)
 
     def _pump(self, flow: _Flow, now: float) -> float | None:
-        """Hand due bytes to dst (paced if rate-limited); returns when to look again."""
+        """Write due bytes to dst until it blocks or nothing is due; returns when to look again."""
         if self._blackholed:
             _drop_data(flow)
-        wake = None
+        for _ in range(PUMP_ROUNDS):  # bounded, so one fast link cannot starve the others
+            wake = self._fill(flow, now)
+            if not flow.out:
+                return wake
+            try:
+                sent = flow.dst.send(flow.out)
+            except BlockingIOError:
+                sent = 0
+            del flow.out[:sent]
+            if flow.up:
+                self.bytes_up += sent
+            else:
+                self.bytes_down += sent
+            if flow.out:  # dst is full: EVENT_WRITE brings us back
+                return wake
+        return now
+
+    def _fill(self, flow: _Flow, now: float) -> float | None:
+        """Move due bytes (paced if rate-limited) from the queue to the output buffer."""
         rate = self._rate
         while flow.queue and len(flow.out) < OUT_MAX:
             due, data = flow.queue[0]
             if due > now:
-                wake = due
-                break
+                return due
             if data is None:  # FIN: forward once everything before it is written
                 if not flow.out and not self._blackholed:
                     flow.queue.popleft()
                     flow.dst.shutdown(socket.SHUT_WR)
                     flow.eof_out = True
-                break
+                return None
             if rate is not None:
                 if flow.pace > now:
-                    wake = flow.pace
-                    break
+                    return flow.pace
                 size = max(1, int(rate * PACE_QUANTUM))
                 piece, rest = data[:size], data[size:]
                 flow.pace = max(flow.pace, now) + len(piece) / rate
@@ -290,17 +307,7 @@ class TcpProxy:
                 flow.queue.popleft()
             flow.queued -= len(piece)
             flow.out += piece
-        if flow.out:
-            try:
-                sent = flow.dst.send(flow.out)
-            except BlockingIOError:
-                sent = 0
-            del flow.out[:sent]
-            if flow.up:
-                self.bytes_up += sent
-            else:
-                self.bytes_down += sent
-        return wake
+        return None
 
     def _read(self, link: _Link, sock: socket.socket) -> None:
         flow = link.up if sock is link.client else link.down
