@@ -11,7 +11,6 @@ import threading
 import time
 from concurrent.futures import Future
 
-from .errors import StorageError
 from .outbox import Outbox, Row
 
 _STOP = object()
@@ -69,7 +68,7 @@ class GroupCommitter:
     def _commit(self, batch: list) -> None:
         try:
             results = self.outbox.put_many([row for row, _ in batch])
-        except StorageError as exc:
+        except Exception as exc:  # noqa: BLE001 - callers must hear of any failure, never hang
             for _, fut in batch:
                 fut.set_exception(exc)
             return

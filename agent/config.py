@@ -62,6 +62,7 @@ class OutboxConfig(_Section):
     ttl_event_s: Seconds = 7 * 86400.0
     ttl_telemetry_s: Seconds = 86400.0
     group_commit_ms: float = Field(default=5.0, ge=0, le=1000)
+    sweep_s: Seconds = 30.0
 
 
 class UplinkConfig(_Section):
@@ -123,15 +124,24 @@ _PATH_KEYS = {
 }
 
 
-def _resolve_paths(data: dict, base: Path) -> dict:
-    """Make relative paths relative to the config file, not to wherever the CLI was started."""
+def _resolve_paths(config: BaseModel, base: Path, source: str) -> BaseModel:
+    """Make relative paths (given or default) relative to the config file, not to wherever
+    the process was started (`/` under systemd)."""
+    updates = {}
     for section, keys in _PATH_KEYS.items():
-        values = data.get(section)
-        if isinstance(values, dict):
-            for key in keys:
-                if isinstance(values.get(key), str) and values[key]:
-                    values[key] = str((base / values[key]).resolve()) if not os.path.isabs(values[key]) else values[key]
-    return data
+        values = getattr(config, section, None)
+        if values is None:
+            continue
+        changed = {}
+        for key in keys:
+            path = getattr(values, key)
+            if "\x00" in str(path):
+                raise ConfigError(f"{source}:\n{section}.{key}: a path cannot contain a NUL character")
+            if not path.is_absolute():
+                changed[key] = (base / path).resolve()
+        if changed:
+            updates[section] = values.model_copy(update=changed)
+    return config.model_copy(update=updates)
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -151,9 +161,10 @@ def describe_errors(exc: ValidationError) -> str:
 
 def parse(data: dict, model: type[BaseModel], base: Path, source: str = "config"):
     try:
-        return model.model_validate(_resolve_paths(data, base))
+        config = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}:\n{describe_errors(exc)}") from None
+    return _resolve_paths(config, base, source)
 
 
 def load(path: Path, model: type[BaseModel] = DeviceConfig):

@@ -10,9 +10,10 @@ import logging
 import os
 import socket
 import socketserver
+import stat
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from .errors import DaemonNotRunning, TryggError
 from .events import CLASSES, Event
@@ -71,6 +72,9 @@ class _Handler(socketserver.StreamRequestHandler):
             self._send({"error": str(exc)})
         except (BrokenPipeError, ConnectionResetError):
             pass  # the CLI went away (Ctrl-C); committed events stay committed
+        except Exception as exc:  # noqa: BLE001 - any request gets an answer, the server keeps serving
+            log.exception("control request failed")
+            self._send({"error": f"internal error: {type(exc).__name__}"})
 
     def _send(self, obj: dict) -> None:
         self.wfile.write(json.dumps(obj).encode() + b"\n")
@@ -80,15 +84,20 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address) -> None:
+        log.warning("control: a client connection failed", exc_info=True)
+
 
 class ControlServer:
     def __init__(self, path: Path, handlers: Handlers) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
+            if not stat.S_ISSOCK(self.path.lstat().st_mode):
+                raise TryggError(f"control.socket {self.path} exists and is not a socket; refusing to replace it")
             if _alive(self.path):
                 raise TryggError(f"another daemon is already listening on {self.path}")
-            self.path.unlink()
+            self.path.unlink()  # a stale socket from a crashed daemon
         old = os.umask(0o117)  # socket created 0660, never wider
         try:
             self._server = _Server(str(self.path), _Handler)
@@ -102,7 +111,8 @@ class ControlServer:
         self._thread.start()
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
         self.path.unlink(missing_ok=True)
 

@@ -23,7 +23,6 @@ from .sealer import Sealer
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
-HOUSEKEEPING_S = 30.0
 
 
 class Daemon(Handlers):
@@ -128,7 +127,7 @@ class Daemon(Handlers):
                 sdnotify.notify("WATCHDOG=1")
             now = time.monotonic()
             if now >= next_sweep:
-                next_sweep = now + HOUSEKEEPING_S
+                next_sweep = now + self.cfg.outbox.sweep_s
                 try:
                     self.sweep()
                 except Exception:  # housekeeping must not stop the watchdog or the daemon

@@ -99,6 +99,10 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
         except Exception:  # noqa: BLE001 - the connection may never have opened
             pass
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        n = 1
+        while Path(str(aside)).exists():  # never overwrite an earlier corrupt copy: it may hold alarms
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{n}")
+            n += 1
         for suffix in ("", "-wal", "-shm"):
             src = Path(str(path) + suffix)
             if src.exists():
@@ -151,7 +155,20 @@ class Outbox:
         return accepted
 
     def _make_room(self, prio: int, need: int) -> bool:
-        """Drop oldest telemetry, then oldest events (never alarms, never more important rows)."""
+        """Drop oldest telemetry, then oldest events (never alarms, never more important rows).
+
+        A row that would not fit even after every droppable row is gone is refused up front,
+        so nothing is dropped in vain; an alarm is always accepted.
+        """
+        if self._bytes + need <= self.max_bytes:
+            return True
+        if prio != 0:
+            droppable = self._conn.execute(
+                "SELECT COALESCE(SUM(size), 0) + COUNT(*) * ? FROM outbox WHERE prio >= ? AND prio > 0",
+                (ROW_OVERHEAD, prio),
+            ).fetchone()[0]
+            if self._bytes - droppable + need > self.max_bytes:
+                return False
         for victim_prio in (2, 1):
             while self._bytes + need > self.max_bytes and victim_prio >= prio:
                 victims = self._conn.execute(

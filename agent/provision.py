@@ -22,7 +22,7 @@ def parse_broker(text: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not sep or not host:
         raise ConfigError(f"--broker: expected HOST:PORT, got {text!r}")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise ConfigError(f"--broker: port must be 1-65535, got {port!r}")
     return host, int(port)
 

@@ -2,7 +2,8 @@
 
 With --json, stdout carries one JSON object per event (id, home, class, kind, time,
 clock_synced, received, body) and nothing else, so scripts can parse every line; presence
-changes and rejected messages go to stderr as JSON objects with a "type" field.
+changes, rejected messages and the receiver's own link state go to stderr as JSON objects
+with a "type" field ("presence", "rejected", "receiver").
 """
 
 import json
@@ -49,6 +50,13 @@ class Console:
         else:
             note = {"silent": "  -- no heartbeat: check the home's link or visit"}.get(state, "")
             self._write(self.out, f"{now.astimezone():%Y-%m-%d %H:%M:%S}  home   {home}  {state.upper()}{note}")
+
+    def link(self, state: str, detail: str) -> None:
+        """The receiver's own link to the broker: staff must know when the console is blind."""
+        if self.as_json:
+            self._write(self.err, json.dumps({"type": "receiver", "state": state, "broker": detail}))
+        else:
+            self._write(self.out, f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S}  receiver {state} ({detail})")
 
     def rejected(self, topic: str, reason: str) -> None:
         if self.as_json:

@@ -33,6 +33,7 @@ class HomeRegistry:
         self.homes_dir = Path(homes_dir)
         self.keys: dict[str, PublicIdentity] = {}
         self.presence: dict[str, Presence] = {}
+        self._dir_stamp: int | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -47,9 +48,22 @@ class HomeRegistry:
                 continue
             keys[public.name] = public
         self.keys = keys
+        self._dir_stamp = self._stamp()
+
+    def _stamp(self) -> int | None:
+        try:
+            return self.homes_dir.stat().st_mtime_ns
+        except OSError:
+            return None
 
     def signer_for(self, home: str):
-        """A lookup that only accepts the given home's own signing key."""
+        """A lookup that only accepts the given home's own signing key.
+
+        An unknown home re-reads the homes directory (a home enrolled while we run), but only
+        when the directory changed, so a flood of made-up home ids costs one stat() each.
+        """
+        if home not in self.keys and self._stamp() != self._dir_stamp:
+            self.reload()
         public = self.keys.get(home)
 
         def lookup(kid: bytes):

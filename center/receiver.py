@@ -36,6 +36,7 @@ class Sink(Protocol):
     def event(self, message: EventMessage, received: float) -> None: ...
     def presence(self, home: str, state: str) -> None: ...
     def rejected(self, topic: str, reason: str) -> None: ...
+    def link(self, state: str, detail: str) -> None: ...
 
 
 class Receiver:
@@ -81,7 +82,7 @@ class Receiver:
         client.subscribe([(up, 1), (topics.STATUS_WILDCARD, 1)])
         self.backoff.reset()
         self.connected.set()
-        log.info("receiver: connected to %s:%s", self.cfg.broker.host, self.cfg.broker.port)
+        self.sink.link("connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
 
     def _session(self, client: mqtt.Client) -> None:
         try:
@@ -102,6 +103,8 @@ class Receiver:
                     return
             client.disconnect()
         finally:
+            if self.connected.is_set():
+                self.sink.link("disconnected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
             self.connected.clear()
 
     # -- message handling ----------------------------------------------------------------
@@ -134,8 +137,6 @@ class Receiver:
                 self.sink.event(message, received.received)
 
     def _open_event(self, message: mqtt.MQTTMessage, where: topics.Topic) -> tuple[EventMessage, Received]:
-        if where.home not in self.homes.keys:
-            self.homes.reload()  # a home enrolled while we run
         opened = envelope.open_sealed(message.payload, message.topic, [self.identity.kem],
                                       self.homes.signer_for(where.home))
         event = decode(opened.body, EventMessage)

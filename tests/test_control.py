@@ -1,0 +1,296 @@
+"""The control socket the CLI talks to: only good requests reach the daemon, and it keeps serving.
+
+A real Unix socket under tmp_path; the daemon side is a small fake `Handlers` subclass (our
+own seam, not a third-party library), so every request the handlers see can be checked.
+"""
+
+import json
+import os
+import socket
+import stat
+import threading
+
+import pytest
+
+from agent import control
+from agent.control import MAX_REQUEST, MAX_SIMULATE, ControlServer, Handlers, request
+from agent.errors import DaemonNotRunning, TryggError
+from agent.events import Event
+
+STATUS = {"home": "hem-1", "uptime_s": 12.0, "link": "connected", "clock_synced": True}
+
+
+class FakeDaemon(Handlers):
+    """Records what it was asked to do; accepts every event unless told otherwise."""
+
+    def __init__(self) -> None:
+        self.injected: list[Event] = []
+        self.accept = True
+        self.lock = threading.Lock()
+
+    def status(self) -> dict:
+        return dict(STATUS)
+
+    def inject(self, event: Event) -> tuple[str, bool]:
+        with self.lock:
+            self.injected.append(event)
+            return f"id-{len(self.injected)}", self.accept
+
+
+@pytest.fixture
+def sock_path(tmp_path):
+    path = tmp_path / "trygg.sock"
+    assert len(str(path)) < 100, "AF_UNIX paths must stay short"
+    return path
+
+
+@pytest.fixture
+def serve(sock_path):
+    """Factory: start a ControlServer with a FakeDaemon; everything started is closed afterwards."""
+    started: list[ControlServer] = []
+
+    def _serve(path=None, daemon=None):
+        daemon = daemon or FakeDaemon()
+        server = ControlServer(path or sock_path, daemon)
+        server.start()
+        started.append(server)
+        return server, daemon
+
+    yield _serve
+    for server in started:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def _shared_server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ctl") / "trygg.sock"
+    daemon = FakeDaemon()
+    server = ControlServer(path, daemon)
+    server.start()
+    yield path, daemon
+    server.close()
+
+
+@pytest.fixture
+def shared(_shared_server):
+    """One running server for the request tests (closing a server costs up to 0.5 s)."""
+    path, daemon = _shared_server
+    daemon.injected.clear()
+    daemon.accept = True
+    return path, daemon
+
+
+def exchange(path, data: bytes, timeout: float = 5.0) -> list[dict]:
+    """Send raw bytes, read every answer line until the server closes the connection."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return [json.loads(line) for line in b"".join(chunks).splitlines()]
+
+
+def still_serving(path) -> None:
+    answers = list(request(path, {"op": "status"}, timeout=5))
+    assert answers == [{**STATUS, "done": True}]
+
+
+# -- good requests ---------------------------------------------------------------------------
+
+
+def test_status_is_answered_with_done(shared):
+    path, _ = shared
+    still_serving(path)
+
+
+def test_simulate_injects_each_event_and_reports_its_id(shared):
+    path, daemon = shared
+    answers = list(request(path, {"op": "simulate", "class": "alarm", "kind": "fall", "count": 3}))
+    assert answers == [{"id": "id-1", "accepted": True}, {"id": "id-2", "accepted": True},
+                       {"id": "id-3", "accepted": True}, {"done": True}]
+    assert daemon.injected == [Event("alarm", "fall", {"simulated": True})] * 3
+
+
+def test_simulate_without_kind_uses_a_sensible_default_per_class(shared):
+    path, daemon = shared
+    for cls in ("alarm", "event", "telemetry"):
+        list(request(path, {"op": "simulate", "class": cls}))
+    assert [(e.cls, e.kind) for e in daemon.injected] == [("alarm", "help"), ("event", "door_open"),
+                                                         ("telemetry", "room_climate")]
+
+
+def test_refused_event_is_reported_not_accepted(shared):
+    path, daemon = shared
+    daemon.accept = False
+    answers = list(request(path, {"op": "simulate", "class": "telemetry", "body": {"t": 21.5}}))
+    assert answers == [{"id": "id-1", "accepted": False}, {"done": True}]
+    assert daemon.injected == [Event("telemetry", "room_climate", {"t": 21.5})]
+
+
+# -- malformed requests ----------------------------------------------------------------------
+
+MALFORMED = {
+    "not-json": b"hello daemon\n",
+    "not-utf8": b"\xff\xfe{}\n",
+    "array": b'["status"]\n',
+    "string": b'"status"\n',
+    "null": b"null\n",
+    "empty-object": b"{}\n",
+    "unknown-op": b'{"op": "reboot"}\n',
+    "count-zero": b'{"op": "simulate", "class": "alarm", "count": 0}\n',
+    "count-negative": b'{"op": "simulate", "class": "alarm", "count": -3}\n',
+    "count-too-large": json.dumps({"op": "simulate", "class": "alarm", "count": MAX_SIMULATE + 1}).encode() + b"\n",
+    "count-string": b'{"op": "simulate", "class": "alarm", "count": "5"}\n',
+    "count-float": b'{"op": "simulate", "class": "alarm", "count": 1.5}\n',
+    "bad-class": b'{"op": "simulate", "class": "panic"}\n',
+    "no-class": b'{"op": "simulate"}\n',
+    "kind-uppercase": b'{"op": "simulate", "class": "alarm", "kind": "Fall"}\n',
+    "kind-too-long": json.dumps({"op": "simulate", "class": "alarm", "kind": "f" * 41}).encode() + b"\n",
+    "kind-trailing-newline": b'{"op": "simulate", "class": "alarm", "kind": "fall\\n"}\n',
+    "kind-not-a-string": b'{"op": "simulate", "class": "alarm", "kind": 5}\n',
+    "body-list": b'{"op": "simulate", "class": "alarm", "body": [1, 2]}\n',
+    "body-string": b'{"op": "simulate", "class": "alarm", "body": "fall"}\n',
+    "over-long-line": json.dumps({"op": "status", "pad": "x" * (3 * MAX_REQUEST)}).encode() + b"\n",
+    "deeply-nested": b"[" * (MAX_REQUEST - 100) + b"\n",
+}
+
+
+@pytest.mark.parametrize("raw", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_malformed_request_gets_an_error_answer_and_the_server_keeps_serving(shared, raw):
+    path, daemon = shared
+
+    answers = exchange(path, raw)
+
+    assert len(answers) == 1 and set(answers[0]) == {"error"}, f"expected one error answer, got {answers!r}"
+    assert isinstance(answers[0]["error"], str) and answers[0]["error"]
+    assert daemon.injected == [], "a malformed request reached the daemon's handlers"
+    still_serving(path)
+
+
+def test_request_exactly_at_the_size_limit_is_served(shared):
+    sock_path, _ = shared
+    line = json.dumps({"op": "status", "pad": ""}).encode()
+    line = json.dumps({"op": "status", "pad": "x" * (MAX_REQUEST - len(line) - 1)}).encode() + b"\n"
+    assert len(line) == MAX_REQUEST
+    assert exchange(sock_path, line) == [{**STATUS, "done": True}]
+
+
+def test_client_that_hangs_up_without_asking_does_not_stop_the_server(shared):
+    sock_path, _ = shared
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(sock_path))
+    still_serving(sock_path)
+
+
+def test_silent_client_does_not_block_other_clients(shared):
+    sock_path, _ = shared
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+        idle.connect(str(sock_path))
+        idle.sendall(b'{"op": "sta')  # and then nothing more
+        still_serving(sock_path)
+
+
+def test_error_answer_is_raised_by_the_client_as_a_refusal_not_as_daemon_gone(shared):
+    sock_path, _ = shared
+    with pytest.raises(TryggError) as err:
+        list(request(sock_path, {"op": "simulate", "class": "alarm", "count": 0}))
+    assert not isinstance(err.value, DaemonNotRunning)
+    assert "daemon refused the request" in str(err.value) and "count" in str(err.value)
+
+
+# -- the socket file -----------------------------------------------------------------------
+
+
+def test_socket_is_group_accessible_only_even_with_a_permissive_umask(sock_path):
+    old = os.umask(0)
+    try:
+        server = ControlServer(sock_path, FakeDaemon())
+    finally:
+        os.umask(old)
+    server.start()
+    try:
+        st = os.stat(sock_path)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o660
+    finally:
+        server.close()
+
+
+def test_request_raises_daemon_not_running_when_the_socket_is_absent(sock_path):
+    assert not sock_path.exists()
+    with pytest.raises(DaemonNotRunning) as err:
+        next(request(sock_path, {"op": "status"}))
+    assert "not running" in str(err.value) and str(sock_path) in str(err.value)
+    assert isinstance(err.value, ConnectionError)
+
+
+def test_request_raises_daemon_not_running_after_the_server_closed(sock_path):
+    server = ControlServer(sock_path, FakeDaemon())
+    server.start()
+    still_serving(sock_path)
+    server.close()
+    assert not sock_path.exists()
+    with pytest.raises(DaemonNotRunning):
+        next(request(sock_path, {"op": "status"}))
+
+
+def test_second_server_on_a_live_socket_refuses_to_start(serve, sock_path):
+    serve()
+    with pytest.raises(TryggError, match="already listening"):
+        ControlServer(sock_path, FakeDaemon())
+    assert sock_path.exists()
+    still_serving(sock_path)
+
+
+def test_stale_socket_file_left_by_a_crashed_daemon_is_replaced(serve, sock_path):
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock_path))
+    stale.close()  # the file stays behind with nobody listening, as after kill -9
+    assert stat.S_ISSOCK(os.stat(sock_path).st_mode)
+    with pytest.raises(DaemonNotRunning):
+        next(request(sock_path, {"op": "status"}))
+
+    serve()
+
+    still_serving(sock_path)
+
+
+def test_a_regular_file_at_the_socket_path_is_not_deleted(sock_path):
+    """A mistyped control.socket (say, the config file's own path) must not cost that file."""
+    sock_path.write_text("[home]\nid = \"hem-1\"\n")
+    with pytest.raises(TryggError):
+        server = ControlServer(sock_path, FakeDaemon())
+        server.start()
+        server.close()
+    assert sock_path.read_text() == "[home]\nid = \"hem-1\"\n"
+
+
+def test_closing_a_server_that_was_never_started_returns(sock_path):
+    """The daemon's stop() may run after a failed start; close() must not wait forever."""
+    server = ControlServer(sock_path, FakeDaemon())
+    closer = threading.Thread(target=server.close, daemon=True)
+    closer.start()
+    closer.join(2.0)
+    assert not closer.is_alive(), "ControlServer.close() hangs when start() was never called"
+    assert not sock_path.exists()
+
+
+def test_socket_directory_is_created_when_missing(serve, tmp_path):
+    path = tmp_path / "run" / "trygg" / "c.sock"
+    serve(path)
+    still_serving(path)
+
+
+def test_max_simulate_is_what_the_cli_allows():
+    from agent.cli import simulate
+
+    count = next(p for p in simulate.params if p.name == "count")
+    assert count.type.max == control.MAX_SIMULATE
