@@ -14,6 +14,8 @@ import threading
 from typing import Callable
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from .config import BrokerConfig
 
@@ -46,9 +48,19 @@ def make_client(client_id: str, broker: BrokerConfig, tcp_nodelay: bool = True, 
     return client
 
 
-def connect(client: mqtt.Client, broker: BrokerConfig) -> None:
-    """Blocking TCP connect + TLS handshake + CONNECT sent; CONNACK arrives through `pump`."""
-    client.connect(broker.host, broker.port, keepalive=broker.keepalive_s, clean_start=True)
+def connect(client: mqtt.Client, broker: BrokerConfig, session_expiry_s: int = 0) -> None:
+    """Blocking TCP connect + TLS handshake + CONNECT sent; CONNACK arrives through `pump`.
+
+    session_expiry_s > 0 asks the broker to keep our session (subscriptions and queued QoS 1
+    messages) that long while we are away: the receiver uses it so events published while it
+    restarts wait at the broker instead of waiting for the device's re-send timer.
+    """
+    properties = None
+    if session_expiry_s:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = session_expiry_s
+    client.connect(broker.host, broker.port, keepalive=broker.keepalive_s, clean_start=not session_expiry_s,
+                   properties=properties)
 
 
 def pump(client: mqtt.Client, extra: list, timeout: float) -> tuple[bool, list]:
@@ -101,6 +113,7 @@ def keep_connected(
     session: Callable[[mqtt.Client], None],
     backoff: Backoff,
     on_error: Callable[[str], None],
+    session_expiry_s: int = 0,
 ) -> None:
     """Connect, run the session until the link drops, wait a jittered backoff, repeat until stop.
 
@@ -110,7 +123,7 @@ def keep_connected(
     while not stop.is_set():
         client = new_client()
         try:
-            connect(client, broker)
+            connect(client, broker, session_expiry_s)
             session(client)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             on_error(f"cannot connect to {broker.host}:{broker.port}: {type(exc).__name__}: {exc}")
@@ -124,5 +137,5 @@ def keep_connected(
         if stop.is_set():
             break
         delay = backoff.next_delay()
-        log.info("reconnecting to %s:%s in %.1f s", broker.host, broker.port, delay)
+        log.debug("reconnecting to %s:%s in %.1f s", broker.host, broker.port, delay)
         stop.wait(delay)

@@ -96,8 +96,9 @@ class Uplink:
         self._mark_down()
 
     def _error(self, message: str) -> None:
+        if message != self.last_error:  # once per distinct problem, not once per retry
+            log.warning("uplink: %s", message)
         self.last_error = message
-        log.warning("uplink: %s", message)
 
     def _new_client(self) -> mqtt.Client:
         client = mqttconn.make_client(self.home, self.cfg.broker, self.cfg.uplink.tcp_nodelay, self.cfg.uplink.inflight)

@@ -27,11 +27,13 @@ def center() -> None:
 @click.option("--key", required=True, type=click.Path(path_type=Path))
 @click.option("--kem", type=click.Choice(["x25519", "mlkem768-x25519"]), default="x25519", show_default=True,
               help="HPKE KEM devices seal events with (mlkem768-x25519 = post-quantum hybrid).")
+@click.option("--name", default="center", show_default=True,
+              help="This receiver's MQTT client id (unique per receiver; a-z, 0-9, '-').")
 @click.option("--force", is_flag=True, help="Replace existing config and keys.")
 @friendly_errors
-def center_init(directory, broker, ca, cert, key, kem, force) -> None:
+def center_init(directory, broker, ca, cert, key, kem, name, force) -> None:
     """Write a receiver config, the center's keys, and center.pub for devices."""
-    out = provision.init_center(broker, ca, cert, key, directory, force=force, kem=kem)
+    out = provision.init_center(broker, ca, cert, key, directory, force=force, kem=kem, name=name)
     click.echo(f"wrote {out['config']}")
     click.echo(f"center key {out['center_key']} (0600)")
     click.echo(f"give this file to technicians (trygg init --center-key): {out['center_pub']}")

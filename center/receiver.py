@@ -20,7 +20,6 @@ from agent.errors import EnvelopeError
 from agent.keys import Identity
 from agent.presence import verify_status
 from agent.protocol import envelope, topics
-from agent.protocol.ids import new_id
 from agent.protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, decode, encode
 
 from .homes import HomeRegistry
@@ -53,19 +52,26 @@ class Receiver:
         self._pending: list[mqtt.MQTTMessage] = []
         self.connected = threading.Event()
         self.failed: str | None = None
-        self.client_id = f"{config.center.name}-{new_id()[-12:]}"  # unique: several receivers may share the load
+        self.last_error: str | None = None
+        # A stable client id, so the broker keeps this receiver's session while it restarts.
+        self.client_id = config.center.name
 
     def run(self) -> None:
         """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
         try:
             mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
-                                    lambda msg: log.warning("receiver: %s", msg))
+                                    self._error, self.cfg.center.session_expiry_s)
         except Exception as exc:  # e.g. the event store cannot be written: stop rather than ack unrecorded
             self.failed = f"{type(exc).__name__}: {exc}"
             log.exception("receiver stopped")
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _error(self, message: str) -> None:
+        if message != self.last_error:  # once per distinct problem, not once per retry
+            log.warning("receiver: %s", message)
+        self.last_error = message
 
     def _new_client(self) -> mqtt.Client:
         client = mqttconn.make_client(self.client_id, self.cfg.broker)
@@ -82,6 +88,7 @@ class Receiver:
         client.subscribe([(up, 1), (topics.STATUS_WILDCARD, 1)])
         self.backoff.reset()
         self.connected.set()
+        self.last_error = None
         self.sink.link("connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
 
     def _session(self, client: mqtt.Client) -> None:

@@ -83,3 +83,19 @@ def test_status_json_reports_what_technicians_need(lab):
         assert {"depth", "oldest_age_s"} <= status["outbox"]["classes"][cls].keys()
     assert {"dropped", "expired"} <= status["outbox"].keys()
     json.dumps(status)
+
+
+def test_post_quantum_hybrid_suite_delivers_end_to_end(tmp_path, pki, broker):
+    """ML-KEM-768 + X25519 for both directions: events to the center, acks to the device."""
+    from tests.support.lab import Lab
+
+    lab = Lab(tmp_path, pki, broker.port, kem="mlkem768-x25519")
+    try:
+        watch = lab.watch()
+        home = lab.home("hem-pq").start()
+        ids = home.simulate("alarm", kind="fall") + home.simulate("event", count=5)
+        watch.wait_ids(ids, timeout=15)
+        wait_for(lambda: home.depth() == 0, 10, "acks sealed with the hybrid KEM to clear the outbox")
+        assert b'"kem": "mlkem768-x25519"' in (home.dir / "center.pub").read_bytes()
+    finally:
+        lab.close()

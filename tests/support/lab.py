@@ -150,13 +150,15 @@ class Home:
 class Lab:
     """A center directory and any number of homes, provisioned through the CLI."""
 
-    def __init__(self, root: Path, pki: LabPKI, broker_port: int) -> None:
+    def __init__(self, root: Path, pki: LabPKI, broker_port: int, kem: str = "x25519") -> None:
         self.root = root
         self.pki = pki
         self.broker = f"127.0.0.1:{broker_port}"
         cert, key = pki.client("center")
+        # each lab its own receiver name: the shared test broker keeps every receiver's session
         trygg("center", "init", "--dir", root / "center", "--broker", self.broker, "--ca", pki.ca,
-              "--cert", cert, "--key", key)
+              "--cert", cert, "--key", key, "--name", f"center-{os.urandom(4).hex()}", "--kem", kem)
+        self.kem = kem
         self.center_config = root / "center" / "center.toml"
         self.homes: list[Home] = []
         self.watches: list[Watch] = []
@@ -169,7 +171,7 @@ class Lab:
         broker = f"127.0.0.1:{port}" if port else self.broker
         directory = self.root / home_id
         trygg("init", "--home", home_id, "--broker", broker, "--ca", self.pki.ca, "--cert", cert, "--key", key,
-              "--center-key", self.root / "center" / "center.pub", "--dir", directory)
+              "--center-key", self.root / "center" / "center.pub", "--dir", directory, "--kem", self.kem)
         trygg("center", "add-home", directory / "device.pub", "--config", self.center_config)
         defaults = {"uplink": {"backoff_min_s": 0.2, "backoff_max_s": 1.0}}
         for section, values in overrides.items():
