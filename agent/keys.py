@@ -130,21 +130,21 @@ def load_private(path: Path) -> Identity:
         raise KeyFileError(f"{path}: key file not found") from None
     if mode & 0o077:
         raise KeyFileError(f"{path}: private key is readable by others (mode {mode:o}); run chmod 600 {path}")
-    data = _read_json(path, PRIVATE_FORMAT)
-    try:
-        sign = ed25519.Ed25519PrivateKey.from_private_bytes(_unb64(data.get("sign"), "sign", path))
-        kem = KemPrivate(KEM_NAMES[data["kem"]], _unb64(data.get("kem_private"), "kem_private", path))
-    except ValueError as exc:
-        raise KeyFileError(f"{path}: {exc}") from None
-    return Identity(str(data.get("name", "")), sign, kem)
+    return _load(path, PRIVATE_FORMAT, Identity, ed25519.Ed25519PrivateKey.from_private_bytes, KemPrivate, "kem_private")
 
 
 def load_public(path: Path) -> PublicIdentity:
     """Load a public identity handed over by a technician."""
-    data = _read_json(path, PUBLIC_FORMAT)
+    return _load(path, PUBLIC_FORMAT, PublicIdentity, ed25519.Ed25519PublicKey.from_public_bytes, KemPublic,
+                 "kem_public")
+
+
+def _load(path: Path, fmt: str, identity_cls, sign_from_bytes, kem_cls, kem_field: str):
+    """Read a key file of either kind; every malformed value becomes a KeyFileError naming the file."""
+    data = _read_json(path, fmt)
     try:
-        sign = ed25519.Ed25519PublicKey.from_public_bytes(_unb64(data.get("sign"), "sign", path))
-        kem = KemPublic(KEM_NAMES[data["kem"]], _unb64(data.get("kem_public"), "kem_public", path))
+        sign = sign_from_bytes(_unb64(data.get("sign"), "sign", path))
+        kem = kem_cls(KEM_NAMES[data["kem"]], _unb64(data.get(kem_field), kem_field, path))
     except ValueError as exc:
         raise KeyFileError(f"{path}: {exc}") from None
-    return PublicIdentity(str(data.get("name", "")), sign, kem)
+    return identity_cls(str(data.get("name", "")), sign, kem)

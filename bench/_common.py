@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
+from agent.errors import DaemonNotRunning  # noqa: E402
 
 BODY_300 = {"room": "hall", "note": "x" * 270}  # an event body of ~300 B of JSON
 
@@ -109,8 +110,17 @@ def simulate(sock: Path, cls: str, count: int = 1, body: dict | None = None, kin
         req["body"] = body
     if kind:
         req["kind"] = kind
-    ids = [a["id"] for a in control.request(sock, req, timeout=120) if not a.get("done") and a.get("accepted")]
-    return ids
+    for attempt in range(50):
+        try:
+            return [a["id"] for a in control.request(sock, req, timeout=120) if not a.get("done") and a.get("accepted")]
+        except DaemonNotRunning as exc:
+            # The control server listens with socketserver's default backlog of 5; with a timeout set,
+            # connect() to a full Unix-socket backlog fails at once with EAGAIN, which control.request
+            # reports as "not running". Nothing was committed yet, so trying again is safe.
+            if "not running" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def prefill(sock: Path, cls: str, n: int, body: dict | None = None, connections: int = 16) -> list[str]:
