@@ -149,7 +149,7 @@ def config_validate(ctx: click.Context, path: Path | None, config_path: Path | N
 @friendly_errors
 def config_show(ctx: click.Context, config_path: Path | None) -> None:
     """Show the effective config (defaults filled in; keys by path only, never their contents)."""
-    click.echo(json.dumps(cfgmod.redacted(_load_any(resolve_config(ctx, config_path))), indent=1))
+    click.echo(json.dumps(cfgmod.for_display(_load_any(resolve_config(ctx, config_path))), indent=1))
 
 
 @main.command("lab-pki", hidden=True)

@@ -10,7 +10,9 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
+from .errors import StorageError
 from .outbox import Outbox, Row
 
 _STOP = object()
@@ -25,11 +27,20 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
         self._thread.start()
 
-    def put(self, row: Row, timeout: float | None = 30.0) -> bool:
-        """Queue row and wait until it is durably committed; True if accepted, False if dropped."""
+    def put(self, row: Row) -> bool:
+        """Queue row and wait until it is durably committed; True if accepted, False if dropped.
+
+        Waits as long as the writer lives (a slow SD card is slow, not a failure: a timeout
+        here would tell the caller "failed" for a row that is committed a moment later).
+        """
         fut: Future = Future()
         self._queue.put((row, fut))
-        return fut.result(timeout)
+        while True:
+            try:
+                return fut.result(timeout=5.0)
+            except FutureTimeout:
+                if not self.alive():
+                    raise StorageError("the outbox writer has stopped; the event was not stored") from None
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -72,5 +83,5 @@ class GroupCommitter:
             for _, fut in batch:
                 fut.set_exception(exc)
             return
-        for (_, fut), ok in zip(batch, results):
+        for (_, fut), ok in zip(batch, results, strict=True):
             fut.set_result(ok)

@@ -187,6 +187,7 @@ def config_path(given: str | os.PathLike | None, default: Path = DEFAULT_CONFIG)
     return Path(given or os.environ.get(CONFIG_ENV) or default)
 
 
-def redacted(config: BaseModel) -> dict:
-    """The config as a dict fit to show a technician: paths of secrets shown, never contents."""
+def for_display(config: BaseModel) -> dict:
+    """The effective config as plain data. Safe to show: configs name key files by path and
+    never hold key material themselves."""
     return config.model_dump(mode="json")

@@ -35,19 +35,23 @@ class Handlers:
 
 
 def _parse_simulate(req: dict) -> tuple[Event, int]:
+    unknown = set(req) - {"op", "class", "kind", "count"}
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     cls = req.get("class")
     if cls not in CLASSES:
         raise ValueError(f"class must be one of {', '.join(CLASSES)}")
     count = req.get("count", 1)
     if not isinstance(count, int) or not 1 <= count <= MAX_SIMULATE:
         raise ValueError(f"count must be 1-{MAX_SIMULATE}")
-    body = req.get("body", {"simulated": True})
-    if not isinstance(body, dict):
-        raise ValueError("body must be a JSON object")
-    return Event(cls, req.get("kind") or {"alarm": "help", "event": "door_open", "telemetry": "room_climate"}[cls], body), count
+    kind = req.get("kind") or {"alarm": "help", "event": "door_open", "telemetry": "room_climate"}[cls]
+    # Always marked: a simulated alarm must never be mistaken for a real one at the center.
+    return Event(cls, kind, {"simulated": True}), count
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    timeout = 30  # an idle or stalled client must not hold a thread forever
+
     def handle(self) -> None:
         handlers: Handlers = self.server.handlers  # type: ignore[attr-defined]
         try:
@@ -70,7 +74,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 raise ValueError(f"unknown op {op!r}")
         except (ValueError, TryggError) as exc:
             self._send({"error": str(exc)})
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the CLI went away (Ctrl-C); committed events stay committed
         except Exception as exc:  # noqa: BLE001 - any request gets an answer, the server keeps serving
             log.exception("control request failed")

@@ -30,33 +30,50 @@ class Daemon(Handlers):
         self.cfg = config
         self.clock = clock or SystemClock()
         self.started_at = self.clock.monotonic()
-        self._stopped = threading.Event()
+        self._stop_requested = threading.Event()
+        self._stopped = False
         self.drivers: list = []
+        self._opened: list = []  # what start() opened, closed in reverse by stop()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
+        """Open everything in dependency order; on any failure close what was opened and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        sdnotify.notify("READY=1\nSTATUS=running")
+        log.info("trygg daemon started for home %s", self.cfg.home.id)
+
+    def _start(self) -> None:
         cfg = self.cfg
         self.device = load_private(cfg.keys.device)
         self.center = load_public(cfg.keys.center)
-        self.outbox = Outbox(
+        # The socket first: it refuses to start beside a running daemon, before we touch its outbox
+        # or take over its broker session.
+        self.control = self._open(ControlServer(cfg.control.socket, self))
+        self.outbox = self._open(Outbox(
             cfg.outbox.path,
             cfg.outbox.max_bytes,
             {"event": cfg.outbox.ttl_event_s, "telemetry": cfg.outbox.ttl_telemetry_s},
             clock=self.clock.time,
-        )
-        self.committer = GroupCommitter(self.outbox, cfg.outbox.group_commit_ms / 1000)
+        ))
+        self.committer = self._open(GroupCommitter(self.outbox, cfg.outbox.group_commit_ms / 1000))
         self.sealer = Sealer(cfg.home.id, self.device, self.center.kem, self.clock)
         self.uplink = Uplink(cfg, self.device, self.center, self.outbox, self.clock)
         if self.outbox.recovered_from:
             self.inject(Event("event", "fault", {"component": "outbox", "detail": self.outbox.recovered_from}))
         self.uplink.start()
-        self.control = ControlServer(cfg.control.socket, self)
+        self._open(self.uplink)
         self.control.start()
         self._start_drivers()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._housekeeper.start()
-        sdnotify.notify("READY=1\nSTATUS=running")
-        log.info("trygg daemon started for home %s", cfg.home.id)
+
+    def _open(self, part):
+        self._opened.append(part)
+        return part
 
     def _start_drivers(self) -> None:
         if self.cfg.simulate.enabled:
@@ -65,30 +82,33 @@ class Daemon(Handlers):
             self.drivers.append(SimulatedHome(self.emit, self.cfg.simulate.every_s))
         for driver in self.drivers:
             driver.start()
+            self._opened.append(driver)
 
     def stop(self) -> None:
-        if self._stopped.is_set():
+        """Close everything start() opened, in reverse order. Safe to call twice."""
+        if self._stopped:
             return
-        self._stopped.set()
+        self._stopped = True
+        self._stop_requested.set()
         sdnotify.notify("STOPPING=1")
-        for driver in reversed(self.drivers):
-            driver.stop()
-        self.control.close()
-        self.uplink.stop()
-        self.committer.close()
-        self.outbox.close()
+        for part in reversed(self._opened):
+            try:
+                part.stop() if hasattr(part, "stop") else part.close()
+            except Exception:  # one part failing to close must not keep the others open
+                log.exception("closing %s failed", type(part).__name__)
+        if hasattr(self, "_housekeeper"):
+            self._housekeeper.join(timeout=5)
         log.info("trygg daemon stopped")
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stopped.set())
+            signal.signal(sig, lambda *_: self._stop_requested.set())
         self.start()
         try:
-            while not self._stopped.wait(1.0):
+            while not self._stop_requested.wait(1.0):
                 pass
         finally:
-            self._stopped.clear()
             self.stop()
 
     # -- the emit path -------------------------------------------------------------------
@@ -122,7 +142,7 @@ class Daemon(Handlers):
         watchdog = sdnotify.watchdog_interval()
         tick = min(watchdog or 1.0, 1.0)
         next_sweep = 0.0
-        while not self._stopped.wait(tick):
+        while not self._stop_requested.wait(tick):
             if watchdog and self._healthy():
                 sdnotify.notify("WATCHDOG=1")
             now = time.monotonic()

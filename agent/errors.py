@@ -28,7 +28,3 @@ class StorageError(TryggError, OSError):
 
 class DaemonNotRunning(TryggError, ConnectionError):
     """The CLI could not reach the daemon's control socket."""
-
-
-class OutboxFull(TryggError):
-    """An event was refused because the outbox is full of more important data."""

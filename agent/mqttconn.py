@@ -30,12 +30,14 @@ def _no_delay(client, userdata, sock) -> None:
         pass
 
 
-def make_client(client_id: str, broker: BrokerConfig, tcp_nodelay: bool = True, inflight: int = 100) -> mqtt.Client:
+def make_client(client_id: str, broker: BrokerConfig, tcp_nodelay: bool = True, inflight: int = 100,
+                manual_ack: bool = False) -> mqtt.Client:
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
         reconnect_on_failure=False,
+        manual_ack=manual_ack,
     )
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(broker.ca))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -114,21 +116,32 @@ def keep_connected(
     backoff: Backoff,
     on_error: Callable[[str], None],
     session_expiry_s: int = 0,
+    name: str = "mqtt",
 ) -> None:
     """Connect, run the session until the link drops, wait a jittered backoff, repeat until stop.
 
     The session resets the backoff itself once the broker accepts it (CONNACK success), so
-    a broker that accepts TCP but refuses us still backs off.
+    a broker that accepts TCP but refuses us still backs off. Missing or unreadable TLS files
+    are reported and retried like a dead link (a technician may be fixing them right now).
+    Each distinct problem is logged once, not once per retry; on_error hears every one.
     """
+    last = None
     while not stop.is_set():
-        client = new_client()
+        client = None
         try:
+            client = new_client()
             connect(client, broker, session_expiry_s)
             session(client)
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            on_error(f"cannot connect to {broker.host}:{broker.port}: {type(exc).__name__}: {exc}")
+        except (OSError, ValueError) as exc:  # ssl.SSLError and FileNotFoundError are OSErrors
+            message = f"cannot connect to {broker.host}:{broker.port}: {type(exc).__name__}: {exc}"
+            if message != last:
+                log.warning("%s: %s", name, message)
+            last = message
+            on_error(message)
+        else:
+            last = None
         finally:
-            sock = client.socket()
+            sock = client.socket() if client is not None else None
             if sock is not None:
                 try:
                     sock.close()

@@ -29,6 +29,7 @@ PRIORITY = {cls: prio for prio, cls in enumerate(CLASSES)}  # alarm 0 < event 1 
 ROW_OVERHEAD = 128  # bytes of index, key and page slack counted per row against max_bytes
 SANE_EPOCH = 1704067200.0  # 2024-01-01: a clock before this has not been set since boot
 SCHEMA_VERSION = 1
+_CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,6 +72,10 @@ class Losses:
         return sum(self.dropped.values()) + sum(self.expired.values())
 
 
+class _Corrupt(Exception):
+    """quick_check found damage."""
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -82,22 +87,25 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
     """Open the database, moving a corrupt file aside instead of crash-looping on it.
 
     Returns the connection and, when the old file was unusable, a note saying what happened.
+    Only real corruption moves the file aside; a locked, read-only or failing disk raises
+    StorageError instead, because those rows are healthy and must still be sent.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    conn = None
     try:
         conn = _connect(path)
         result = conn.execute("PRAGMA quick_check").fetchone()[0]
         if result != "ok":
-            raise sqlite3.DatabaseError(result)
+            raise _Corrupt(result)
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return conn, None
-    except sqlite3.DatabaseError as exc:
-        try:
+    except (sqlite3.DatabaseError, _Corrupt) as exc:
+        if conn is not None:
             conn.close()
-        except Exception:  # noqa: BLE001 - the connection may never have opened
-            pass
+        if not isinstance(exc, _Corrupt) and getattr(exc, "sqlite_errorcode", None) not in _CORRUPT_CODES:
+            raise StorageError(f"cannot open outbox {path}: {exc}") from exc
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         n = 1
         while Path(str(aside)).exists():  # never overwrite an earlier corrupt copy: it may hold alarms
@@ -255,14 +263,8 @@ class Outbox:
             for prio in range(classes):
                 if len(out) >= limit:
                     break
-                out += [
-                    Row(i, CLASSES[p], t, bytes(pl), c, s)
-                    for s, i, p, t, pl, c in self._conn.execute(
-                        "SELECT seq, id, prio, topic, payload, created FROM outbox "
-                        "WHERE prio=? AND seq>? ORDER BY seq LIMIT ?",
-                        (prio, after_seq.get(prio, 0), limit - len(out)),
-                    )
-                ]
+                out += self._rows("WHERE prio=? AND seq>? ORDER BY seq LIMIT ?",
+                                  (prio, after_seq.get(prio, 0), limit - len(out)))
         return out
 
     def get(self, ids: Iterable[str]) -> list[Row]:
@@ -272,14 +274,16 @@ class Outbox:
         with self._lock:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
-                out += [
-                    Row(i_, CLASSES[p], t, bytes(pl), c, s)
-                    for s, i_, p, t, pl, c in self._conn.execute(
-                        f"SELECT seq, id, prio, topic, payload, created FROM outbox WHERE id IN ({','.join('?' * len(chunk))})",
-                        chunk,
-                    )
-                ]
+                out += self._rows(f"WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         return sorted(out, key=lambda r: (r.prio, r.seq))
+
+    def _rows(self, where: str, args) -> list[Row]:
+        return [
+            Row(event_id, CLASSES[prio], topic, bytes(payload), created, seq)
+            for seq, event_id, prio, topic, payload, created in self._conn.execute(
+                f"SELECT seq, id, prio, topic, payload, created FROM outbox {where}", args
+            )
+        ]
 
     def stats(self) -> dict:
         """Depth and oldest age per class, bytes used, losses: what `trygg status` shows."""
@@ -346,13 +350,18 @@ class _Transaction:
         if exc_type is None:
             try:
                 self.conn.execute("COMMIT")
+                return False
             except sqlite3.Error as err:
-                self.conn.execute("ROLLBACK")
-                self.on_rollback()
-                raise StorageError(f"outbox commit failed: {err}") from err
-            return False
-        self.conn.execute("ROLLBACK")
-        self.on_rollback()
+                exc = err
+        self._rollback()
         if isinstance(exc, sqlite3.Error):
             raise StorageError(f"outbox write failed: {exc}") from exc
         return False
+
+    def _rollback(self) -> None:
+        """SQLite may already have rolled back (disk full); either way recount what is stored."""
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self.on_rollback()

@@ -139,5 +139,7 @@ def add_home(homes_dir: Path, public_key: Path, force: bool = False) -> Path:
     target = Path(homes_dir) / f"{public.name}.pub"
     _refuse_existing([target], force)
     Path(homes_dir).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(public_key, target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(public_key, tmp)
+    os.replace(tmp, target)  # a rename changes the directory, so a running receiver re-reads it
     return target

@@ -14,7 +14,6 @@ import logging
 import random
 import socket
 import threading
-import time
 from collections import OrderedDict
 
 import paho.mqtt.client as mqtt
@@ -92,12 +91,11 @@ class Uplink:
 
     # -- connection loop -----------------------------------------------------------------
     def _run(self) -> None:
-        mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff, self._error)
+        mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
+                                self._error, name="uplink")
         self._mark_down()
 
     def _error(self, message: str) -> None:
-        if message != self.last_error:  # once per distinct problem, not once per retry
-            log.warning("uplink: %s", message)
         self.last_error = message
 
     def _new_client(self) -> mqtt.Client:
@@ -130,7 +128,7 @@ class Uplink:
             self._apply_deliveries()
             if self.link != "connected":
                 continue
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if now >= next_heartbeat:
                 self._publish_status(client, "online")
                 next_heartbeat = now + self.cfg.uplink.heartbeat_s
@@ -166,27 +164,31 @@ class Uplink:
         self._acked: list[str] = []
 
     def _send(self, client: mqtt.Client, now: float) -> None:
-        room = self.cfg.uplink.inflight - len(self._inflight)
-        if room <= 0:
+        """Fill the in-flight window: new alarms, then due re-sends, then new rows in order.
+
+        New alarms go past everything: neither re-sends nor the end-to-end window hold them back.
+        """
+        window = self.cfg.uplink.inflight
+        if window - len(self._inflight) <= 0:
             return
-        rows = self._due_resends(now, room)
-        unacked_room = self.cfg.uplink.max_unacked - len(self._awaiting)
-        limit = min(room, unacked_room) - len(rows)
-        if limit > 0:
-            rows += self.outbox.next_batch(self._cursor, limit)
-        elif room > len(rows):  # the center is behind: only alarms go past the end-to-end window
-            rows += self.outbox.next_batch(self._cursor, room - len(rows), classes=1)
-        rows.sort(key=lambda r: (r.prio, r.seq))
+        ok = self._publish(client, now, self.outbox.next_batch(self._cursor, window - len(self._inflight), classes=1))
+        ok = ok and self._publish(client, now, self._due_resends(now, window - len(self._inflight)))
+        limit = min(window - len(self._inflight), self.cfg.uplink.max_unacked - len(self._awaiting))
+        if ok and limit > 0:
+            self._publish(client, now, self.outbox.next_batch(self._cursor, limit))
+
+    def _publish(self, client: mqtt.Client, now: float, rows: list[Row]) -> bool:
         for row in rows:
             info = client.publish(row.topic, row.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 log.warning("uplink: publish failed rc=%s", info.rc)
-                return
+                return False
             self.published += 1
             self._inflight[info.mid] = row
             self._cursor[row.prio] = max(self._cursor.get(row.prio, 0), row.seq)
             self._awaiting[row.id] = now
             self._awaiting.move_to_end(row.id)
+        return True
 
     def _due_resends(self, now: float, limit: int) -> list[Row]:
         """Messages the center has not acknowledged within resend_after_s."""

@@ -59,10 +59,10 @@ class HomeRegistry:
     def signer_for(self, home: str):
         """A lookup that only accepts the given home's own signing key.
 
-        An unknown home re-reads the homes directory (a home enrolled while we run), but only
-        when the directory changed, so a flood of made-up home ids costs one stat() each.
+        The homes directory is re-read whenever it changed (a home enrolled, re-keyed with
+        `add-home --force`, or removed while we run); checking costs one stat() per message.
         """
-        if home not in self.keys and self._stamp() != self._dir_stamp:
+        if self._stamp() != self._dir_stamp:
             self.reload()
         public = self.keys.get(home)
 

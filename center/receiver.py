@@ -1,8 +1,11 @@
 """The receiver: subscribe to every home, open and verify, dedupe, record durably, acknowledge, show.
 
-Order matters and is the point of this module: an event is recorded (fsynced) before its
-acknowledgement is published, because the home deletes an alarm on our ack. Duplicates are
-acknowledged again (the first ack may have been lost) but shown only once. Anything that
+Order matters and is the point of this module: a new event is shown to staff, then recorded
+(fsynced), then acknowledged, because the home deletes an alarm on our ack. If showing fails
+(the console is gone), the receiver stops before recording or acknowledging anything, so the
+home keeps the alarm and re-sends it to a receiver that works. The broker's PUBACK to us is
+also held until the batch is recorded, so our persistent session redelivers after a crash.
+Duplicates are acknowledged again (the first ack may have been lost) but shown only once. Anything that
 does not open and verify is reported and skipped; nothing a broker or an attacker sends can
 stop the receiver. Owns the center's MQTT session; output goes to the sink it is given.
 """
@@ -16,7 +19,7 @@ import paho.mqtt.client as mqtt
 
 from agent import mqttconn
 from agent.config import CenterConfig
-from agent.errors import EnvelopeError
+from agent.errors import EnvelopeError, TryggError
 from agent.keys import Identity
 from agent.presence import verify_status
 from agent.protocol import envelope, topics
@@ -27,6 +30,10 @@ from .store import EventStore, Received
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
+
+
+class OutputFailed(TryggError, RuntimeError):
+    """Staff can no longer be shown events: stop rather than acknowledge what nobody saw."""
 
 
 class Sink(Protocol):
@@ -60,7 +67,7 @@ class Receiver:
         """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
         try:
             mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
-                                    self._error, self.cfg.center.session_expiry_s)
+                                    self._error, self.cfg.center.session_expiry_s, name="receiver")
         except Exception as exc:  # e.g. the event store cannot be written: stop rather than ack unrecorded
             self.failed = f"{type(exc).__name__}: {exc}"
             log.exception("receiver stopped")
@@ -69,12 +76,10 @@ class Receiver:
         self._stop.set()
 
     def _error(self, message: str) -> None:
-        if message != self.last_error:  # once per distinct problem, not once per retry
-            log.warning("receiver: %s", message)
         self.last_error = message
 
     def _new_client(self) -> mqtt.Client:
-        client = mqttconn.make_client(self.client_id, self.cfg.broker)
+        client = mqttconn.make_client(self.client_id, self.cfg.broker, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_message = lambda c, u, message: self._pending.append(message)
         return client
@@ -89,7 +94,7 @@ class Receiver:
         self.backoff.reset()
         self.connected.set()
         self.last_error = None
-        self.sink.link("connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
+        self._show(self.sink.link, "connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
 
     def _session(self, client: mqtt.Client) -> None:
         try:
@@ -105,13 +110,13 @@ class Receiver:
                     batch, self._pending = self._pending, []
                     self.handle(client, batch)
                 for home in self.homes.newly_silent(self.clock.monotonic(), self.cfg.center.silent_after_heartbeats):
-                    self.sink.presence(home, "silent")
+                    self._show(self.sink.presence, home, "silent")
                 if not ok:
                     return
             client.disconnect()
         finally:
             if self.connected.is_set():
-                self.sink.link("disconnected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
+                self._show(self.sink.link, "disconnected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
             self.connected.clear()
 
     # -- message handling ----------------------------------------------------------------
@@ -127,21 +132,31 @@ class Receiver:
                 else:
                     raise ValueError(f"unexpected channel {where.channel!r}")
             except (EnvelopeError, ValueError) as exc:
-                if message.retain and not message.payload:
-                    continue  # a cleared retained status: nothing to report
-                self.sink.rejected(message.topic, str(exc))
+                if not (message.retain and not message.payload):  # a cleared retained status is no news
+                    self._show(self.sink.rejected, message.topic, str(exc))
+            except OutputFailed:
+                raise
             except Exception as exc:  # a bug must cost one message, never the receiver
                 log.exception("receiver: unexpected error on %s", message.topic)
-                self.sink.rejected(message.topic, f"internal error: {type(exc).__name__}: {exc}")
-        if not accepted:
-            return
-        new_ids = self.store.record([received for _, received in accepted])
-        self._acknowledge(client, [m for m, _ in accepted])
-        shown: set[str] = set()
-        for message, received in accepted:
-            if message.id in new_ids and message.id not in shown:
-                shown.add(message.id)
-                self.sink.event(message, received.received)
+                self._show(self.sink.rejected, message.topic, f"internal error: {type(exc).__name__}: {exc}")
+        if accepted:
+            known = self.store.known([event.id for event, _ in accepted])
+            for event, received in accepted:
+                if event.id not in known:
+                    known.add(event.id)
+                    self._show(self.sink.event, event, received.received)
+            self.store.record([received for _, received in accepted])
+        for message in batch:  # PUBACK to the broker only now: recorded, or rejected for good
+            client.ack(message.mid, message.qos)
+        if accepted:
+            self._acknowledge(client, [event for event, _ in accepted])
+
+    @staticmethod
+    def _show(show, *args) -> None:
+        try:
+            show(*args)
+        except Exception as exc:
+            raise OutputFailed(f"cannot show events to staff: {type(exc).__name__}: {exc}") from exc
 
     def _open_event(self, message: mqtt.MQTTMessage, where: topics.Topic) -> tuple[EventMessage, Received]:
         opened = envelope.open_sealed(message.payload, message.topic, [self.identity.kem],
@@ -163,7 +178,7 @@ class Receiver:
         elif status.state == "online":  # retained: last heard when it was stamped
             self.homes.seen(home, self.clock.monotonic() - max(self.clock.time() - stamp, 0.0))
         if self.homes.set_state(home, status.state, status.heartbeat_s):
-            self.sink.presence(home, status.state)
+            self._show(self.sink.presence, home, status.state)
 
     def _acknowledge(self, client: mqtt.Client, events: list[EventMessage]) -> None:
         """One signed, sealed ack per home per batch, covering every id (duplicates too)."""

@@ -41,23 +41,28 @@ class EventStore:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
 
-    def record(self, batch: list[Received]) -> set[str]:
-        """Durably record a batch in one transaction; return the ids that were new."""
-        new: set[str] = set()
+    def record(self, batch: list[Received]) -> None:
+        """Durably record a batch in one transaction (duplicates are ignored)."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            for r in batch:
-                cur = self._conn.execute(
-                    "INSERT OR IGNORE INTO events (id, home, class, topic, envelope, received) VALUES (?,?,?,?,?,?)",
-                    (r.id, r.home, r.cls, r.topic, r.envelope, r.received),
-                )
-                if cur.rowcount:
-                    new.add(r.id)
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO events (id, home, class, topic, envelope, received) VALUES (?,?,?,?,?,?)",
+                [(r.id, r.home, r.cls, r.topic, r.envelope, r.received) for r in batch],
+            )
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        return new
+
+    def known(self, ids: list[str]) -> set[str]:
+        """Which of these ids are already recorded (shown before): the dedupe check."""
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk))
+        return found
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]

@@ -7,7 +7,7 @@ tests drive the real driver code without patching anything.
 import logging
 import threading
 
-from agent.events import Emit
+from agent.events import Emit, Event
 
 
 class Driver:
@@ -16,7 +16,7 @@ class Driver:
     name = "driver"
 
     def __init__(self, emit: Emit) -> None:
-        self.emit = emit
+        self._emit = emit
         self.log = logging.getLogger(f"drivers.{self.name}")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -35,6 +35,15 @@ class Driver:
         alive = bool(self._thread and self._thread.is_alive())
         return {"running": alive, "error": self.error}
 
+    def emit(self, event: Event) -> bool:
+        """Hand an event to the agent; a failure is logged and reported, never fatal to the driver."""
+        try:
+            return bool(self._emit(event))
+        except Exception as exc:  # storage trouble must not silence the sensor for good
+            self.error = f"emit failed: {type(exc).__name__}: {exc}"
+            self.log.exception("driver %s could not emit %s/%s", self.name, event.cls, event.kind)
+            return False
+
     def wait(self, seconds: float) -> bool:
         """Sleep, waking early on stop; True when the driver should stop."""
         return self._stop.wait(seconds)
@@ -42,9 +51,10 @@ class Driver:
     def _main(self) -> None:
         try:
             self.run()
-        except Exception as exc:  # a driver must never take the daemon down
+        except Exception as exc:  # a driver must never take the daemon down; the center must hear of it
             self.error = f"{type(exc).__name__}: {exc}"
             self.log.exception("driver %s crashed", self.name)
+            self.emit(Event("event", "fault", {"component": f"driver:{self.name}", "detail": self.error[:200]}))
 
     def run(self) -> None:
         raise NotImplementedError

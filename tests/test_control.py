@@ -130,9 +130,10 @@ def test_simulate_without_kind_uses_a_sensible_default_per_class(shared):
 def test_refused_event_is_reported_not_accepted(shared):
     path, daemon = shared
     daemon.accept = False
-    answers = list(request(path, {"op": "simulate", "class": "telemetry", "body": {"t": 21.5}}))
+    answers = list(request(path, {"op": "simulate", "class": "telemetry"}))
     assert answers == [{"id": "id-1", "accepted": False}, {"done": True}]
-    assert daemon.injected == [Event("telemetry", "room_climate", {"t": 21.5})]
+    # simulated events are always marked so, whatever the request says
+    assert daemon.injected == [Event("telemetry", "room_climate", {"simulated": True})]
 
 
 # -- malformed requests ----------------------------------------------------------------------

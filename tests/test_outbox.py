@@ -460,7 +460,7 @@ def test_many_threads_putting_at_once_are_all_committed(committer_for):
     def worker(t: int) -> None:
         for n in range(40):
             r = row(classes[(t + n) % 3], t * 1000 + n)
-            ok = committer.put(r, timeout=20)
+            ok = committer.put(r)
             with lock:
                 results[r.id] = ok
 

@@ -38,7 +38,8 @@ UtcTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # Strictness comes from decode(): JSON is validated with strict=True there.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class EventMessage(_Strict):
@@ -53,8 +54,6 @@ class EventMessage(_Strict):
     time: UtcTime
     clock_synced: bool
     body: dict[str, Any] = Field(default_factory=dict)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class AckMessage(_Strict):
