@@ -1,0 +1,99 @@
+"""Failures around the edges must never silence an alarm: a dead console, a re-keyed home,
+missing TLS files, a driver whose emit fails."""
+
+import json
+import subprocess
+import time
+
+from agent.events import Event
+from agent.keys import Identity, write_public
+from agent.provision import add_home
+from center.homes import HomeRegistry
+from drivers.base import Driver
+from tests.support.lab import ENV, TRYGG, edit_toml, wait_for
+
+
+def test_receiver_that_cannot_show_events_stops_without_acknowledging(lab):
+    home = lab.home("hem-blind").start()
+    watch = subprocess.Popen([*TRYGG, "center", "watch", "--json", "--config", str(lab.center_config)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # wait until it is connected, then close the console it writes events to
+    deadline = time.monotonic() + 20
+    for line in watch.stderr:
+        if json.loads(line).get("type") == "receiver" or time.monotonic() > deadline:
+            break
+    watch.stdout.close()
+    [alarm] = home.simulate("alarm", kind="fall")
+    assert watch.wait(20) != 0, "a receiver that cannot show events must stop and say so"
+    time.sleep(0.5)
+    assert home.status()["unacked_alarms"]["depth"] == 1, "nobody saw the alarm: it must stay unacknowledged"
+    working = lab.watch()
+    working.wait_ids([alarm], timeout=40)  # re-sent to a receiver that works
+
+
+def test_rekeyed_home_is_trusted_without_restarting_the_receiver(tmp_path):
+    homes = tmp_path / "homes"
+    old, new = Identity.generate("hem-rekey"), Identity.generate("hem-rekey")
+    write_public(old.public(), tmp_path / "old.pub")
+    write_public(new.public(), tmp_path / "new.pub")
+    add_home(homes, tmp_path / "old.pub")
+    registry = HomeRegistry(homes)
+    from agent.protocol.envelope import signer_kid
+
+    assert registry.signer_for("hem-rekey")(signer_kid(old.sign.public_key())) is not None
+    add_home(homes, tmp_path / "new.pub", force=True)
+    lookup = registry.signer_for("hem-rekey")
+    assert lookup(signer_kid(new.sign.public_key())) is not None
+    assert lookup(signer_kid(old.sign.public_key())) is None, "the replaced key must no longer be trusted"
+
+
+def test_missing_tls_file_is_reported_and_retried_not_fatal(lab):
+    home = lab.home("hem-noca")
+    ca = home.dir / "ca-copy.crt"
+    ca.write_bytes(lab.pki.ca.read_bytes())
+    edit_toml(home.config, {"broker": {"ca": str(ca)}})
+    ca.unlink()  # the technician has not copied it yet
+    home.start()
+    status = wait_for(lambda: (s := home.status())["last_error"] and s, 10, "the error in status")
+    assert "FileNotFoundError" in status["last_error"] and status["link"] != "connected"
+    ca.write_bytes(lab.pki.ca.read_bytes())  # fixed while the daemon runs
+    wait_for(lambda: home.status()["link"] == "connected", 20, "the uplink to connect once the file is there")
+
+
+def test_driver_keeps_running_when_an_emit_fails():
+    calls = []
+
+    def flaky_emit(event):
+        calls.append(event)
+        if len(calls) == 1:
+            raise OSError("disk I/O error")
+        return True
+
+    class Ticker(Driver):
+        name = "ticker"
+
+        def run(self):
+            while not self.wait(0.01) and len(calls) < 3:
+                self.emit(Event("telemetry", "tick"))
+
+    driver = Ticker(flaky_emit)
+    driver.start()
+    wait_for(lambda: len(calls) >= 3, 5, "emits after the failed one")
+    driver.stop()
+    assert "disk I/O error" in driver.error
+
+
+def test_crashing_driver_reports_a_fault_event():
+    emitted = []
+
+    class Broken(Driver):
+        name = "broken"
+
+        def run(self):
+            raise RuntimeError("pin 17 not found")
+
+    driver = Broken(lambda e: emitted.append(e) or True)
+    driver.start()
+    wait_for(lambda: emitted, 5, "a fault event")
+    driver.stop()
+    assert emitted[0].kind == "fault" and "pin 17" in emitted[0].body["detail"]
