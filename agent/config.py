@@ -61,7 +61,7 @@ class OutboxConfig(_Section):
     resend_after_s: Seconds = 30.0
     ttl_event_s: Seconds = 7 * 86400.0
     ttl_telemetry_s: Seconds = 86400.0
-    group_commit_ms: float = Field(default=5.0, ge=0, le=1000)
+    group_commit_ms: float = Field(default=0.0, ge=0, le=1000)
     sweep_s: Seconds = 30.0
 
 

@@ -87,6 +87,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 64  # the default 5 refuses a burst of CLI calls as "not running"
 
     def handle_error(self, request, client_address) -> None:
         log.warning("control: a client connection failed", exc_info=True)

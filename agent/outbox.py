@@ -138,7 +138,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._conn, self.recovered_from = open_checked(self.path)
         with self._lock:
-            self._recount_bytes()
+            self._recount()
 
     # -- writing -------------------------------------------------------------------------
     def put_many(self, rows: list[Row]) -> list[bool]:
@@ -156,7 +156,7 @@ class Outbox:
                         "INSERT INTO outbox (id, prio, topic, payload, size, created) VALUES (?,?,?,?,?,?)",
                         (row.id, row.prio, row.topic, row.payload, len(row.payload), row.created),
                     )
-                    self._bytes += len(row.payload) + ROW_OVERHEAD
+                    self._account(row.prio, 1, len(row.payload))
                 else:
                     self._count("dropped", row.cls, 1)
                 accepted.append(ok)
@@ -186,7 +186,7 @@ class Outbox:
                     break
                 for seq, size in victims:
                     self._conn.execute("DELETE FROM outbox WHERE seq=?", (seq,))
-                    self._bytes -= size + ROW_OVERHEAD
+                    self._account(victim_prio, -1, -size)
                     self._count("dropped", CLASSES[victim_prio], 1)
                     if self._bytes + need <= self.max_bytes:
                         break
@@ -202,10 +202,11 @@ class Outbox:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                sizes = self._conn.execute(f"SELECT size FROM outbox WHERE id IN ({marks})", chunk).fetchall()
+                gone = self._conn.execute(f"SELECT prio, size FROM outbox WHERE id IN ({marks})", chunk).fetchall()
                 self._conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
-                removed += len(sizes)
-                self._bytes -= sum(s for (s,) in sizes) + len(sizes) * ROW_OVERHEAD
+                removed += len(gone)
+                for prio, size in gone:
+                    self._account(prio, -1, -size)
         return removed
 
     def expire(self) -> int:
@@ -229,7 +230,7 @@ class Outbox:
                 ).fetchone()
                 if n:
                     self._conn.execute(f"DELETE FROM outbox WHERE {cond}", args)
-                    self._bytes -= size + n * ROW_OVERHEAD
+                    self._account(PRIORITY[cls], -n, -size)
                     self._count("expired", cls, n)
                     total += n
         return total
@@ -288,14 +289,15 @@ class Outbox:
     def stats(self) -> dict:
         """Depth and oldest age per class, bytes used, losses: what `trygg status` shows."""
         now = self._clock()
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT prio, COUNT(*), MIN(created) FROM outbox GROUP BY prio"
-            ).fetchall()
+        classes = {}
+        with self._lock:  # depths are kept in memory; the oldest row is one index lookup per class
+            for prio, cls in enumerate(CLASSES):
+                oldest = self._conn.execute(
+                    "SELECT created FROM outbox WHERE prio=? ORDER BY seq LIMIT 1", (prio,)
+                ).fetchone()
+                age = None if oldest is None else round(max(now - oldest[0], 0.0), 3)
+                classes[cls] = {"depth": self._depth[prio], "oldest_age_s": age}
             losses = self._load_losses()
-        classes = {c: {"depth": 0, "oldest_age_s": None} for c in CLASSES}
-        for prio, n, oldest in rows:
-            classes[CLASSES[prio]] = {"depth": n, "oldest_age_s": round(max(now - oldest, 0.0), 3)}
         return {
             "classes": classes,
             "bytes": self._bytes,
@@ -310,11 +312,17 @@ class Outbox:
 
     # -- internals -----------------------------------------------------------------------
     def _transaction(self):
-        return _Transaction(self._conn, on_rollback=self._recount_bytes)
+        return _Transaction(self._conn, on_rollback=self._recount)
 
-    def _recount_bytes(self) -> None:
-        size, n = self._conn.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
-        self._bytes = size + n * ROW_OVERHEAD
+    def _recount(self) -> None:
+        """Bytes and rows per class from the table itself (at start and after a rollback)."""
+        self._bytes, self._depth = 0, [0] * len(CLASSES)
+        for prio, n, size in self._conn.execute("SELECT prio, COUNT(*), SUM(size) FROM outbox GROUP BY prio"):
+            self._account(prio, n, size)
+
+    def _account(self, prio: int, rows: int, payload_bytes: int) -> None:
+        self._depth[prio] += rows
+        self._bytes += payload_bytes + rows * ROW_OVERHEAD
 
     def _count(self, kind: str, cls: str, n: int) -> None:
         self._add_counter(f"{kind}_{cls}", n)

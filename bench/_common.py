@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 from agent import control  # noqa: E402
 from agent.errors import DaemonNotRunning  # noqa: E402
 
-BODY_300 = {"room": "hall", "note": "x" * 270}  # an event body of ~300 B of JSON
+BODY_300 = {"room": "hall", "note": "x" * 270}  # an event body of ~300 B of JSON (sealed directly)
 
 
 def env_int(name: str, default: int) -> int:
@@ -104,10 +104,9 @@ def depth(st: dict) -> int:
     return sum(c["depth"] for c in st["outbox"]["classes"].values())
 
 
-def simulate(sock: Path, cls: str, count: int = 1, body: dict | None = None, kind: str | None = None) -> list[str]:
+def simulate(sock: Path, cls: str, count: int = 1, kind: str | None = None) -> list[str]:
+    """Inject events through the control socket (fixed simulated body); ids of those accepted."""
     req = {"op": "simulate", "class": cls, "count": count}
-    if body is not None:
-        req["body"] = body
     if kind:
         req["kind"] = kind
     for attempt in range(50):
@@ -123,7 +122,7 @@ def simulate(sock: Path, cls: str, count: int = 1, body: dict | None = None, kin
     raise AssertionError("unreachable")
 
 
-def prefill(sock: Path, cls: str, n: int, body: dict | None = None, connections: int = 16) -> list[str]:
+def prefill(sock: Path, cls: str, n: int, connections: int = 16) -> list[str]:
     """Commit n events through the control socket, from several connections at once.
 
     One `simulate` request injects its events one after the other, and each waits for its own
@@ -136,7 +135,7 @@ def prefill(sock: Path, cls: str, n: int, body: dict | None = None, connections:
     def worker(i: int) -> None:
         try:
             if per[i]:
-                out[i] = simulate(sock, cls, per[i], body)
+                out[i] = simulate(sock, cls, per[i])
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

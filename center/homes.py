@@ -50,6 +50,12 @@ class HomeRegistry:
         self.keys = keys
         self._dir_stamp = self._stamp()
 
+    def refresh(self) -> None:
+        """Re-read the homes directory if it changed: a home enrolled, re-keyed with
+        `add-home --force`, or removed while we run. One stat() when nothing changed."""
+        if self._stamp() != self._dir_stamp:
+            self.reload()
+
     def _stamp(self) -> int | None:
         try:
             return self.homes_dir.stat().st_mtime_ns
@@ -59,11 +65,8 @@ class HomeRegistry:
     def signer_for(self, home: str):
         """A lookup that only accepts the given home's own signing key.
 
-        The homes directory is re-read whenever it changed (a home enrolled, re-keyed with
-        `add-home --force`, or removed while we run); checking costs one stat() per message.
+        Call refresh() first (once per batch) to see homes enrolled, re-keyed or removed since.
         """
-        if self._stamp() != self._dir_stamp:
-            self.reload()
         public = self.keys.get(home)
 
         def lookup(kid: bytes):

@@ -122,6 +122,7 @@ class Receiver:
     # -- message handling ----------------------------------------------------------------
     def handle(self, client: mqtt.Client, batch: list[mqtt.MQTTMessage]) -> None:
         accepted: list[tuple[EventMessage, Received]] = []
+        self.homes.refresh()
         for message in batch:
             try:
                 where = topics.parse(message.topic)

@@ -514,3 +514,29 @@ def test_alarm_is_not_held_back_by_the_group_commit_window(committer_for):
     assert elapsed < 0.25, f"alarm waited {elapsed:.3f} s behind a telemetry window"
     assert done["telemetry"] is True
     assert {r.id for r in committer.outbox.get(["telemetry-00001", "alarm-00001"])} == {"telemetry-00001", "alarm-00001"}
+
+
+def test_status_depths_stay_true_through_puts_drops_deletes_and_reopen(tmp_path):
+    """stats() keeps depths in memory; they must always equal what the table holds."""
+    from agent.outbox import CLASSES, Outbox, Row
+    from agent.protocol.ids import new_id
+
+    def table_depths(box):
+        rows = box._conn.execute("SELECT prio, COUNT(*) FROM outbox GROUP BY prio").fetchall()
+        return {CLASSES[p]: n for p, n in rows}
+
+    def shown(box):
+        return {c: v["depth"] for c, v in box.stats()["classes"].items() if v["depth"]}
+
+    box = Outbox(tmp_path / "o.db", 64 * 1024, {"event": 60.0, "telemetry": 60.0}, clock=lambda: 1.8e9)
+    rows = [Row(new_id(), cls, f"t/{cls}", b"x" * 300, 1.8e9) for cls in ["telemetry"] * 150 + ["event"] * 30 + ["alarm"] * 5]
+    box.put_many(rows)  # overflows: telemetry is dropped to make room
+    assert shown(box) == table_depths(box)
+    box.delete([r.id for r in rows[150:160]] + [rows[-1].id])
+    assert shown(box) == table_depths(box)
+    box.close()
+    box = Outbox(tmp_path / "o.db", 64 * 1024, {"event": 60.0, "telemetry": 60.0}, clock=lambda: 1.8e9 + 120)
+    assert shown(box) == table_depths(box)
+    box.expire()
+    assert shown(box) == table_depths(box) == {"alarm": 4}
+    box.close()

@@ -42,6 +42,7 @@ def test_rekeyed_home_is_trusted_without_restarting_the_receiver(tmp_path):
 
     assert registry.signer_for("hem-rekey")(signer_kid(old.sign.public_key())) is not None
     add_home(homes, tmp_path / "new.pub", force=True)
+    registry.refresh()  # the receiver does this once per batch
     lookup = registry.signer_for("hem-rekey")
     assert lookup(signer_kid(new.sign.public_key())) is not None
     assert lookup(signer_kid(old.sign.public_key())) is None, "the replaced key must no longer be trusted"
