@@ -83,16 +83,7 @@ def temp_root(prefix: str):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
-    """Poll predicate until truthy (returned) or raise after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+from tests.support.lab import wait_for as wait_until  # noqa: E402, F401  (one poller for tests and benchmarks)
 
 
 def status(sock: Path) -> dict:

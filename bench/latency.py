@@ -13,7 +13,6 @@ receiver's own view, `received` minus the event's `time` (both stamped on this m
 millisecond resolution, the `time` taken inside the daemon just before sealing).
 """
 
-import json
 import random
 import sys
 import time
@@ -23,35 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import env_int, header, percentile, result, say, simulate, status, temp_root, wait_until  # noqa: E402
 
-from tests.support.lab import Watch  # noqa: E402
 
 B = "latency"
 N = env_int("LATENCY_N", 1000)
 WARMUP = 20
 SPACING_MS = (5.0, 10.0)
-
-
-class TimedWatch(Watch):
-    """A Watch that also stamps every stdout line with time.time() when the bench reads it."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        super().__init__(config, log)
-        self.arrived: dict[str, float] = {}
-
-    def _read(self, stream, into: list) -> None:
-        with open(self.log, "a") as log:
-            for line in stream:
-                now = time.time()
-                log.write(line)
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError:
-                    item = {"type": "text", "line": line.rstrip()}
-                with self._cond:
-                    if into is self.events and "id" in item:
-                        self.arrived.setdefault(item["id"], now)
-                    into.append(item)
-                    self._cond.notify_all()
 
 
 def parse_time(text: str) -> float:
@@ -75,8 +50,7 @@ def main() -> None:
             try:
                 lab = Lab(root, pki, broker.port)
                 home = lab.home("hem-latency")
-                watch = TimedWatch(lab.center_config, root / "watch.log").start()
-                lab.watches.append(watch)
+                watch = lab.watch()
                 home.start()
                 sock = home.dir / "trygg.sock"
                 wait_until(lambda: status(sock)["link"] == "connected", 20, "the home to connect")

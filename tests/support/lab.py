@@ -54,6 +54,7 @@ class Watch:
         self.config = config
         self.events: list[dict] = []
         self.other: list[dict] = []  # presence and rejected, from stderr
+        self.arrived: dict[str, float] = {}  # event id -> wall time its line was read (benchmarks)
         self.log = log
         self._cond = threading.Condition()
         self.proc: subprocess.Popen | None = None
@@ -69,12 +70,15 @@ class Watch:
     def _read(self, stream, into: list) -> None:
         with open(self.log, "a") as log:
             for line in stream:
+                now = time.time()
                 log.write(line)
                 try:
                     item = json.loads(line)
                 except json.JSONDecodeError:
                     item = {"type": "text", "line": line.rstrip()}
                 with self._cond:
+                    if into is self.events and "id" in item:
+                        self.arrived.setdefault(item["id"], now)
                     into.append(item)
                     self._cond.notify_all()
 
