@@ -68,7 +68,8 @@ def watch(ctx, config_path, as_json: bool) -> None:
     cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG), cfgmod.CenterConfig)
     logs.setup(cfg.log.level if not as_json else "warning")
     store = EventStore(cfg.center.store)
-    receiver = Receiver(cfg, load_private(cfg.center.key), HomeRegistry(cfg.center.homes_dir), store,
+    homes = HomeRegistry(cfg.center.homes_dir, store.replay_marks())
+    receiver = Receiver(cfg, load_private(cfg.center.key), homes, store,
                         Console(as_json), SystemClock())
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: receiver.stop())

@@ -29,10 +29,13 @@ class Presence:
 
 
 class HomeRegistry:
-    def __init__(self, homes_dir: Path) -> None:
+    def __init__(self, homes_dir: Path, replay_marks: dict[str, tuple[float, float]] | None = None) -> None:
         self.homes_dir = Path(homes_dir)
         self.keys: dict[str, PublicIdentity] = {}
-        self.presence: dict[str, Presence] = {}
+        self.presence: dict[str, Presence] = {
+            home: Presence(last_online_time=on, last_offline_time=off) for home, (on, off) in (replay_marks or {}).items()
+        }
+        self.marks_changed: set[str] = set()  # homes whose replay marks the owner should persist
         self._dir_stamp: int | None = None
         self.reload()
 
@@ -85,11 +88,18 @@ class HomeRegistry:
             if stamp <= p.last_offline_time:
                 return False
             p.last_offline_time = stamp
-            return True
-        if stamp <= max(p.last_online_time, p.last_offline_time):
-            return False
-        p.last_online_time = stamp
+        else:
+            if stamp <= max(p.last_online_time, p.last_offline_time):
+                return False
+            p.last_online_time = stamp
+        self.marks_changed.add(home)
         return True
+
+    def take_changed_marks(self) -> dict[str, tuple[float, float]]:
+        """Replay marks changed since the last call, for the owner to store durably."""
+        out = {h: (self.presence[h].last_online_time, self.presence[h].last_offline_time) for h in self.marks_changed}
+        self.marks_changed.clear()
+        return out
 
     def seen(self, home: str, now: float) -> None:
         self.presence.setdefault(home, Presence()).last_seen = now

@@ -151,6 +151,9 @@ class Receiver:
             client.ack(message.mid, message.qos)
         if accepted:
             self._acknowledge(client, [event for event, _ in accepted])
+        marks = self.homes.take_changed_marks()
+        if marks:
+            self.store.save_replay_marks(marks)
 
     @staticmethod
     def _show(show, *args) -> None:

@@ -20,6 +20,11 @@ CREATE TABLE IF NOT EXISTS events (
     received REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_home ON events (home, received);
+CREATE TABLE IF NOT EXISTS presence (
+    home         TEXT PRIMARY KEY,
+    last_online  REAL NOT NULL,
+    last_offline REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -43,12 +48,16 @@ class EventStore:
 
     def record(self, batch: list[Received]) -> None:
         """Durably record a batch in one transaction (duplicates are ignored)."""
+        self._write_all(
+            "INSERT OR IGNORE INTO events (id, home, class, topic, envelope, received) VALUES (?,?,?,?,?,?)",
+            [(r.id, r.home, r.cls, r.topic, r.envelope, r.received) for r in batch],
+        )
+
+    def _write_all(self, sql: str, rows: list[tuple]) -> None:
+        """One durable transaction for many rows (the connection is in autocommit mode)."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO events (id, home, class, topic, envelope, received) VALUES (?,?,?,?,?,?)",
-                [(r.id, r.home, r.cls, r.topic, r.envelope, r.received) for r in batch],
-            )
+            self._conn.executemany(sql, rows)
             self._conn.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
@@ -63,6 +72,21 @@ class EventStore:
             marks = ",".join("?" * len(chunk))
             found.update(r[0] for r in self._conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk))
         return found
+
+    def replay_marks(self) -> dict[str, tuple[float, float]]:
+        """Per home, the device times of the newest accepted online and offline status.
+
+        Kept on disk so that a receiver restart does not let recorded heartbeats be replayed
+        to make a dead home look alive.
+        """
+        return {h: (on, off) for h, on, off in self._conn.execute("SELECT home, last_online, last_offline FROM presence")}
+
+    def save_replay_marks(self, marks: dict[str, tuple[float, float]]) -> None:
+        self._write_all(
+            "INSERT INTO presence (home, last_online, last_offline) VALUES (?,?,?) ON CONFLICT(home) "
+            "DO UPDATE SET last_online=excluded.last_online, last_offline=excluded.last_offline",
+            [(home, on, off) for home, (on, off) in marks.items()],
+        )
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]

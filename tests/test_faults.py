@@ -228,3 +228,26 @@ def test_sigterm_stops_cleanly_and_says_offline(lab):
     assert home.stop() == 0
     watch.wait_other(lambda o: o.get("home") == "hem-term" and o.get("state") == "offline", timeout=5)
     assert not (home.dir / "trygg.sock").exists()
+
+
+def test_replayed_heartbeats_cannot_revive_a_dead_home_after_a_receiver_restart(lab, broker):
+    captured: list[bytes] = []
+    spy = _center_client(lab, broker)
+    spy.on_message = lambda c, u, m: captured.append(m.payload) if not m.retain else None
+    spy.subscribe(topics.status("hem-replay"), qos=1)
+    try:
+        watch = lab.watch()
+        home = lab.home("hem-replay", uplink={"heartbeat_s": 1}).start()
+        wait_for(lambda: len(captured) >= 2, 10, "heartbeats to record")
+        home.kill9()  # the power is cut: the broker publishes the last will
+        watch.wait_other(lambda o: o.get("home") == "hem-replay" and o.get("state") == "offline", timeout=20)
+        watch.stop()
+        watch = lab.watch()  # the receiver restarts and forgets nothing it must not
+        spy.unsubscribe(topics.status("hem-replay"))
+        for payload in list(captured):  # an attacker replays what it recorded, as live messages
+            spy.publish(topics.status("hem-replay"), payload, qos=1).wait_for_publish(5)
+        time.sleep(2)
+        assert not [o for o in watch.other if o.get("home") == "hem-replay" and o.get("state") == "online"]
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
