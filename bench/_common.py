@@ -159,3 +159,27 @@ def proc_stat(pid: int) -> tuple[float, int, int]:
 
 def cpu_seconds(pid: int) -> float:
     return proc_stat(pid)[0]
+
+
+@contextmanager
+def running_home(root: Path, home_id: str):
+    """A lab broker, a center watching and one connected home: what idle and latency measure.
+
+    Yields (home, watch, control socket); every process is stopped on the way out.
+    """
+    from agent.labpki import make_lab_pki
+    from tests.support.broker import Broker
+    from tests.support.lab import Lab
+
+    pki = make_lab_pki(root / "pki", ["center"])
+    with Broker(root / "broker", pki) as broker:
+        lab = Lab(root, pki, broker.port)
+        try:
+            home = lab.home(home_id)
+            watch = lab.watch()
+            home.start()
+            sock = home.dir / "trygg.sock"
+            wait_until(lambda: status(sock)["link"] == "connected", 20, "the home to connect")
+            yield home, watch, sock
+        finally:
+            lab.close()

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (env_float, env_int, header, prefill, proc_stat, result, status,  # noqa: E402
-                     temp_root, wait_until)
+from _common import (env_float, env_int, header, prefill, proc_stat, result, running_home,  # noqa: E402
+                     status, temp_root, wait_until)
 
 B = "idle"
 SETTLE_S = env_float("IDLE_SETTLE_S", 10.0)
@@ -28,42 +28,26 @@ AFTER_S = env_float("IDLE_AFTER_S", 5.0)
 
 
 def main() -> None:
-    from agent.labpki import make_lab_pki
-    from tests.support.broker import Broker
-    from tests.support.lab import Lab
-
     header(f"idle: daemon RSS after {SETTLE_S:.0f} s idle, CPU over {CPU_S:.0f} s idle, RSS after draining {DRAIN_N}")
     with temp_root("idle") as root:
-        pki = make_lab_pki(root / "pki", ["center"])
-        lab = None
-        with Broker(root / "broker", pki) as broker:
-            try:
-                lab = Lab(root, pki, broker.port)
-                home = lab.home("hem-idle")
-                watch = lab.watch()
-                home.start()
-                pid = home.proc.pid
-                sock = home.dir / "trygg.sock"
-                wait_until(lambda: status(sock)["link"] == "connected", 20, "the home to connect")
-                time.sleep(SETTLE_S)
-                _, rss_idle, hwm_idle = proc_stat(pid)
-                cpu0, t0 = proc_stat(pid)[0], time.monotonic()
-                time.sleep(CPU_S)
-                cpu1, t1 = proc_stat(pid)[0], time.monotonic()
-                connected = status(sock)["link"] == "connected"
-                cpu_pct = (cpu1 - cpu0) / (t1 - t0) * 100
+        with running_home(root, "hem-idle") as (home, watch, sock):
+            pid = home.proc.pid
+            time.sleep(SETTLE_S)
+            _, rss_idle, hwm_idle = proc_stat(pid)
+            cpu0, t0 = proc_stat(pid)[0], time.monotonic()
+            time.sleep(CPU_S)
+            cpu1, t1 = proc_stat(pid)[0], time.monotonic()
+            connected = status(sock)["link"] == "connected"
+            cpu_pct = (cpu1 - cpu0) / (t1 - t0) * 100
 
-                t_fill = time.monotonic()
-                prefill(sock, "event", DRAIN_N)  # link up: it drains while being filled
-                wait_until(lambda: sum(c["depth"] for c in status(sock)["outbox"]["classes"].values()) == 0,
-                           120, "the outbox to empty", 0.2)
-                drained_in = time.monotonic() - t_fill
-                time.sleep(AFTER_S)
-                _, rss_after, hwm_after = proc_stat(pid)
-                shown = len(watch.events)
-            finally:
-                if lab is not None:
-                    lab.close()
+            t_fill = time.monotonic()
+            prefill(sock, "event", DRAIN_N)  # link up: it drains while being filled
+            wait_until(lambda: sum(c["depth"] for c in status(sock)["outbox"]["classes"].values()) == 0,
+                       120, "the outbox to empty", 0.2)
+            drained_in = time.monotonic() - t_fill
+            time.sleep(AFTER_S)
+            _, rss_after, hwm_after = proc_stat(pid)
+            shown = len(watch.events)
 
     mb = 1024
     result(B, f"idle RSS after {SETTLE_S:.0f} s, connected", rss_idle / mb, "MB", "<= 60 MB", rss_idle / mb <= 60,

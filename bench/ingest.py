@@ -42,6 +42,7 @@ from agent.keys import Identity  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
 from agent.sealer import Sealer  # noqa: E402
 from tests.support.broker import find_mosquitto, free_port  # noqa: E402
+from tests.support.lab import stop_process  # noqa: E402
 
 B = "ingest"
 N_ONE = env_int("INGEST_ONE", 2000)  # alarms one at a time, and the bridge one at a time
@@ -211,13 +212,7 @@ class BridgeBroker:
         return db.stat().st_size if db.exists() else 0
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def _nodelay(client, userdata, sock) -> None:

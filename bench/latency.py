@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_int, header, percentile, result, say, simulate, status, temp_root, wait_until  # noqa: E402
+from _common import (env_int, header, percentile, result, running_home, say, simulate, status,  # noqa: E402
+                     temp_root, wait_until)
 
 
 B = "latency"
@@ -38,48 +39,32 @@ def ms(values: list[float], p: float) -> float:
 
 
 def main() -> None:
-    from agent.labpki import make_lab_pki
-    from tests.support.broker import Broker
-    from tests.support.lab import Lab
-
     header(f"latency: simulate alarm -> receiver prints it, {N} alarms spaced 5-10 ms, mTLS loopback")
     with temp_root("latency") as root:
-        pki = make_lab_pki(root / "pki", ["center"])
-        lab = None
-        with Broker(root / "broker", pki) as broker:
-            try:
-                lab = Lab(root, pki, broker.port)
-                home = lab.home("hem-latency")
-                watch = lab.watch()
-                home.start()
-                sock = home.dir / "trygg.sock"
-                wait_until(lambda: status(sock)["link"] == "connected", 20, "the home to connect")
-                rng = random.Random(1)
-                sent: dict[str, float] = {}
-                commit: list[float] = []
-                warm = [simulate(sock, "alarm", 1, kind="fall")[0] for _ in range(WARMUP)]
-                wait_until(lambda: all(i in watch.arrived for i in warm), 20, "the warm-up alarms")
-                next_at = time.time()
-                for _ in range(N):
-                    delay = next_at - time.time()
-                    if delay > 0:
-                        time.sleep(delay)
-                    t0 = time.time()
-                    [alarm_id] = simulate(sock, "alarm", 1, kind="fall")
-                    t1 = time.time()
-                    sent[alarm_id] = t0
-                    commit.append(t1 - t0)
-                    next_at = t0 + rng.uniform(*SPACING_MS) / 1000
-                wait_until(lambda: all(i in watch.arrived for i in sent), 30, "every alarm at the receiver", 0.05)
-                lat = [watch.arrived[i] - t for i, t in sent.items()]
-                with watch._cond:
-                    records = {e["id"]: e for e in watch.events if e.get("id") in sent}
-                view = [parse_time(e["received"]) - parse_time(e["time"]) for e in records.values()]
-                wait_until(lambda: status(sock)["outbox"]["classes"]["alarm"]["depth"] == 0, 20,
-                           "every alarm acknowledged")
-            finally:
-                if lab is not None:
-                    lab.close()
+        with running_home(root, "hem-latency") as (home, watch, sock):
+            rng = random.Random(1)
+            sent: dict[str, float] = {}
+            commit: list[float] = []
+            warm = [simulate(sock, "alarm", 1, kind="fall")[0] for _ in range(WARMUP)]
+            wait_until(lambda: all(i in watch.arrived for i in warm), 20, "the warm-up alarms")
+            next_at = time.time()
+            for _ in range(N):
+                delay = next_at - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                t0 = time.time()
+                [alarm_id] = simulate(sock, "alarm", 1, kind="fall")
+                t1 = time.time()
+                sent[alarm_id] = t0
+                commit.append(t1 - t0)
+                next_at = t0 + rng.uniform(*SPACING_MS) / 1000
+            wait_until(lambda: all(i in watch.arrived for i in sent), 30, "every alarm at the receiver", 0.05)
+            lat = [watch.arrived[i] - t for i, t in sent.items()]
+            with watch._cond:
+                records = {e["id"]: e for e in watch.events if e.get("id") in sent}
+            view = [parse_time(e["received"]) - parse_time(e["time"]) for e in records.values()]
+            wait_until(lambda: status(sock)["outbox"]["classes"]["alarm"]["depth"] == 0, 20,
+                       "every alarm acknowledged")
 
     say(f"{len(lat)} alarms; times in ms")
     result(B, "send -> receiver line: p50", ms(lat, 50), "ms", digits=2)

@@ -39,6 +39,19 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> int | None:
+    """SIGTERM, wait, then SIGKILL if it does not go: no test leaves a process behind."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
 def edit_toml(path: Path, overrides: dict[str, dict]) -> None:
     """Merge overrides into a config file written by trygg init."""
     data = tomllib.loads(path.read_text())
@@ -97,13 +110,7 @@ class Watch:
         return wait_for(found, timeout, "a presence/rejected line")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class Home:
@@ -142,13 +149,8 @@ class Home:
         self.proc.wait()
 
     def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                return self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait() if self.proc else None
+        """SIGTERM, as systemd would; the exit code tells whether it stopped cleanly."""
+        return stop_process(self.proc, timeout=15)
 
 
 class Lab:
