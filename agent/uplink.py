@@ -93,7 +93,6 @@ class Uplink:
     def _run(self) -> None:
         mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
                                 self._error, name="uplink")
-        self._mark_down()
 
     def _error(self, message: str) -> None:
         self.last_error = message
