@@ -168,11 +168,14 @@ def lab_pki(directory: Path, clients: tuple[str, ...], force: bool) -> None:
     click.echo(f"lab PKI in {directory}")
 
 
-def _register_center() -> None:
+def _register_subcommands() -> None:
     from center.cli import center
 
-    main.add_command(center)
+    from .trust_cli import audit_group, center_key, staff
+
+    for group in (center, staff, audit_group, center_key):
+        main.add_command(group)
 
 
-_register_center()
+_register_subcommands()
 

@@ -7,13 +7,16 @@ or databases: this module only turns a file into plain, checked objects.
 """
 
 import os
+import re
 import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .protocol.messages import ACTIONS
 from .protocol.topics import HOME_ID_RULE, check_home_id
 
 DEFAULT_CONFIG = Path("/etc/trygg/trygg.toml")
@@ -40,6 +43,16 @@ class BrokerConfig(_Section):
 
 class HomeConfig(_Section):
     id: str
+    timezone: str = "Europe/Stockholm"  # schedules (visit windows) are local times in this zone
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Europe/Stockholm") from None
+        return value
 
     @field_validator("id")
     @classmethod
@@ -53,6 +66,61 @@ class HomeConfig(_Section):
 class KeysConfig(_Section):
     device: Path = Path("device.key")
     center: Path = Path("center.pub")
+    center_next: Path = Path("center.next.pub")  # the center's next key, used only when present
+
+
+class TrustConfig(_Section):
+    path: Path = Path("trust.db")  # staff enrollment, replay cache, audit log (SQLite, 0600)
+
+
+class CommandsConfig(_Section):
+    """How strictly signed commands from the center are judged (see docs/protocol.md)."""
+
+    max_lifetime_s: float = Field(default=300.0, ge=5, le=3600)  # expires - issued may not exceed this
+    clock_skew_s: float = Field(default=30.0, ge=0, le=600)
+    challenge_ttl_s: Seconds = 600.0  # a new challenge at least this often (and after each use)
+    alarm_open_s: Seconds = 3600.0  # an alarm counts as open this long after it was raised
+    queue: int = Field(default=256, ge=1, le=100_000)  # commands waiting to be judged; beyond: dropped, counted
+    refusals_audited_per_min: int = Field(default=30, ge=1, le=10_000)  # beyond: counted in one summary entry
+
+
+ROLE_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+Role = Annotated[str, Field(pattern=ROLE_NAME)]
+Action = Literal[ACTIONS]  # type: ignore[valid-type]
+UnlockRule = Literal["always", "alarm", "visit", "alarm_or_visit", "never"]
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+DEFAULT_ROLES = {
+    "night-staff": ["unlock", "lock", "ping", "status"],
+    "nurse": ["unlock", "lock", "ping", "status"],
+    "technician": ["lock", "ping", "status", "switch_center_key"],
+}
+
+
+class VisitWindow(_Section):
+    """A planned visit: local start and end (HH:MM, may pass midnight), on the given weekdays."""
+
+    start: str
+    end: str
+    days: list[Literal[DAYS]] = list(DAYS)  # type: ignore[valid-type]
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.fullmatch(value):
+            raise ValueError("expected a time as HH:MM (00:00-23:59)")
+        return value
+
+
+class LockConfig(_Section):
+    """Who may unlock this lock and when, per role; roles not listed may never unlock it."""
+
+    unlock: dict[Role, UnlockRule] = {"night-staff": "alarm_or_visit", "nurse": "always"}
+    visits: list[VisitWindow] = []
+
+
+LockName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 
 
 class OutboxConfig(_Section):
@@ -93,16 +161,31 @@ class DeviceConfig(_Section):
     home: HomeConfig
     broker: BrokerConfig
     keys: KeysConfig = KeysConfig()
+    trust: TrustConfig = TrustConfig()
+    commands: CommandsConfig = CommandsConfig()
+    roles: dict[Role, list[Action]] = DEFAULT_ROLES  # type: ignore[valid-type]
+    locks: dict[LockName, LockConfig] = {"front-door": LockConfig()}
     outbox: OutboxConfig = OutboxConfig()
     uplink: UplinkConfig = UplinkConfig()
     control: ControlConfig = ControlConfig()
     simulate: SimulateConfig = SimulateConfig()
     log: LogConfig = LogConfig()
 
+    @model_validator(mode="after")
+    def _rules_name_roles(self) -> "DeviceConfig":
+        for lock, rules in self.locks.items():
+            for role in rules.unlock:
+                if role not in self.roles:
+                    raise ValueError(f"locks.{lock}.unlock names role {role!r}, which is not in [roles]")
+        return self
+
 
 class CenterSection(_Section):
     name: str = Field(default="center", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     key: Path = Path("center.key")
+    next_key: Path = Path("center.next.key")  # during a key rotation (used only when present)
+    retired_keys: Path = Path("retired-keys")  # old keys, still opening events sealed before a rotation
+    staff_dir: Path = Path("staff")  # staff members' key pairs (trygg center staff-key)
     homes_dir: Path = Path("homes")
     store: Path = Path("center.db")
     silent_after_heartbeats: float = Field(default=3.0, ge=1.5, le=100)
@@ -118,10 +201,11 @@ class CenterConfig(_Section):
 
 _PATH_KEYS = {
     "broker": ("ca", "cert", "key"),
-    "keys": ("device", "center"),
+    "keys": ("device", "center", "center_next"),
+    "trust": ("path",),
     "outbox": ("path",),
     "control": ("socket",),
-    "center": ("key", "homes_dir", "store"),
+    "center": ("key", "next_key", "retired_keys", "staff_dir", "homes_dir", "store"),
 }
 
 
@@ -154,6 +238,8 @@ def describe_errors(exc: ValidationError) -> str:
             lines.append(f"{where}: unknown key")
         elif err["type"] == "missing":
             lines.append(f"{where}: required key is missing")
+        elif not err["loc"]:  # a check across sections: the message names the keys itself
+            lines.append(err["msg"].removeprefix("Value error, "))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{where}: {msg[0].lower() + msg[1:]}, got {err.get('input')!r}")

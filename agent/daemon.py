@@ -2,24 +2,35 @@
 
 Starts parts in dependency order and stops them in reverse; turns SIGTERM into a clean stop;
 tells systemd when it is ready and keeps its watchdog fed only while the parts are healthy.
-Housekeeping (TTL expiry, reporting lost data as a `data_lost` event) runs here too, because
-it needs both the outbox and the emit path. Owns no protocol, storage or network logic itself.
+Housekeeping (TTL expiry, reporting lost data as a `data_lost` event, forwarding audit entries
+as `audit` events, renewing the command challenge) runs here too, because it needs both the
+stores and the emit path. Owns no protocol, storage or network logic itself.
 """
 
+import hashlib
+import json
 import logging
 import signal
 import threading
 import time
 
 from . import sdnotify
+from .actions import build_actions
+from .audit import AuditLog
+from .centerkeys import CenterKeys
 from .clock import SystemClock
+from .commands import Commands
 from .commit import GroupCommitter
-from .config import DeviceConfig
+from .config import DeviceConfig, for_display
 from .control import ControlServer, Handlers
 from .events import Event
-from .keys import load_private, load_public
+from .freshness import Freshness
+from .keys import load_private
 from .outbox import Outbox
+from .policy import Policy
 from .sealer import Sealer
+from .staff import StaffRegistry
+from .trustdb import TrustDB
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -33,6 +44,7 @@ class Daemon(Handlers):
         self._stop_requested = threading.Event()
         self._stopped = False
         self.drivers: list = []
+        self.audit: AuditLog | None = None
         self._opened: list = []  # what start() opened, closed in reverse by stop()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -49,10 +61,15 @@ class Daemon(Handlers):
     def _start(self) -> None:
         cfg = self.cfg
         self.device = load_private(cfg.keys.device)
-        self.center = load_public(cfg.keys.center)
         # The socket first: it refuses to start beside a running daemon, before we touch its outbox
         # or take over its broker session.
         self.control = self._open(ControlServer(cfg.control.socket, self))
+        self.trust = self._open(TrustDB(cfg.trust.path))
+        self.audit = AuditLog(self.trust, self.clock)
+        self.center = CenterKeys(cfg.keys.center, cfg.keys.center_next, self.trust)
+        self.policy = Policy(cfg, self.clock)
+        self.freshness = Freshness(self.trust, self.clock, cfg.commands,
+                                   on_new_challenge=lambda: self.uplink.refresh_presence())
         self.outbox = self._open(Outbox(
             cfg.outbox.path,
             cfg.outbox.max_bytes,
@@ -60,12 +77,16 @@ class Daemon(Handlers):
             clock=self.clock.time,
         ))
         self.committer = self._open(GroupCommitter(self.outbox, cfg.outbox.group_commit_ms / 1000))
-        self.sealer = Sealer(cfg.home.id, self.device, self.center.kem, self.clock)
-        self.uplink = Uplink(cfg, self.device, self.center, self.outbox, self.clock)
+        self.sealer = Sealer(cfg.home.id, self.device, self.center.active.kem, self.clock)
+        self.uplink = Uplink(cfg, self.device, self.center, self.outbox, self.clock,
+                             on_command=lambda topic, payload: self.commands.submit(topic, payload),
+                             presence_extra=self._presence_extra)
+        self._audit_start()
         if self.outbox.recovered_from:
             self.inject(Event("event", "fault", {"component": "outbox", "detail": self.outbox.recovered_from}))
         self.uplink.start()
         self._open(self.uplink)
+        self._start_commands()
         self.control.start()
         self._start_drivers()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
@@ -74,6 +95,40 @@ class Daemon(Handlers):
     def _open(self, part):
         self._opened.append(part)
         return part
+
+    def _start_commands(self) -> None:
+        from drivers.simulated import SimulatedLock  # until the door-lock driver exists
+
+        cfg = self.cfg
+        self.locks = {name: SimulatedLock(name) for name in cfg.locks}
+        actions = build_actions(self.locks, self.status, self._switch_center_key)
+        self.commands = Commands(cfg.home.id, self.device, StaffRegistry(self.trust, self.audit, cfg.roles),
+                                 self.freshness, self.policy, self.audit, actions, self.emit, cfg.commands, self.clock)
+        self.commands.start()
+        self._open(self.commands)
+        self.uplink.refresh_presence()  # publish the challenge
+
+    def _presence_extra(self) -> dict:
+        return {"clock_synced": bool(self.clock.synced()), "challenge": self.freshness.challenge}
+
+    def _switch_center_key(self, kid: str) -> str:
+        self.sealer.center = self.center.switch(kid, self.audit).kem
+        return kid
+
+    def _audit_start(self) -> None:
+        """Audit the start, and any change to the effective config since the last start."""
+        shown = json.dumps(for_display(self.cfg), sort_keys=True)
+        digest = hashlib.sha256(shown.encode()).hexdigest()
+        with self.trust.write() as conn:
+            old = conn.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
+            if old is not None and old[0] != shown:
+                before, after = json.loads(old[0]), json.loads(shown)
+                changed = sorted(f"{sec}.{key}" for sec in set(before) | set(after)
+                                 for key in set(before.get(sec) or {}) | set(after.get(sec) or {})
+                                 if (before.get(sec) or {}).get(key) != (after.get(sec) or {}).get(key))
+                self.audit.append("config_changed", {"changed": changed, "config_sha256": digest}, conn)
+            TrustDB.put_setting(conn, "config", shown)
+            self.audit.append("start", {"config_sha256": digest, "center_key": self.center.active.name}, conn)
 
     def _start_drivers(self) -> None:
         if self.cfg.simulate.enabled:
@@ -91,6 +146,11 @@ class Daemon(Handlers):
         self._stopped = True
         self._stop_requested.set()
         sdnotify.notify("STOPPING=1")
+        if self.audit is not None:
+            try:
+                self.audit.append("stop", {"uptime_s": round(self.clock.monotonic() - self.started_at, 1)})
+            except Exception:
+                log.exception("could not audit the stop")
         for part in reversed(self._opened):
             try:
                 part.stop() if hasattr(part, "stop") else part.close()
@@ -117,6 +177,8 @@ class Daemon(Handlers):
         return self.inject(event)[1]
 
     def inject(self, event: Event) -> tuple[str, bool]:
+        if event.cls == "alarm":
+            self.policy.note_alarm()  # night staff may now unlock where the lock's rule says "alarm"
         message, row = self.sealer.seal(event)
         accepted = self.committer.put(row)
         if accepted:
@@ -135,6 +197,9 @@ class Daemon(Handlers):
             **self.uplink.status(),
             "outbox": outbox,
             "unacked_alarms": outbox["classes"]["alarm"],
+            "commands": self.commands.status(),
+            "alarm_open": self.policy.alarm_open(),
+            "locks": {name: lock.state for name, lock in self.locks.items()},
             "drivers": {d.name: d.health() for d in self.drivers},
         }
 
@@ -145,6 +210,11 @@ class Daemon(Handlers):
         while not self._stop_requested.wait(tick):
             if watchdog and self._healthy():
                 sdnotify.notify("WATCHDOG=1")
+            try:
+                self.freshness.tick()
+                self.forward_audit()
+            except Exception:
+                log.exception("forwarding the audit trail failed")
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + self.cfg.outbox.sweep_s
@@ -154,11 +224,23 @@ class Daemon(Handlers):
                     log.exception("housekeeping failed")
 
     def _healthy(self) -> bool:
-        return self.uplink.alive() and self.committer.alive()
+        return self.uplink.alive() and self.committer.alive() and self.commands.alive()
+
+    def forward_audit(self) -> None:
+        """Send audit entries not yet sent to the center, each as an `audit` event, in order."""
+        for entry in self.audit.unsent(100):
+            try:
+                _, accepted = self.inject(Event("event", "audit", entry.to_json()))
+            except ValueError:  # too large to send: the center still learns it exists
+                _, accepted = self.inject(Event("event", "audit", {**entry.to_json(), "detail": {"truncated": True}}))
+            if not accepted:
+                return
+            self.audit.mark_sent(entry.seq)
 
     def sweep(self) -> None:
         """Expire old rows, then tell the center about anything lost since the last report."""
         self.outbox.expire()
+        self.freshness.prune()
         losses = self.outbox.unreported_losses()
         if losses.total():
             body = {"dropped": losses.dropped, "expired": losses.expired}

@@ -107,18 +107,13 @@ def write_public(public: PublicIdentity, path: Path, force: bool = False) -> Non
     path.write_text(json.dumps(public.to_json(), indent=1) + "\n")
 
 
-def _read_json(path: Path, fmt: str) -> dict:
+def _read_json(path: Path) -> object:
     try:
-        data = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise KeyFileError(f"{path}: key file not found") from None
     except (OSError, ValueError) as exc:
         raise KeyFileError(f"{path}: not a readable Trygg key file ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != fmt:
-        raise KeyFileError(f"{path}: expected a {fmt} file")
-    if data.get("kem") not in KEM_NAMES:
-        raise KeyFileError(f"{path}: kem must be one of {', '.join(KEM_NAMES)}, got {data.get('kem')!r}")
-    return data
 
 
 def load_private(path: Path) -> Identity:
@@ -130,18 +125,27 @@ def load_private(path: Path) -> Identity:
         raise KeyFileError(f"{path}: key file not found") from None
     if mode & 0o077:
         raise KeyFileError(f"{path}: private key is readable by others (mode {mode:o}); run chmod 600 {path}")
-    return _load(path, PRIVATE_FORMAT, Identity, ed25519.Ed25519PrivateKey.from_private_bytes, KemPrivate, "kem_private")
+    return _parse(_read_json(path), path, PRIVATE_FORMAT, Identity, ed25519.Ed25519PrivateKey.from_private_bytes,
+                  KemPrivate, "kem_private")
 
 
 def load_public(path: Path) -> PublicIdentity:
     """Load a public identity handed over by a technician."""
-    return _load(path, PUBLIC_FORMAT, PublicIdentity, ed25519.Ed25519PublicKey.from_public_bytes, KemPublic,
-                 "kem_public")
+    return parse_public(_read_json(path), path)
 
 
-def _load(path: Path, fmt: str, identity_cls, sign_from_bytes, kem_cls, kem_field: str):
-    """Read a key file of either kind; every malformed value becomes a KeyFileError naming the file."""
-    data = _read_json(path, fmt)
+def parse_public(data: object, source) -> PublicIdentity:
+    """A public identity from its JSON form (a .pub file's content); source names it in errors."""
+    return _parse(data, source, PUBLIC_FORMAT, PublicIdentity, ed25519.Ed25519PublicKey.from_public_bytes, KemPublic,
+                  "kem_public")
+
+
+def _parse(data: object, path, fmt: str, identity_cls, sign_from_bytes, kem_cls, kem_field: str):
+    """Check a key file's JSON of either kind; every malformed value becomes a KeyFileError naming the file."""
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise KeyFileError(f"{path}: expected a {fmt} file")
+    if data.get("kem") not in KEM_NAMES:
+        raise KeyFileError(f"{path}: kem must be one of {', '.join(KEM_NAMES)}, got {data.get('kem')!r}")
     try:
         sign = sign_from_bytes(_unb64(data.get("sign"), "sign", path))
         kem = kem_cls(KEM_NAMES[data["kem"]], _unb64(data.get(kem_field), kem_field, path))

@@ -11,8 +11,9 @@ from .protocol import envelope, topics
 from .protocol.messages import StatusMessage, decode, encode
 
 
-def signed_status(home: str, state: str, now, heartbeat_s: int, key: ed25519.Ed25519PrivateKey) -> bytes:
-    message = StatusMessage(home=home, state=state, time=now, heartbeat_s=heartbeat_s)
+def signed_status(home: str, state: str, now, heartbeat_s: int, key: ed25519.Ed25519PrivateKey, **extra) -> bytes:
+    """extra: clock_synced and challenge, for an online status (see commands.py)."""
+    message = StatusMessage(home=home, state=state, time=now, heartbeat_s=heartbeat_s, **extra)
     return envelope.sign(encode(message), topics.status(home), key)
 
 

@@ -101,6 +101,7 @@ def init_device(home: str, broker: str, ca: Path, cert: Path, key: Path, center_
         "broker": broker_section,
         "keys": {"device": out["device_key"], "center": out["center_pub"]},
         "outbox": {"path": state / "outbox.db"},
+        "trust": {"path": state / "trust.db"},
         "control": {"socket": Path(socket).resolve() if socket else directory / "trygg.sock"},
         "simulate": {"enabled": simulate},
     }

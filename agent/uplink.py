@@ -7,7 +7,9 @@ overruns the receiver's queue at the broker (Mosquitto silently drops beyond
 max_queued_messages). Rows are deleted only on the center's signed acknowledgement and
 re-sent when it does not come in time; alarms are never held back by the end-to-end window.
 Reconnects with capped, jittered exponential backoff. Publishes signed retained presence (online on
-connect and every heartbeat; offline as the last will). Never seals, never decides content.
+connect, every heartbeat and when the command challenge changes; offline as the last will).
+Commands arriving on the home's command topic are handed, unjudged, to the command handler.
+Never seals, never decides content.
 """
 
 import logging
@@ -15,13 +17,15 @@ import random
 import socket
 import threading
 from collections import OrderedDict
+from typing import Callable
 
 import paho.mqtt.client as mqtt
 
 from . import mqttconn
 from .config import DeviceConfig
 from .errors import EnvelopeError
-from .keys import Identity, PublicIdentity
+from .centerkeys import CenterKeys
+from .keys import Identity
 from .outbox import Outbox, Row
 from .presence import signed_status
 from .protocol import envelope, topics
@@ -31,21 +35,24 @@ log = logging.getLogger(__name__)
 
 
 class Uplink:
-    def __init__(self, config: DeviceConfig, device: Identity, center: PublicIdentity, outbox: Outbox, clock,
-                 rand: random.Random | None = None) -> None:
+    def __init__(self, config: DeviceConfig, device: Identity, center: CenterKeys, outbox: Outbox, clock,
+                 rand: random.Random | None = None, on_command: Callable[[str, bytes], None] = lambda t, p: None,
+                 presence_extra: Callable[[], dict] = dict) -> None:
         self.cfg = config
         self.home = config.home.id
         self.device = device
         self.center = center
         self.outbox = outbox
         self.clock = clock
+        self.on_command = on_command
+        self.presence_extra = presence_extra
+        self._presence_due = threading.Event()
         self.backoff = mqttconn.Backoff(config.uplink.backoff_min_s, config.uplink.backoff_max_s, rand)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
-        self._center_kid = envelope.signer_kid(center.sign)
         self._reset_session()
         self.link = "disconnected"
         self.connected_since: float | None = None
@@ -68,6 +75,11 @@ class Uplink:
 
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def refresh_presence(self) -> None:
+        """Publish the online status again soon (its challenge changed)."""
+        self._presence_due.set()
+        self.wake()
 
     def wake(self) -> None:
         """Tell the uplink thread there is something new to send (a committed row)."""
@@ -128,7 +140,8 @@ class Uplink:
             if self.link != "connected":
                 continue
             now = self.clock.monotonic()
-            if now >= next_heartbeat:
+            if now >= next_heartbeat or self._presence_due.is_set():
+                self._presence_due.clear()
                 self._publish_status(client, "online")
                 next_heartbeat = now + self.cfg.uplink.heartbeat_s
             self._send(client, now)
@@ -207,7 +220,8 @@ class Uplink:
         return rows
 
     def _publish_status(self, client: mqtt.Client, state: str) -> None:
-        payload = signed_status(self.home, state, self.clock.now(), self.cfg.uplink.heartbeat_s, self.device.sign)
+        extra = self.presence_extra() if state == "online" else {}
+        payload = signed_status(self.home, state, self.clock.now(), self.cfg.uplink.heartbeat_s, self.device.sign, **extra)
         client.publish(topics.status(self.home), payload, qos=1, retain=True)
 
     # -- callbacks (run inside pump, on the uplink thread) --------------------------------
@@ -220,7 +234,7 @@ class Uplink:
         self.connected_since = self.clock.time()
         self.last_error = None
         self.backoff.reset()
-        client.subscribe(topics.ack(self.home), qos=1)
+        client.subscribe([(topics.ack(self.home), 1), (topics.command(self.home), 1)])
         log.info("uplink: connected to %s:%s", self.cfg.broker.host, self.cfg.broker.port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -239,6 +253,9 @@ class Uplink:
         self.last_puback = self.clock.time()
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic != topics.ack(self.home):
+            self.on_command(message.topic, message.payload)  # judged on the command thread
+            return
         try:
             opened = envelope.open_sealed(message.payload, message.topic, [self.device.kem], self._center_key)
             ack = decode(opened.body, AckMessage)
@@ -251,7 +268,8 @@ class Uplink:
         self._acked.extend(ack.ids)
 
     def _center_key(self, kid: bytes):
-        return self.center.sign if kid == self._center_kid else None
+        """Acks are accepted from the current and, during a rotation, the next center key."""
+        return next((k.sign for k in self.center.all() if envelope.signer_kid(k.sign) == kid), None)
 
     def _apply_deliveries(self) -> None:
         """Delete what the center has acknowledged: it has recorded those rows durably."""

@@ -1,6 +1,13 @@
-"""`trygg center ...`: the night-staff side of the command line."""
+"""`trygg center ...`: the night-staff side of the command line.
 
+Commands to a home (unlock, lock, ping, status, switch-key) exit 0 only when the device
+confirmed the action with a signed result; 4 when it refused, 5 when it failed, 6 when no
+answer came (home offline or unknown, broker unreachable), 1 for bad input.
+"""
+
+import json
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -11,7 +18,16 @@ from agent import provision
 from agent.cliutil import config_option, friendly_errors, resolve_config
 from agent.clock import SystemClock
 from agent.errors import TryggError
-from agent.keys import load_private
+from agent.keys import load_private, load_public
+
+from . import keyring
+
+EXIT_REFUSED, EXIT_FAILED, EXIT_NO_ANSWER = 4, 5, 6
+KEM_CHOICE = click.Choice(["x25519", "mlkem768-x25519"])
+
+
+def _center_config(ctx, config_path) -> cfgmod.CenterConfig:
+    return cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG), cfgmod.CenterConfig)
 
 
 @click.group()
@@ -47,7 +63,7 @@ def center_init(directory, broker, ca, cert, key, kem, name, force) -> None:
 @friendly_errors
 def add_home(ctx, public_key: Path, config_path, force: bool) -> None:
     """Enroll a home's device.pub so its events are trusted."""
-    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG), cfgmod.CenterConfig)
+    cfg = _center_config(ctx, config_path)
     click.echo(f"enrolled {provision.add_home(cfg.center.homes_dir, public_key, force)}")
 
 
@@ -65,12 +81,12 @@ def watch(ctx, config_path, as_json: bool) -> None:
     from .receiver import Receiver
     from .store import EventStore
 
-    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG), cfgmod.CenterConfig)
+    cfg = _center_config(ctx, config_path)
     logs.setup(cfg.log.level if not as_json else "warning")
     store = EventStore(cfg.center.store)
     homes = HomeRegistry(cfg.center.homes_dir, store.replay_marks())
     receiver = Receiver(cfg, load_private(cfg.center.key), homes, store,
-                        Console(as_json), SystemClock())
+                        Console(as_json), SystemClock(), keyring.opening_keys(cfg))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: receiver.stop())
     worker = threading.Thread(target=receiver.run, name="receiver")
@@ -80,3 +96,130 @@ def watch(ctx, config_path, as_json: bool) -> None:
     store.close()
     if receiver.failed:
         raise TryggError(f"receiver stopped: {receiver.failed}")
+
+
+# -- staff keys and center key rotation --------------------------------------------------------
+@center.command("staff-key")
+@click.argument("name")
+@click.option("--kem", type=KEM_CHOICE, default="x25519", show_default=True,
+              help="HPKE KEM of the staff key (look-in pictures are sealed to it).")
+@click.option("--force", is_flag=True, help="Replace this person's existing key.")
+@config_option
+@click.pass_context
+@friendly_errors
+def staff_key(ctx, name: str, kem: str, force: bool, config_path) -> None:
+    """Create a staff member's key pair; prints the public key file to enroll on devices."""
+    click.echo(keyring.new_staff_key(_center_config(ctx, config_path), name, kem, force))
+
+
+@center.command("new-key")
+@click.option("--kem", type=KEM_CHOICE, default="x25519", show_default=True)
+@config_option
+@click.pass_context
+@friendly_errors
+def new_key(ctx, kem: str, config_path) -> None:
+    """Start a center key rotation: create the next key; prints its .pub for technicians."""
+    click.echo(keyring.new_next_key(_center_config(ctx, config_path), kem))
+
+
+@center.command("promote-key")
+@config_option
+@click.pass_context
+@friendly_errors
+def promote_key(ctx, config_path) -> None:
+    """Finish a rotation (after every home switched): the next key becomes the center key."""
+    click.echo(f"the center key is now {keyring.promote_next_key(_center_config(ctx, config_path))}; "
+               "restart the receiver")
+
+
+# -- commands to a home ------------------------------------------------------------------------
+def _command_options(fn):
+    for option in reversed([
+        click.argument("home"),
+        click.option("--as", "as_staff", required=True, help="The staff member sending it (their key signs it)."),
+        click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
+                     help="Seconds to wait for the home's answer."),
+        click.option("--json", "as_json", is_flag=True, help="Print the device's result as JSON."),
+        config_option,
+        click.pass_context,
+        friendly_errors,
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _send(ctx, config_path, home: str, as_staff: str, action: str, args: dict, timeout: float, as_json: bool) -> None:
+    from agent.protocol.topics import check_home_id
+
+    from .commander import Commander, NoAnswer
+
+    cfg = _center_config(ctx, config_path)
+    try:
+        check_home_id(home)
+    except ValueError as exc:
+        raise TryggError(f"HOME: {exc}") from None
+    home_key = cfg.center.homes_dir / f"{home}.pub"
+    if not home_key.exists():
+        raise TryggError(f"home {home} is not enrolled here (no {home_key}; trygg center add-home)")
+    staff = keyring.staff_identity(cfg, as_staff)
+    try:
+        with Commander(cfg, keyring.opening_keys(cfg), staff, load_public(home_key), SystemClock()) as commander:
+            answer = commander.send(action, args, timeout=timeout)
+    except NoAnswer as exc:
+        click.echo(f"trygg: {exc}", err=True)
+        sys.exit(EXIT_NO_ANSWER)
+    result = answer.result
+    if as_json:
+        click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
+    else:
+        target = f" {result['lock']}" if "lock" in result else ""
+        line = f"{action}{target} at {home} by {as_staff}: {answer.outcome.upper()}"
+        line += f" - {result.get('reason')}" if result.get("reason") else ""
+        click.echo(line + f"  ({(answer.answered_at - answer.sent_at) * 1000:.0f} ms)")
+        if action == "status" and "status" in result:
+            click.echo(json.dumps(result["status"], indent=1))
+    codes = {"done": 0, "refused": EXIT_REFUSED, "failed": EXIT_FAILED}
+    sys.exit(codes.get(answer.outcome, EXIT_FAILED))
+
+
+@center.command("unlock")
+@click.option("--lock", default="front-door", show_default=True, help="Which lock of the home.")
+@_command_options
+def unlock(ctx, home, as_staff, timeout, as_json, config_path, lock) -> None:
+    """Unlock a home's door; exits 0 only when the device confirms it."""
+    _send(ctx, config_path, home, as_staff, "unlock", {"lock": lock}, timeout, as_json)
+
+
+@center.command("lock")
+@click.option("--lock", default="front-door", show_default=True, help="Which lock of the home.")
+@_command_options
+def lock(ctx, home, as_staff, timeout, as_json, config_path, lock) -> None:
+    """Lock a home's door; exits 0 only when the device confirms it."""
+    _send(ctx, config_path, home, as_staff, "lock", {"lock": lock}, timeout, as_json)
+
+
+@center.command("ping")
+@_command_options
+def ping(ctx, home, as_staff, timeout, as_json, config_path) -> None:
+    """Check that a home answers signed commands."""
+    _send(ctx, config_path, home, as_staff, "ping", {}, timeout, as_json)
+
+
+@center.command("status")
+@_command_options
+def home_status(ctx, home, as_staff, timeout, as_json, config_path) -> None:
+    """Ask a home for its status (link, outbox, locks, clock)."""
+    _send(ctx, config_path, home, as_staff, "status", {}, timeout, as_json)
+
+
+@center.command("switch-key")
+@_command_options
+def switch_key(ctx, home, as_staff, timeout, as_json, config_path) -> None:
+    """Tell a home to seal to the center's next key from now on (it must be staged there)."""
+    from agent.centerkeys import center_kid
+
+    cfg = _center_config(ctx, config_path)
+    if not cfg.center.next_key.exists():
+        raise TryggError(f"no next center key at {cfg.center.next_key} (trygg center new-key)")
+    kid = center_kid(load_private(cfg.center.next_key).public())
+    _send(ctx, config_path, home, as_staff, "switch_center_key", {"kid": kid}, timeout, as_json)

@@ -21,6 +21,7 @@ from agent import mqttconn
 from agent.config import CenterConfig
 from agent.errors import EnvelopeError, TryggError
 from agent.keys import Identity
+from agent.protocol.kem import KemPrivate
 from agent.presence import verify_status
 from agent.protocol import envelope, topics
 from agent.protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, decode, encode
@@ -47,9 +48,10 @@ class Sink(Protocol):
 
 class Receiver:
     def __init__(self, config: CenterConfig, identity: Identity, homes: HomeRegistry, store: EventStore,
-                 sink: Sink, clock) -> None:
+                 sink: Sink, clock, opening: list[KemPrivate] | None = None) -> None:
         self.cfg = config
         self.identity = identity
+        self.opening = opening or [identity.kem]  # current key, plus next and retired ones during a rotation
         self.homes = homes
         self.store = store
         self.sink = sink
@@ -163,7 +165,7 @@ class Receiver:
             raise OutputFailed(f"cannot show events to staff: {type(exc).__name__}: {exc}") from exc
 
     def _open_event(self, message: mqtt.MQTTMessage, where: topics.Topic) -> tuple[EventMessage, Received]:
-        opened = envelope.open_sealed(message.payload, message.topic, [self.identity.kem],
+        opened = envelope.open_sealed(message.payload, message.topic, self.opening,
                                       self.homes.signer_for(where.home))
         event = decode(opened.body, EventMessage)
         if event.home != where.home or event.cls != where.cls:

@@ -35,3 +35,23 @@ class SimulatedHome(Driver):
     def run(self) -> None:
         while not self.wait(self.every_s):
             self.emit(self.next_event())
+
+
+class SimulatedLock:
+    """Stands in for the door-lock driver (its own issue): records each action, always succeeds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = "locked"
+        self.actions: list[str] = []
+
+    def unlock(self) -> dict:
+        return self._set("unlocked")
+
+    def lock(self) -> dict:
+        return self._set("locked")
+
+    def _set(self, state: str) -> dict:
+        self.state = state
+        self.actions.append(state)
+        return {"state": state, "simulated": True}

@@ -33,6 +33,7 @@ def _utc(value: datetime) -> datetime:
 
 
 EventId = Annotated[str, AfterValidator(_valid_id)]
+Challenge = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 HomeId = Annotated[str, AfterValidator(check_home_id)]
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
 
@@ -67,7 +68,12 @@ class AckMessage(_Strict):
 
 
 class StatusMessage(_Strict):
-    """Presence of a home: online (with heartbeat period) or offline. No personal data."""
+    """Presence of a home: online (with heartbeat period) or offline. No personal data.
+
+    An online status also carries the device's clock state and its current command
+    challenge: a command that echoes the challenge is fresh even when the device's clock
+    cannot be trusted (see commands.py).
+    """
 
     v: Literal[1] = 1
     t: Literal["status"] = "status"
@@ -75,6 +81,31 @@ class StatusMessage(_Strict):
     state: Literal["online", "offline"]
     time: UtcTime
     heartbeat_s: int = Field(ge=1, le=86400)
+    clock_synced: bool | None = None
+    challenge: Challenge | None = None
+
+
+ACTION_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+ACTIONS = ("unlock", "lock", "ping", "status", "switch_center_key")  # what a device understands today
+ArgValue = Annotated[str, Field(max_length=256)] | Annotated[int, Field(ge=-(2**53), le=2**53)] | bool
+
+
+class CommandMessage(_Strict):
+    """A staff member's command to one home, signed by their key and sealed to the device.
+
+    Fresh when the device's synchronized clock is within [issued - skew, expires + skew], or
+    when it echoes the device's current challenge; never accepted twice (the id).
+    """
+
+    v: Literal[1] = 1
+    t: Literal["command"] = "command"
+    id: EventId
+    home: HomeId
+    action: str = Field(pattern=ACTION_PATTERN)
+    args: dict[Annotated[str, Field(pattern=ACTION_PATTERN)], ArgValue] = Field(default_factory=dict, max_length=16)
+    issued: UtcTime
+    expires: UtcTime
+    challenge: Challenge | None = None
 
 
 def iso(dt: datetime) -> str:
@@ -83,8 +114,8 @@ def iso(dt: datetime) -> str:
 
 
 def encode(message: BaseModel) -> bytes:
-    """Canonical JSON bytes of a message."""
-    data = message.model_dump(mode="python", by_alias=True)
+    """Canonical JSON bytes of a message (optional fields left unset are omitted)."""
+    data = message.model_dump(mode="python", by_alias=True, exclude_none=True)
     data = {k: iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
     out = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     if isinstance(message, EventMessage) and len(out) > MAX_BODY_JSON:

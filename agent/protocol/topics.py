@@ -2,7 +2,7 @@
 
     trygg/v1/<home>/up/<class>    device -> center, sealed events
     trygg/v1/<home>/down/ack      center -> device, sealed signed acknowledgements
-    trygg/v1/<home>/down/cmd      center -> device, sealed signed commands (later issue)
+    trygg/v1/<home>/down/cmd      center -> device, sealed commands signed by a staff key
     trygg/v1/<home>/status        device -> center, retained signed presence (no personal data)
 """
 
@@ -35,6 +35,10 @@ def ack(home: str) -> str:
     return f"{PREFIX}/{check_home_id(home)}/down/ack"
 
 
+def command(home: str) -> str:
+    return f"{PREFIX}/{check_home_id(home)}/down/cmd"
+
+
 def status(home: str) -> str:
     return f"{PREFIX}/{check_home_id(home)}/status"
 
@@ -44,7 +48,7 @@ class Topic:
     """A parsed topic: which home, which kind of channel, and the class for uplink events."""
 
     home: str
-    channel: str  # "up", "ack", "status"
+    channel: str  # "up", "ack", "cmd", "status"
     cls: str | None = None
 
 
@@ -59,6 +63,6 @@ def parse(topic: str) -> Topic:
         return Topic(home, "status")
     if len(rest) == 2 and rest[0] == "up" and rest[1] in CLASSES:
         return Topic(home, "up", rest[1])
-    if rest == ["down", "ack"]:
-        return Topic(home, "ack")
+    if len(rest) == 2 and rest[0] == "down" and rest[1] in ("ack", "cmd"):
+        return Topic(home, rest[1])
     raise ValueError(f"unknown trygg/v1 topic: {topic!r}")

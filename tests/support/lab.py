@@ -104,10 +104,16 @@ class Watch:
         wait_for(lambda: wanted <= set(self.ids()), timeout, f"{len(wanted - set(self.ids()))} of {len(wanted)} ids at the center")
 
     def wait_other(self, match, timeout: float = 15.0) -> dict:
+        return self._wait_in(self.other, match, timeout, "a presence/rejected line")
+
+    def wait_event(self, match, timeout: float = 15.0) -> dict:
+        return self._wait_in(self.events, match, timeout, "a matching event")
+
+    def _wait_in(self, items: list, match, timeout: float, what: str) -> dict:
         def found():
             with self._cond:
-                return next((o for o in self.other if match(o)), None)
-        return wait_for(found, timeout, "a presence/rejected line")
+                return next((o for o in items if match(o)), None)
+        return wait_for(found, timeout, what)
 
     def stop(self) -> None:
         stop_process(self.proc)

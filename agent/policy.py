@@ -1,0 +1,90 @@
+"""Who may do what, when: roles, per-lock unlock rules, open alarms and planned visit windows.
+
+Checked on the device, whatever the center believes, as digital home-care locks do: a role
+lists the actions it may give ([roles]); each lock says per role whether unlocking is
+allowed always, never, only while an alarm from this home is open, only inside a planned
+visit window, or either ([locks.NAME]). A role or lock not named is refused (fail closed).
+Open alarms are timed on the monotonic clock, so they need no trusted wall time; visit
+windows are local wall times, so without a synchronized clock they cannot be established
+and are refused with that reason. Pure decisions: no I/O.
+"""
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from .config import DAYS, DeviceConfig, VisitWindow
+
+# The arguments each action takes; anything else is refused rather than ignored.
+ACTION_ARGS = {"unlock": {"lock"}, "lock": {"lock"}, "ping": set(), "status": set(), "switch_center_key": {"kid"}}
+
+
+def in_window(local: datetime, window: VisitWindow) -> bool:
+    """Is this local time inside the window? A window passing midnight belongs to its start day."""
+    start, end = time.fromisoformat(window.start), time.fromisoformat(window.end)
+    now, today = local.time(), DAYS[local.weekday()]
+    if start <= end:
+        return today in window.days and start <= now < end
+    yesterday = DAYS[(local - timedelta(days=1)).weekday()]
+    return (today in window.days and now >= start) or (yesterday in window.days and now < end)
+
+
+class Policy:
+    def __init__(self, config: DeviceConfig, clock) -> None:
+        self.roles = config.roles
+        self.locks = config.locks
+        self.alarm_open_s = config.commands.alarm_open_s
+        self.zone = ZoneInfo(config.home.timezone)
+        self.clock = clock
+        self._last_alarm: float | None = None
+
+    def note_alarm(self) -> None:
+        """An alarm was raised in this home: night staff may come in for a while."""
+        self._last_alarm = self.clock.monotonic()
+
+    def alarm_open(self) -> bool:
+        return self._last_alarm is not None and self.clock.monotonic() - self._last_alarm < self.alarm_open_s
+
+    def refusal(self, role: str, action: str, args: dict) -> str | None:
+        """Why this role may not do this now, or None when it may."""
+        if action not in ACTION_ARGS:
+            return f"unknown action {action!r}"
+        if action not in self.roles.get(role, []):
+            return f"role {role} may not give the command {action!r}"
+        extra = set(args) - ACTION_ARGS[action]
+        if extra:
+            return f"unknown argument(s) for {action}: {', '.join(sorted(extra))}"
+        if action in ("unlock", "lock"):
+            lock = args.get("lock")
+            if not isinstance(lock, str) or lock not in self.locks:
+                return f"no lock named {lock!r} in this home (known: {', '.join(sorted(self.locks))})"
+            if action == "unlock":
+                return self._unlock_refusal(role, lock)
+        return None
+
+    def _unlock_refusal(self, role: str, lock: str) -> str | None:
+        rule = self.locks[lock].unlock.get(role, "never")
+        if rule == "always":
+            return None
+        if rule == "never":
+            return f"role {role} may never unlock {lock}"
+        if rule in ("alarm", "alarm_or_visit") and self.alarm_open():
+            return None
+        if rule in ("visit", "alarm_or_visit"):
+            visit = self._in_visit(lock)
+            if visit:
+                return None
+            if visit is None and rule == "visit":
+                return f"device clock not synchronized: the visit window for {lock} cannot be checked"
+        return {
+            "alarm": f"role {role} may unlock {lock} only while an alarm from this home is open",
+            "visit": f"role {role} may unlock {lock} only inside a planned visit window",
+            "alarm_or_visit": f"role {role} may unlock {lock} only while an alarm is open or inside a planned visit window"
+            + ("" if self.clock.synced() else " (visit windows cannot be checked: clock not synchronized)"),
+        }[rule]
+
+    def _in_visit(self, lock: str) -> bool | None:
+        """True/False, or None when the wall clock cannot be trusted."""
+        if not self.clock.synced():
+            return None
+        local = self.clock.now().astimezone(self.zone)
+        return any(in_window(local, w) for w in self.locks[lock].visits)

@@ -1,0 +1,171 @@
+"""`trygg staff`, `trygg audit` and `trygg center-key`: the technician's trust commands on a device.
+
+They work on trust.db directly, with or without the daemon running (SQLite serializes the
+writes); the daemon sees enrollment changes at the next command and forwards new audit
+entries to the center within a second. Thin: parse, call one function, print.
+"""
+
+import json
+import re
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import click
+
+from . import config as cfgmod
+from .audit import AuditLog
+from .centerkeys import center_kid
+from .clock import SystemClock
+from .cliutil import config_option, friendly_errors, resolve_config
+from .errors import ConfigError, TryggError
+from .keys import load_public
+from .staff import StaffRegistry
+from .trustdb import TrustDB
+
+EXIT_AUDIT_BROKEN = 2
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def _open(ctx, config_path) -> tuple[cfgmod.DeviceConfig, TrustDB, AuditLog]:
+    cfg = cfgmod.load(resolve_config(ctx, config_path))
+    db = TrustDB(cfg.trust.path)
+    return cfg, db, AuditLog(db, SystemClock())
+
+
+def parse_since(text: str, now: datetime) -> float:
+    """'2h', '30m', '7d', '90s', or an ISO 8601 time (UTC unless it names an offset)."""
+    m = _DURATION.fullmatch(text.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m[2]]
+        return (now - timedelta(**{unit: int(m[1])})).timestamp()
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--since: expected a duration like 2h, 30m, 7d or a time like 2026-11-24T03:00, got {text!r}") from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+# -- staff ------------------------------------------------------------------------------------
+@click.group()
+def staff() -> None:
+    """Enroll, list and revoke the staff whose signed commands this home accepts."""
+
+
+@staff.command("add")
+@click.argument("name")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The staff member's public key file (from trygg center staff-key).")
+@click.option("--role", required=True, help="A role from [roles] in the config, e.g. night-staff, nurse, technician.")
+@click.option("--force", is_flag=True, help="Replace an enrolled member's key or role.")
+@config_option
+@click.pass_context
+@friendly_errors
+def staff_add(ctx, name: str, key_file: Path, role: str, force: bool, config_path) -> None:
+    """Enroll a staff member's key with a role (audited)."""
+    cfg, db, audit = _open(ctx, config_path)
+    with db:
+        member = StaffRegistry(db, audit, cfg.roles).add(name, load_public(key_file), role, force)
+    click.echo(f"enrolled {member.name} as {member.role} (key {member.kid}); may give: {', '.join(cfg.roles[role])}")
+
+
+@staff.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per member.")
+@click.option("--all", "show_all", is_flag=True, help="Include revoked members.")
+@config_option
+@click.pass_context
+@friendly_errors
+def staff_list(ctx, as_json: bool, show_all: bool, config_path) -> None:
+    """Enrolled staff, their roles and key ids."""
+    cfg, db, audit = _open(ctx, config_path)
+    with db:
+        members = [m for m in StaffRegistry(db, audit, cfg.roles).members() if show_all or m.active]
+    for m in members:
+        if as_json:
+            click.echo(json.dumps(m.to_json()))
+        else:
+            state = "active" if m.active else "REVOKED"
+            click.echo(f"{m.name:24} {m.role:14} {m.kid}  {state}")
+    if not members and not as_json:
+        click.echo("no staff enrolled: nobody can send this home commands")
+
+
+@staff.command("remove")
+@click.argument("name")
+@config_option
+@click.pass_context
+@friendly_errors
+def staff_remove(ctx, name: str, config_path) -> None:
+    """Revoke a staff member's key at once (audited; kept in the list as revoked)."""
+    cfg, db, audit = _open(ctx, config_path)
+    with db:
+        StaffRegistry(db, audit, cfg.roles).remove(name)
+    click.echo(f"revoked {name}")
+
+
+# -- audit ------------------------------------------------------------------------------------
+@click.group("audit")
+def audit_group() -> None:
+    """Show and verify the hash-chained audit trail."""
+
+
+@audit_group.command("show")
+@click.option("--since", help="Only entries since: a duration (2h, 30m, 7d) or an ISO time.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+@config_option
+@click.pass_context
+@friendly_errors
+def audit_show(ctx, since: str | None, as_json: bool, config_path) -> None:
+    """The audit entries, oldest first."""
+    _, db, audit = _open(ctx, config_path)
+    start = parse_since(since, datetime.now(timezone.utc)) if since else None
+    with db:
+        entries = audit.entries(since=start)
+    for e in entries:
+        if as_json:
+            click.echo(json.dumps(e.to_json(), ensure_ascii=False))
+            continue
+        when = datetime.fromtimestamp(e.time).astimezone().isoformat(timespec="seconds")
+        detail = " ".join(f"{k}={v}" for k, v in e.detail.items() if v not in (None, ""))
+        click.echo(f"{e.seq:6} {when}{'' if e.synced else '?'} {e.kind:22} {detail}")
+
+
+@audit_group.command("verify")
+@config_option
+@click.pass_context
+@friendly_errors
+def audit_verify(ctx, config_path) -> None:
+    """Check the chain; exit 2 naming the first altered, removed or reordered entry."""
+    _, db, audit = _open(ctx, config_path)
+    with db:
+        verdict = audit.verify()
+    if verdict.ok:
+        click.echo(f"audit trail intact: {verdict.entries} entries")
+        return
+    click.echo(f"trygg: audit trail BROKEN at entry {verdict.bad_seq}: {verdict.reason}", err=True)
+    ctx.exit(EXIT_AUDIT_BROKEN)
+
+
+# -- center keys ------------------------------------------------------------------------------
+@click.group("center-key")
+def center_key() -> None:
+    """The care center's public keys on this device (for a key rotation)."""
+
+
+@center_key.command("stage")
+@click.argument("public_key", type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@click.pass_context
+@friendly_errors
+def center_key_stage(ctx, public_key: Path, config_path) -> None:
+    """Install the center's NEXT public key; it becomes active on a signed switch_center_key command."""
+    cfg, db, audit = _open(ctx, config_path)
+    public = load_public(public_key)
+    if center_kid(public) == center_kid(load_public(cfg.keys.center)):
+        raise TryggError(f"{public_key} is the current center key, not a new one")
+    tmp = cfg.keys.center_next.with_name(cfg.keys.center_next.name + ".tmp")
+    shutil.copyfile(public_key, tmp)
+    tmp.replace(cfg.keys.center_next)
+    with db:
+        audit.append("center_key_staged", {"kid": center_kid(public), "path": str(cfg.keys.center_next)})
+    click.echo(f"staged the next center key {center_kid(public)} at {cfg.keys.center_next}")
