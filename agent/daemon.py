@@ -17,7 +17,7 @@ import time
 from . import sdnotify
 from .actions import build_actions
 from .audit import AuditLog
-from .centerkeys import CenterKeys
+from .centerkeys import CenterKeys, center_kid
 from .clock import SystemClock
 from .commands import Commands
 from .commit import GroupCommitter
@@ -128,7 +128,7 @@ class Daemon(Handlers):
                                  if (before.get(sec) or {}).get(key) != (after.get(sec) or {}).get(key))
                 self.audit.append("config_changed", {"changed": changed, "config_sha256": digest}, conn)
             TrustDB.put_setting(conn, "config", shown)
-            self.audit.append("start", {"config_sha256": digest, "center_key": self.center.active.name}, conn)
+            self.audit.append("start", {"config_sha256": digest, "center_key": center_kid(self.center.active)}, conn)
 
     def _start_drivers(self) -> None:
         if self.cfg.simulate.enabled:
@@ -199,6 +199,7 @@ class Daemon(Handlers):
             "unacked_alarms": outbox["classes"]["alarm"],
             "commands": self.commands.status(),
             "alarm_open": self.policy.alarm_open(),
+            "center_key": center_kid(self.center.active),
             "locks": {name: lock.state for name, lock in self.locks.items()},
             "drivers": {d.name: d.health() for d in self.drivers},
         }

@@ -16,6 +16,19 @@ from agent.protocol.messages import EventMessage, iso
 _MARK = {"alarm": "ALARM", "event": "event", "telemetry": "telem"}
 
 
+def summary(kind: str, body: dict) -> str:
+    """One readable line for an event body; commands and audit entries get their own wording."""
+    if kind == "command_result":
+        target = f" {body['lock']}" if "lock" in body else ""
+        reason = f" - {body['reason']}" if body.get("reason") else ""
+        return f"{body.get('action')}{target} by {body.get('staff')} ({body.get('role')}): {str(body.get('outcome')).upper()}{reason}"
+    if kind == "audit":
+        detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
+        shown = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "") and k not in ("bytes", "config_sha256"))
+        return f"#{body.get('seq')} {body.get('kind')} {shown}"
+    return " ".join(f"{k}={v}" for k, v in body.items())
+
+
 class Console:
     def __init__(self, as_json: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.as_json = as_json
@@ -40,7 +53,7 @@ class Console:
             return
         local = message.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         clock = "" if message.clock_synced else " (device clock not synchronized)"
-        details = " ".join(f"{k}={v}" for k, v in message.body.items())
+        details = summary(message.kind, message.body)
         self._write(self.out, f"{local}{clock}  {_MARK[message.cls]:5}  {message.home}  {message.kind}  {details}  [{message.id}]")
 
     def presence(self, home: str, state: str) -> None:

@@ -4,10 +4,13 @@
 Everything is throwaway and lives in ./demo: a lab CA and certificates, the center's and the
 home's keys, the broker's files. The story it plays:
   1. the home starts, its simulated sensors send a mix of telemetry, events and alarms;
-  2. a technician injects a fall alarm with `trygg simulate alarm --kind fall`;
+  2. a technician injects a fall alarm with `trygg simulate alarm --kind fall`; night staff
+     member anna (enrolled on the device with her own key) unlocks the door with a signed
+     command, which the device allows because an alarm is open, and confirms;
   3. the mobile link dies (the broker is stopped) while the home keeps recording;
   4. the link comes back: the backlog drains, alarms first, and nothing is lost;
-  5. `trygg status` shows the outbox empty and nothing dropped.
+  5. `trygg status` shows the outbox empty and nothing dropped; `trygg audit` shows and
+     verifies the hash-chained audit trail.
 Set DEMO_SECONDS=0 to keep it running until Ctrl-C afterwards.
 """
 
@@ -65,6 +68,10 @@ def main() -> None:
     text = Path(home_cfg).read_text().replace("[simulate]\nenabled = true", "[simulate]\nenabled = true\nevery_s = 2.0")
     Path(home_cfg).write_text(text)
 
+    say("staff keys: trygg center staff-key anna; on the device: trygg staff add anna --role night-staff")
+    anna_pub = trygg("center", "staff-key", "anna", "--config", center_cfg).strip()
+    print(trygg("staff", "add", "anna", "--key", anna_pub, "--role", "night-staff", "--config", home_cfg))
+
     procs = []
     try:
         say("night-staff console (trygg center watch) - events appear below as they are verified")
@@ -75,7 +82,10 @@ def main() -> None:
         time.sleep(6)
         say("technician: trygg simulate alarm --kind fall")
         print("committed:", trygg("simulate", "alarm", "--kind", "fall", "--config", home_cfg))
-        time.sleep(3)
+        time.sleep(2)
+        say("night staff: trygg center unlock hem-0042 --as anna (signed by anna, allowed: an alarm is open)")
+        print(trygg("center", "unlock", HOME, "--as", "anna", "--config", center_cfg))
+        time.sleep(2)
         say("the mobile link dies for 8 s (broker stopped); the home keeps recording to its outbox")
         broker.stop()
         time.sleep(3)
@@ -88,6 +98,9 @@ def main() -> None:
         time.sleep(6)
         say("trygg status")
         print(trygg("status", "--config", home_cfg, check=False))
+        say("trygg audit show --since 10m; trygg audit verify")
+        print(trygg("audit", "show", "--since", "10m", "--config", home_cfg))
+        print(trygg("audit", "verify", "--config", home_cfg))
         seconds = float(os.environ.get("DEMO_SECONDS", "10"))
         if seconds > 0:
             time.sleep(seconds)

@@ -53,3 +53,148 @@ def test_nurse_unlock_is_confirmed_by_the_device_and_audited(staffed):
     watch.wait_event(lambda o: o.get("kind") == "command_result" and o["body"]["command"] == result["command"])
     code, result, err = command(lab, "lock", home, "berit")
     assert code == 0 and result["state"] == "locked", err
+
+
+def test_night_staff_may_unlock_only_while_an_alarm_is_open(staffed):
+    lab, home = staffed
+    code, result, err = command(lab, "unlock", home, "anna")
+    assert code == EXIT_REFUSED, err
+    assert result["outcome"] == "refused" and "only while an alarm is open" in result["reason"]
+    assert home.status()["locks"]["front-door"] == "locked"
+    home.simulate("alarm", kind="fall")
+    code, result, err = command(lab, "unlock", home, "anna")
+    assert code == 0 and result["state"] == "unlocked", (err, result)
+
+
+def test_role_without_the_action_is_refused_and_says_so(staffed):
+    lab, home = staffed
+    code, result, _ = command(lab, "unlock", home, "tove")
+    assert code == EXIT_REFUSED and "role technician may not give the command 'unlock'" in result["reason"]
+    code, result, _ = command(lab, "ping", home, "tove")
+    assert code == 0 and result["pong"] is True
+
+
+def test_status_command_reports_the_device_state(staffed):
+    lab, home = staffed
+    code, result, err = command(lab, "status", home, "anna")
+    assert code == 0, err
+    status = result["status"]
+    assert status["home"] == home.id and status["link"] == "connected" and status["locks"] == {"front-door": "locked"}
+
+
+def test_unknown_lock_is_refused(staffed):
+    lab, home = staffed
+    code, result, _ = command(lab, "unlock", home, "berit", "--lock", "back-door")
+    assert code == EXIT_REFUSED and "no lock named 'back-door'" in result["reason"]
+
+
+def test_revoked_staff_member_is_refused_at_once(staffed):
+    lab, home = staffed
+    trygg("staff", "remove", "berit", "--config", home.config)
+    code, result, _ = command(lab, "unlock", home, "berit")
+    assert code == EXIT_REFUSED and "berit is revoked" in result["reason"]
+    listed = trygg("staff", "list", "--all", "--json", "--config", home.config).stdout.splitlines()
+    assert {json.loads(line)["name"]: json.loads(line)["active"] for line in listed} == {
+        "anna": True, "berit": False, "tove": True}
+
+
+def test_unenrolled_staff_gets_no_answer_and_the_attempt_is_audited(staffed):
+    lab, home = staffed
+    trygg("center", "staff-key", "mallory", "--config", lab.center_config)
+    code, result, err = command(lab, "unlock", home, "mallory", timeout=3)
+    assert code == EXIT_NO_ANSWER and result is None and "no answer" in err
+    refused = [e for e in audit(home) if e["kind"] == "command" and e["detail"]["outcome"] == "refused"]
+    assert refused and "signed by an unknown key" in refused[-1]["detail"]["reason"]
+    assert home.status()["locks"]["front-door"] == "locked"
+
+
+def test_offline_home_is_reported_without_waiting(staffed):
+    lab, home = staffed
+    home.stop()
+    code, _, err = command(lab, "ping", home, "berit")
+    assert code == EXIT_NO_ANSWER and "offline" in err
+
+
+def test_enrollment_changes_starts_and_stops_are_audited_and_reach_the_center(staffed):
+    lab, home = staffed
+    watch = lab.watch()
+    kinds = [e["kind"] for e in audit(home)]
+    assert kinds[0] == "start" and kinds.count("staff_added") == 3
+    watch.wait_event(lambda o: o.get("kind") == "audit" and o["body"]["kind"] == "staff_added"
+                     and o["body"]["detail"]["name"] == "tove")
+    home.stop()
+    home.start()
+    kinds = [e["kind"] for e in audit(home)]
+    assert kinds[-2:] == ["stop", "start"]
+    assert trygg("audit", "verify", "--config", home.config).stdout.startswith("audit trail intact")
+
+
+def test_config_change_is_audited_at_the_next_start(staffed):
+    lab, home = staffed
+    home.stop()
+    from tests.support.lab import edit_toml
+
+    edit_toml(home.config, {"commands": {"clock_skew_s": 10.0}})
+    home.start()
+    changed = [e for e in audit(home) if e["kind"] == "config_changed"]
+    assert changed and changed[-1]["detail"]["changed"] == ["commands.clock_skew_s"]
+
+
+def test_altered_audit_entry_is_named_by_verify(staffed):
+    lab, home = staffed
+    command(lab, "ping", home, "berit")
+    home.stop()
+    db = sqlite3.connect(home.dir / "trust.db")
+    seq = db.execute("SELECT seq FROM audit WHERE kind = 'command'").fetchone()[0]
+    db.execute("UPDATE audit SET detail = replace(detail, 'berit', 'anna') WHERE seq = ?", (seq,))
+    db.commit()
+    db.close()
+    proc = trygg("audit", "verify", "--config", home.config, check=False)
+    assert proc.returncode == 2 and f"entry {seq} was altered" in proc.stderr
+
+
+def test_audit_show_since_filters_by_time(staffed):
+    lab, home = staffed
+    assert audit(home)
+    shown = trygg("audit", "show", "--since", "2099-01-01T00:00", "--config", home.config).stdout
+    assert shown == ""
+    bad = trygg("audit", "show", "--since", "yesterday", "--config", home.config, check=False)
+    assert bad.returncode == 1 and "--since" in bad.stderr
+
+
+@pytest.mark.parametrize("kem", ["x25519", "mlkem768-x25519"])
+def test_unlock_works_with_either_kem(tmp_path, pki, broker, kem):
+    lab = Lab(tmp_path, pki, broker.port, kem=kem)
+    try:
+        home = lab.home(f"hem-{kem[:6]}").start()
+        enroll(lab, home, "berit", "nurse")
+        assert json.loads(trygg("config", "show", "--config", home.config).stdout)["home"]["id"] == home.id
+        code, result, err = command(lab, "unlock", home, "berit")
+        assert code == 0 and result["state"] == "unlocked", err
+    finally:
+        lab.close()
+
+
+def test_center_key_rotation_keeps_every_event_readable(staffed):
+    lab, home = staffed
+    watch = lab.watch()
+    before = home.simulate("event", kind="door_open")
+    watch.wait_ids(before)
+    next_pub = trygg("center", "new-key", "--config", lab.center_config).stdout.strip()
+    trygg("center-key", "stage", next_pub, "--config", home.config)
+    watch.stop()  # events sealed to the old key wait in the home's outbox through the switch
+    pending = home.simulate("event", kind="door_open", count=3)
+    old_kid = home.status()["center_key"]
+    code, result, err = command(lab, "switch-key", home, "tove")
+    assert code == 0 and result["outcome"] == "done", err
+    assert home.status()["center_key"] == result["center_key"] != old_kid
+    after = home.simulate("alarm", kind="fall")
+    trygg("center", "promote-key", "--config", lab.center_config)
+    watch = lab.watch()  # opens with the promoted key and the retired one
+    watch.wait_ids(pending + after)
+    assert any(e["kind"] == "center_key_switched" for e in audit(home))
+    home.stop()
+    home.start()  # the switch survives a restart
+    assert home.status()["center_key"] == result["center_key"]
+    again = home.simulate("alarm", kind="help")
+    watch.wait_ids(again)
