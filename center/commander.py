@@ -124,7 +124,18 @@ class Commander:
 
     # -- commands -------------------------------------------------------------------------------
     def send(self, action: str, args: dict, timeout: float = 30.0, lifetime_s: float = 60.0) -> Answer:
-        """Send one command and wait for its signed result; NoAnswer when none comes in time."""
+        """Send one command and wait for its signed result; NoAnswer when none comes in time.
+
+        If the device refuses it because its challenge changed meanwhile (another command used
+        it, or the device restarted), read the new challenge and send a new command once.
+        """
+        answer = self._send_once(action, args, timeout, lifetime_s)
+        if answer.outcome == "refused" and "challenge" in answer.result.get("reason", ""):
+            self.wait_for_new_challenge(answer.command.challenge)
+            answer = self._send_once(action, args, timeout, lifetime_s)
+        return answer
+
+    def _send_once(self, action: str, args: dict, timeout: float, lifetime_s: float) -> Answer:
         status = self.status
         if status.state != "online":
             raise NoAnswer(f"{self.home.name} is offline (since {status.time.isoformat(timespec='seconds')}); "

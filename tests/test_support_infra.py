@@ -200,36 +200,44 @@ def test_broker_config_is_loopback_mtls_with_acl(tmp_path: Path, pki: LabPKI) ->
 def test_mqtt_round_trip_between_center_and_home(broker: Broker, peers: Callable[..., Peer]) -> None:
     center, home = peers("center", broker.port), peers("home-1", broker.port)
     assert center.subscribe("trygg/v1/#")
-    assert home.subscribe("trygg/v1/home-1/ack/#")
-    home.publish("trygg/v1/home-1/alarm", b"fall")
-    assert center.receive() == ("trygg/v1/home-1/alarm", b"fall")
-    center.publish("trygg/v1/home-1/ack/1", b"ok")
-    assert home.receive() == ("trygg/v1/home-1/ack/1", b"ok")
+    assert home.subscribe("trygg/v1/home-1/down/#")
+    home.publish("trygg/v1/home-1/up/alarm", b"fall")
+    assert center.receive() == ("trygg/v1/home-1/up/alarm", b"fall")
+    center.publish("trygg/v1/home-1/down/ack", b"ok")
+    assert home.receive() == ("trygg/v1/home-1/down/ack", b"ok")
 
 
 def test_acl_keeps_homes_apart(broker: Broker, peers: Callable[..., Peer]) -> None:
     center, home1, home2 = (peers(n, broker.port) for n in HOMES)
     # Mosquitto 2.0 grants every SUBACK and enforces acl_file when it delivers each message.
-    for topic in ("trygg/v1/home-2/#", "trygg/v1/#", "trygg/v1/+/cmd", "other/#"):
+    for topic in ("trygg/v1/home-2/#", "trygg/v1/#", "trygg/v1/+/down/cmd", "other/#"):
         home1.subscribe(topic)
     assert home2.subscribe("trygg/v1/home-2/#")
+    assert center.subscribe("trygg/v1/#")
 
-    center.publish("trygg/v1/home-2/cmd", b"for home-2")
+    center.publish("trygg/v1/home-2/down/cmd", b"for home-2")
     center.publish("other/x", b"outside trygg")
-    center.publish("trygg/v1/home-1/ack", b"for home-1")  # same publisher: arrives after the others
-    assert home1.receive() == ("trygg/v1/home-1/ack", b"for home-1")
-    assert home2.receive() == ("trygg/v1/home-2/cmd", b"for home-2")
+    center.publish("trygg/v1/home-1/down/ack", b"for home-1")  # same publisher: arrives after the others
+    assert home1.receive() == ("trygg/v1/home-1/down/ack", b"for home-1")
+    assert home2.receive() == ("trygg/v1/home-2/down/cmd", b"for home-2")
+    assert center.receive() == ("trygg/v1/home-2/down/cmd", b"for home-2")
+    assert center.receive() == ("trygg/v1/home-1/down/ack", b"for home-1")
 
-    home1.publish("trygg/v1/home-2/alarm", b"forged")  # dropped by the broker
-    center.publish("trygg/v1/home-2/cmd", b"barrier")
-    assert home2.receive() == ("trygg/v1/home-2/cmd", b"barrier")
-    center.publish("trygg/v1/home-1/ack", b"end")
-    assert home1.receive() == ("trygg/v1/home-1/ack", b"end")  # nothing of home-2's came before it
-    assert home1.messages.empty() and home2.messages.empty()
+    home1.publish("trygg/v1/home-2/up/alarm", b"forged")  # dropped by the broker: not its subtree
+    home2.publish("trygg/v1/home-2/down/cmd", b"self-command")  # dropped: homes only receive commands
+    home2.publish("trygg/v1/home-2/up/event", b"barrier")
+    assert center.receive() == ("trygg/v1/home-2/up/event", b"barrier")
+    center.publish("trygg/v1/home-2/down/cmd", b"barrier")
+    assert home2.receive() == ("trygg/v1/home-2/down/cmd", b"barrier")
+    center.publish("trygg/v1/home-1/down/ack", b"end")
+    assert home1.receive() == ("trygg/v1/home-1/down/ack", b"end")  # nothing of home-2's came before it
+    assert center.receive() == ("trygg/v1/home-2/down/cmd", b"barrier")
+    assert center.receive() == ("trygg/v1/home-1/down/ack", b"end")
+    assert home1.messages.empty() and home2.messages.empty() and center.messages.empty()
 
 
 def test_broker_kill_restart_and_client_reconnects(broker: Broker, peers: Callable[..., Peer]) -> None:
-    home = peers("home-1", broker.port)
+    home = peers("center", broker.port)  # the center may read what it writes; a home may not
     assert home.subscribe("trygg/v1/home-1/#")
     old_pid = broker.pid
     broker.start()  # already running: a no-op
@@ -466,7 +474,7 @@ def test_proxy_close_leaves_no_threads(echo: EchoServer) -> None:
 def test_mqtt_through_proxy_survives_cut(broker: Broker, peers: Callable[..., Peer]) -> None:
     with TcpProxy(broker.host, broker.port) as link:
         link.set_delay(0.02)
-        home = peers("home-1", link.port)
+        home = peers("center", link.port)  # the center may read what it writes; a home may not
         assert home.subscribe("trygg/v1/home-1/#")
         link.cut()
         wait_for(lambda: home.disconnects > 0, what="client to see the cut")

@@ -41,8 +41,11 @@ ACL_TEXT = """\
 # center: subscribes to all homes, publishes acks/commands
 user center
 topic readwrite trygg/v1/#
-# each home: only its own subtree (username = certificate CN)
-pattern readwrite trygg/v1/%u/#
+# Each home, only its own subtree (user name = certificate CN = home id): it publishes events
+# and its presence, and only receives acknowledgements and commands (never sends itself one).
+pattern write trygg/v1/%u/up/#
+pattern write trygg/v1/%u/status
+pattern read trygg/v1/%u/down/#
 """
 
 
