@@ -42,6 +42,11 @@ def entry_hash(prev: str, seq: int, time: float, synced: bool, kind: str, detail
     return hashlib.sha256(f"{prev}\n{content}".encode()).hexdigest()
 
 
+def _well_typed(time, synced, kind, detail_json) -> bool:
+    """Exactly the column types append() writes; anything else was changed behind our back."""
+    return isinstance(time, float) and synced in (0, 1) and isinstance(kind, str) and isinstance(detail_json, str)
+
+
 def _canonical(detail: dict) -> str:
     return json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -84,20 +89,22 @@ class AuditLog:
 
     def verify(self) -> Verdict:
         """Walk the whole chain; the first entry that does not fit is named."""
-        expected_seq, prev, count = 1, GENESIS, 0
-        rows = self.db.read("SELECT seq, time, synced, kind, detail, prev, hash FROM audit ORDER BY rowid")
+        with self.db.snapshot() as conn:  # rows and head from one state, even while the daemon appends
+            rows = conn.execute("SELECT seq, time, synced, kind, detail, prev, hash FROM audit ORDER BY seq").fetchall()
+            head = conn.execute("SELECT value FROM settings WHERE key = ?", (_HEAD,)).fetchone()
+        expected_seq, prev = 1, GENESIS
         for seq, time, synced, kind, detail_json, stored_prev, stored_hash in rows:
             if seq != expected_seq:
-                what = "missing" if seq > expected_seq else "out of order"
-                return Verdict(False, count, expected_seq, f"entry {expected_seq} is {what} (found {seq} in its place)")
+                return Verdict(False, expected_seq - 1, expected_seq, f"entry {expected_seq} is missing (next is {seq})")
             if stored_prev != prev:
-                return Verdict(False, count, seq, f"entry {seq} does not follow entry {seq - 1} (chain broken)")
-            if entry_hash(prev, seq, time, synced, kind, detail_json) != stored_hash:
-                return Verdict(False, count, seq, f"entry {seq} was altered (hash mismatch)")
-            prev, expected_seq, count = stored_hash, seq + 1, count + 1
-        head = self.db.setting(_HEAD)
-        if head is not None and head != f"{count}:{prev}":
-            head_seq = int(head.split(":")[0])
+                return Verdict(False, seq - 1, seq, f"entry {seq} does not follow entry {seq - 1} (chain broken)")
+            if not _well_typed(time, synced, kind, detail_json) or \
+                    entry_hash(prev, seq, time, synced, kind, detail_json) != stored_hash:
+                return Verdict(False, seq - 1, seq, f"entry {seq} was altered (hash mismatch)")
+            prev, expected_seq = stored_hash, seq + 1
+        count = expected_seq - 1
+        if head is not None and head[0] != f"{count}:{prev}":
+            head_seq = int(head[0].split(":")[0])
             if head_seq > count:
                 return Verdict(False, count, count + 1, f"entries {count + 1}..{head_seq} were removed from the end")
             return Verdict(False, count, head_seq, f"entry {head_seq} does not match the recorded head")

@@ -84,9 +84,9 @@ class Daemon(Handlers):
         self._audit_start()
         if self.outbox.recovered_from:
             self.inject(Event("event", "fault", {"component": "outbox", "detail": self.outbox.recovered_from}))
+        self._start_commands()  # before the uplink: a (retained) command can arrive with the SUBACK
         self.uplink.start()
         self._open(self.uplink)
-        self._start_commands()
         self.control.start()
         self._start_drivers()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
@@ -106,7 +106,6 @@ class Daemon(Handlers):
                                  self.freshness, self.policy, self.audit, actions, self.emit, cfg.commands, self.clock)
         self.commands.start()
         self._open(self.commands)
-        self.uplink.refresh_presence()  # publish the challenge
 
     def _presence_extra(self) -> dict:
         return {"clock_synced": bool(self.clock.synced()), "challenge": self.freshness.challenge}

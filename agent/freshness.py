@@ -82,8 +82,11 @@ class Freshness:
             cur = conn.execute("INSERT OR IGNORE INTO seen_commands (id, seen_at, keep_until) VALUES (?,?,?)",
                                (cmd.id, self.clock.time(), keep_until))
             new = cur.rowcount == 1
-        if new and cmd.challenge is not None and secrets.compare_digest(cmd.challenge, self._challenge):
-            self._renew()
+        if new and cmd.challenge is not None:
+            if secrets.compare_digest(cmd.challenge, self._challenge):
+                self._renew()
+            elif self._previous is not None and secrets.compare_digest(cmd.challenge, self._previous[0]):
+                self._previous = None  # used up like the current one
         return new
 
     def prune(self) -> int:

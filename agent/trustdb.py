@@ -78,6 +78,16 @@ class TrustDB:
                     self.conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def snapshot(self):
+        """Several reads that see one state of the database, even while others write."""
+        with self._lock:
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+
     def read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
             return self.conn.execute(sql, args).fetchall()

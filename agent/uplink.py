@@ -254,7 +254,10 @@ class Uplink:
 
     def _on_message(self, client, userdata, message) -> None:
         if message.topic != topics.ack(self.home):
-            self.on_command(message.topic, message.payload)  # judged on the command thread
+            try:
+                self.on_command(message.topic, message.payload)  # judged on the command thread
+            except Exception:  # nothing on the command topic may take the uplink down
+                log.exception("uplink: could not queue a message from %s", message.topic)
             return
         try:
             opened = envelope.open_sealed(message.payload, message.topic, [self.device.kem], self._center_key)

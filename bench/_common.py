@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,17 +162,30 @@ def cpu_seconds(pid: int) -> float:
     return proc_stat(pid)[0]
 
 
-@contextmanager
-def running_home(root: Path, home_id: str):
-    """A lab broker, a center watching and one connected home: what idle and latency measure.
+@dataclass
+class Setup:
+    """What running_lab starts: the lab PKI, the broker, the lab, one connected home and a receiver."""
 
-    Yields (home, watch, control socket); every process is stopped on the way out.
+    pki: object  # agent.labpki.LabPKI
+    broker: object  # tests.support.broker.Broker
+    lab: object  # tests.support.lab.Lab
+    home: object  # tests.support.lab.Home
+    watch: object  # tests.support.lab.Watch
+    sock: Path  # the home's control socket
+
+
+@contextmanager
+def running_lab(root: Path, home_id: str, clients: tuple[str, ...] = ("center",)):
+    """A lab broker, a center watching and one connected home, with the parts a bench may need.
+
+    Yields a Setup; every process is stopped on the way out. `clients` are the lab client
+    certificates made besides the homes' ("center" is the center's own).
     """
     from agent.labpki import make_lab_pki
     from tests.support.broker import Broker
     from tests.support.lab import Lab
 
-    pki = make_lab_pki(root / "pki", ["center"])
+    pki = make_lab_pki(root / "pki", list(clients))
     with Broker(root / "broker", pki) as broker:
         lab = Lab(root, pki, broker.port)
         try:
@@ -180,6 +194,16 @@ def running_home(root: Path, home_id: str):
             home.start()
             sock = home.dir / "trygg.sock"
             wait_until(lambda: status(sock)["link"] == "connected", 20, "the home to connect")
-            yield home, watch, sock
+            yield Setup(pki, broker, lab, home, watch, sock)
         finally:
             lab.close()
+
+
+@contextmanager
+def running_home(root: Path, home_id: str):
+    """A lab broker, a center watching and one connected home: what idle and latency measure.
+
+    Yields (home, watch, control socket); every process is stopped on the way out.
+    """
+    with running_lab(root, home_id) as s:
+        yield s.home, s.watch, s.sock

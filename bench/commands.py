@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""Staff commands: the unlock round trip, and what refusing a flood of hostile commands costs.
+
+Real processes on loopback (bench/_common.running_lab): Mosquitto with mutual TLS, a home running
+`trygg run`, `trygg center watch --json`, and a nurse enrolled through the CLI (`trygg center
+staff-key`, `trygg staff add`). Unlock and lock alternate, so every command moves the lock.
+
+1. Round trip, command sent -> the device's signed result received, two ways:
+   (a) the real CLI, `trygg center unlock|lock HOME --as STAFF --json`, COMMANDS_CLI_N (50) times:
+       its own "round_trip_ms" (sent -> answered inside the CLI), and the whole invocation's wall
+       time split into launch -> sent (interpreter, imports, keys, TLS connect, retained status)
+       and answered -> exit;
+   (b) in-process, one `center.commander.Commander` session, COMMANDS_N (200) commands, waiting
+       for the device's new challenge between commands (not counted). Where the time goes comes
+       from the stamps the daemon leaves: the audit entry of each command (full resolution, taken
+       after judging and acting) and the `time` of its command_result event (ms resolution,
+       taken just before sealing), both on this machine's clock.
+2. Refusing hostile input: a flood publisher in its own process (raw paho-mqtt, the "center"
+   TLS identity, which the broker lets publish to any home's down/cmd) sends, as fast as its
+   socket takes them, for COMMANDS_FLOOD_S (10) s: random bytes, random bytes behind a valid
+   envelope header for the device key (so the daemon runs the HPKE decapsulation before the
+   AEAD fails), and validly sealed commands signed by an unenrolled key. Meanwhile alarms are
+   simulated at COMMANDS_ALARM_HZ (20/s) on the control socket and timed to the receiver's
+   line as in latency.py, and a Commander sends one real unlock/lock about every second.
+   A baseline run does the same without the flood. Refused and dropped per second come from the
+   daemon's own counters (the "commands" field of `trygg status --json`, read over the control
+   socket) at the flood's start and end; CPU from /proc of the daemon.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (cpu_seconds, env_float, env_int, header, percentile, result, running_lab, say,  # noqa: E402
+                     simulate, status, temp_root, wait_until)
+
+B = "commands"
+CLI_N = env_int("COMMANDS_CLI_N", 50)
+N = env_int("COMMANDS_N", 200)
+FLOOD_S = env_float("COMMANDS_FLOOD_S", 10.0)
+ALARM_HZ = env_float("COMMANDS_ALARM_HZ", 20.0)
+HOME_ID = "hem-cmd"
+STAFF = "berit"
+LOCK = {"lock": "front-door"}
+
+
+def ms(values: list[float], p: float) -> float | None:
+    return percentile(values, p) * 1000 if values else None
+
+
+def parse_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# -- the flood publisher (a child process: `commands.py --flood ...`) ----------------------
+def flood_payloads(device_pub: str, home: str, n: int = 60) -> list[bytes]:
+    """Garbage, garbage behind a valid header, and sealed commands signed by an unenrolled key."""
+    from agent.keys import Identity, load_public
+    from agent.protocol import envelope, topics
+    from agent.protocol.ids import new_id
+    from agent.protocol.messages import CommandMessage, encode
+
+    device = load_public(Path(device_pub))
+    topic = topics.command(home)
+    mallory = Identity.generate("mallory")
+    rng = random.Random(7)
+    header_bytes = envelope.HEADER.pack(envelope.VERSION, device.kem.suite_id, device.kem.kid)
+    out = []
+    for _ in range(n):
+        now = datetime.now(timezone.utc)
+        cmd = CommandMessage(id=new_id(), home=home, action="unlock", args=LOCK, issued=now,
+                             expires=now + timedelta(seconds=60))
+        sealed = envelope.seal(encode(cmd), topic, mallory.sign, device.kem)
+        out += [rng.randbytes(len(sealed)), header_bytes + rng.randbytes(len(sealed) - len(header_bytes)), sealed]
+    return out
+
+
+def flood(port: int, ca: str, cert: str, key: str, device_pub: str, home: str, qos: int, seconds: float) -> None:
+    import paho.mqtt.client as mqtt
+
+    from agent.protocol import topics
+
+    payloads = flood_payloads(device_pub, home)
+    topic = topics.command(home)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-flood-{os.getpid()}",
+                         protocol=mqtt.MQTTv5)
+    client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    client.max_inflight_messages_set(100)
+    client.max_queued_messages_set(0)
+    state = {"acked": 0, "connected": False}
+    client.on_connect = lambda c, u, f, rc, p: state.update(connected=not rc.is_failure)
+    client.on_publish = lambda c, u, mid, rc, p: state.update(acked=state["acked"] + 1)
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 20
+    while not state["connected"] and time.monotonic() < deadline:
+        client.loop(0.1)
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go"
+    sent, t0 = 0, time.monotonic()
+    end = t0 + seconds
+    # One thread, no loop_start: publish() writes straight to the socket; when the socket is full
+    # loop() waits until it can write, so the flood runs exactly as fast as the broker reads.
+    while time.monotonic() < end:
+        if qos and sent - state["acked"] >= 100:
+            client.loop(0.01)
+            continue
+        client.publish(topic, payloads[sent % len(payloads)], qos=qos)
+        sent += 1
+        if client.want_write() or sent % 200 == 0:
+            client.loop(0.0 if not client.want_write() else 0.05)
+    elapsed = time.monotonic() - t0
+    while client.want_write() and time.monotonic() < end + 5:
+        client.loop(0.05)
+    print(json.dumps({"sent": sent, "acked": state["acked"], "elapsed": elapsed}), flush=True)
+    client.disconnect()
+
+
+# -- helpers -------------------------------------------------------------------------------
+def enroll(setup, name: str, role: str) -> None:
+    """What a technician does: the center makes the key pair, the device enrolls the public key."""
+    from tests.support.lab import trygg
+
+    pub = trygg("center", "staff-key", name, "--config", setup.lab.center_config).stdout.strip()
+    trygg("staff", "add", name, "--key", pub, "--role", role, "--config", setup.home.config)
+
+
+def commander(setup):
+    from agent import config as cfgmod
+    from agent.clock import SystemClock
+    from agent.keys import load_public
+    from center import keyring
+    from center.commander import Commander
+
+    cfg = cfgmod.load(setup.lab.center_config, cfgmod.CenterConfig)
+    return Commander(cfg, keyring.opening_keys(cfg), keyring.staff_identity(cfg, STAFF),
+                     load_public(cfg.center.homes_dir / f"{HOME_ID}.pub"), SystemClock())
+
+
+def next_action(sock: Path) -> str:
+    return "lock" if status(sock)["locks"]["front-door"] == "unlocked" else "unlock"
+
+
+def cli_round_trips(setup) -> dict:
+    from tests.support.lab import trygg
+
+    rt, wall, launch, leave, bad = [], [], [], [], []
+    action = next_action(setup.sock)
+    for _ in range(CLI_N):
+        t0 = time.time()
+        proc = trygg("center", action, HOME_ID, "--as", STAFF, "--json", "--timeout", 10,
+                     "--config", setup.lab.center_config, check=False, timeout=30)
+        t1 = time.time()
+        answer = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        if proc.returncode != 0 or answer.get("outcome") != "done":
+            bad.append(answer.get("reason") or proc.stderr.strip()[-200:])
+            continue
+        rt.append(answer["round_trip_ms"] / 1000)
+        wall.append(t1 - t0)
+        launch.append(answer["sent"] - t0)
+        leave.append(t1 - answer["answered"])
+        action = "lock" if action == "unlock" else "unlock"
+    return {"rt": rt, "wall": wall, "launch": launch, "leave": leave, "bad": bad}
+
+
+def session_round_trips(setup) -> dict:
+    from center.commander import NoAnswer
+
+    answers, bad, waits = [], [], []
+    action = next_action(setup.sock)
+    with commander(setup) as c:
+        for _ in range(N):
+            old = c.status.challenge
+            try:
+                answer = c.send(action, LOCK, timeout=10)
+                if answer.outcome != "done":
+                    bad.append(answer.result.get("reason"))
+                else:
+                    answers.append(answer)
+                    action = "lock" if action == "unlock" else "unlock"
+                t = time.monotonic()
+                c.wait_for_new_challenge(old, timeout=5)
+                waits.append(time.monotonic() - t)
+            except NoAnswer as exc:
+                bad.append(str(exc))
+    return {"answers": answers, "bad": bad, "waits": waits}
+
+
+def where_time_goes(setup, answers) -> dict[str, list[float]]:
+    """Split each round trip by the daemon's stamps: its audit entry and its result event's time."""
+    from tests.support.lab import trygg
+
+    audited = {}
+    for line in trygg("audit", "show", "--json", "--config", setup.home.config).stdout.splitlines():
+        entry = json.loads(line)
+        if entry["kind"] == "command":
+            audited[entry["detail"]["command"]] = entry["time"]
+    ids = {a.command.id for a in answers}
+    wait_until(lambda: len(result_events(setup.watch, ids)) == len(ids), 20, "the command results at the receiver")
+    stamped = result_events(setup.watch, ids)
+    parts: dict[str, list[float]] = {"in": [], "mid": [], "out": []}
+    for a in answers:
+        cid = a.command.id
+        if cid in audited and cid in stamped:
+            parts["in"].append(audited[cid] - a.sent_at)
+            parts["mid"].append(stamped[cid] - audited[cid])
+            parts["out"].append(a.answered_at - stamped[cid])
+    return parts
+
+
+def result_events(watch, ids: set[str]) -> dict[str, float]:
+    with watch._cond:
+        return {e["body"]["command"]: parse_time(e["time"]) for e in watch.events
+                if e.get("kind") == "command_result" and e["body"].get("command") in ids}
+
+
+# -- part 2: alarms under a flood ----------------------------------------------------------
+def alarms(setup, seconds: float) -> dict[str, float]:
+    """Simulate alarms at ALARM_HZ for `seconds`; id -> wall time sent (no catch-up bursts)."""
+    sent: dict[str, float] = {}
+    period, end = 1 / ALARM_HZ, time.time() + seconds
+    next_at = time.time()
+    while next_at < end:
+        delay = next_at - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        t0 = time.time()
+        sent[simulate(setup.sock, "alarm", 1, kind="fall")[0]] = t0
+        next_at = max(next_at + period, time.time())
+    return sent
+
+
+def legit_unlocks(setup, stop: threading.Event, out: dict) -> None:
+    """One real command about every second while the flood runs: does it still get through?"""
+    from center.commander import NoAnswer
+
+    action = out["action"]
+    try:
+        with commander(setup) as c:
+            while not stop.is_set():
+                old = c.status.challenge
+                out["tried"] += 1
+                try:
+                    answer = c.send(action, LOCK, timeout=3)
+                    out["rt"].append(answer.answered_at - answer.sent_at)
+                    action = "lock" if action == "unlock" else "unlock"
+                    c.wait_for_new_challenge(old, timeout=5)
+                except NoAnswer:
+                    out["lost"] += 1
+                stop.wait(1.0)
+    except NoAnswer as exc:
+        out["error"] = str(exc)
+
+
+def run_phase(setup, qos: int | None) -> dict:
+    """One alarm run; with qos set, under a flood of that QoS. Counters and CPU over the window."""
+    pid, sock = setup.home.proc.pid, setup.sock
+    child = None
+    if qos is not None:
+        cert, key = setup.pki.client("center")
+        child = subprocess.Popen([sys.executable, __file__, "--flood", str(setup.broker.port), str(setup.pki.ca),
+                                  str(cert), str(key), str(setup.home.dir / "device.pub"), HOME_ID, str(qos),
+                                  str(FLOOD_S)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if child:
+            assert child.stdout.readline().strip() == "ready", "the flood publisher did not connect"
+        legit = {"action": next_action(sock), "tried": 0, "lost": 0, "rt": []}
+        stop = threading.Event()
+        worker = threading.Thread(target=legit_unlocks, args=(setup, stop, legit), daemon=True)
+        worker.start()
+        c0, cpu0, t0 = status(sock)["commands"], cpu_seconds(pid), time.monotonic()
+        broker_cpu0 = cpu_seconds(setup.broker.pid)
+        if child:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        sent = alarms(setup, FLOOD_S)
+        c1, cpu1, t1 = status(sock)["commands"], cpu_seconds(pid), time.monotonic()
+        broker_cpu1 = cpu_seconds(setup.broker.pid)
+        stop.set()
+        flood_stats = json.loads(child.stdout.readline()) if child else None
+        if child:
+            child.wait(30)
+        worker.join(15)
+        # what was still queued (daemon queue, broker queue) is judged after the flood: wait for quiet
+        settle_t0, last, quiet_since = time.monotonic(), None, time.monotonic()
+        while time.monotonic() - settle_t0 < 30:
+            now = status(sock)["commands"]
+            key_now = (now["refused"], now["dropped"])
+            if key_now != last:
+                last, quiet_since = key_now, time.monotonic()
+            elif time.monotonic() - quiet_since > 1.0:
+                break
+            time.sleep(0.1)
+        c2 = status(sock)["commands"]
+        wait_until(lambda: all(i in setup.watch.arrived for i in sent), 60, "every alarm at the receiver", 0.05)
+        t_acked = time.monotonic()
+        depth_end = status(sock)["outbox"]["classes"]["alarm"]["depth"]
+        wait_until(lambda: status(sock)["outbox"]["classes"]["alarm"]["depth"] == 0, 60, "every alarm acknowledged", 0.1)
+        acked_after = time.monotonic() - t_acked
+    finally:
+        if child and child.poll() is None:
+            child.kill()
+            child.wait()
+    window = t1 - t0
+    lat = [setup.watch.arrived[i] - t for i, t in sent.items()]
+    return {
+        "lat": lat, "n": len(sent), "window": window,
+        "refused_s": (c1["refused"] - c0["refused"]) / window, "dropped_s": (c1["dropped"] - c0["dropped"]) / window,
+        "after": (c2["refused"] + c2["dropped"]) - (c1["refused"] + c1["dropped"]),
+        "total": (c2["refused"] + c2["dropped"]) - (c0["refused"] + c0["dropped"]),
+        "cpu": (cpu1 - cpu0) / window * 100, "broker_cpu": (broker_cpu1 - broker_cpu0) / window * 100,
+        "flood": flood_stats, "legit": legit, "depth_end": depth_end, "acked_after": acked_after,
+        "link": status(sock)["link"],
+    }
+
+
+def report_phase(name: str, p: dict, base: dict | None) -> None:
+    lat = p["lat"]
+    note = f"{p['n']} alarms at {ALARM_HZ:.0f}/s"
+    result(B, f"{name}: alarm p50", ms(lat, 50), "ms", digits=1, note=note)
+    result(B, f"{name}: alarm p99", ms(lat, 99), "ms", "< 50 ms", ms(lat, 99) < 50, digits=1,
+           note=f"max {ms(lat, 100):.1f} ms")
+    result(B, f"{name}: daemon CPU", p["cpu"], "% core", digits=0, note=f"broker {p['broker_cpu']:.0f} % core")
+    legit = p["legit"]
+    rt = f", p50 {ms(legit['rt'], 50):.0f} ms max {ms(legit['rt'], 100):.0f} ms" if legit["rt"] else ""
+    say(f"    real unlock/lock during the run: {legit['tried'] - legit['lost']} of {legit['tried']} answered{rt}"
+        + (f"; {legit['error']}" if legit.get("error") else ""))
+    if p["flood"] is None:
+        return
+    f = p["flood"]
+    result(B, f"{name}: refused", p["refused_s"], "msg/s", digits=0,
+           note=f"flood sent {f['sent'] / f['elapsed']:,.0f} msg/s, {f['sent']:,} in all")
+    result(B, f"{name}: dropped (command queue full)", p["dropped_s"], "msg/s", digits=0)
+    say(f"    after the flood stopped: {p['after']:,} more judged or dropped; "
+        f"{f['sent'] - p['total']:,} of {f['sent']:,} never reached the daemon's counters (lost at the broker)")
+    say(f"    alarms unacknowledged when the last one was shown: {p['depth_end']}, all acknowledged "
+        f"{p['acked_after']:.1f} s later; link {p['link']}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--flood":
+        port, ca, cert, key, device_pub, home, qos, seconds = sys.argv[2:10]
+        flood(int(port), ca, cert, key, device_pub, home, int(qos), float(seconds))
+        return
+
+    header(f"commands: unlock round trip ({CLI_N} via the CLI, {N} in one session) and "
+           f"{FLOOD_S:.0f} s floods of hostile commands, mTLS loopback")
+    with temp_root("commands") as root:
+        with running_lab(root, HOME_ID) as setup:
+            enroll(setup, STAFF, "nurse")
+            started = time.monotonic()
+            cli = cli_round_trips(setup)
+            cli_took = time.monotonic() - started
+            started = time.monotonic()
+            sess = session_round_trips(setup)
+            sess_took = time.monotonic() - started
+            parts = where_time_goes(setup, sess["answers"])
+            phases = {"baseline (no flood)": run_phase(setup, None),
+                      "QoS 0 flood": run_phase(setup, 0),
+                      "QoS 1 flood": run_phase(setup, 1)}
+
+    say(f"\n(a) through the CLI: {len(cli['rt'])} of {CLI_N} confirmed in {cli_took:.0f} s"
+        + (f"; not confirmed: {cli['bad'][:3]}" if cli["bad"] else ""))
+    rt = cli["rt"]
+    for p in (50, 95):
+        result(B, f"CLI unlock round trip (sent -> answered): p{p}", ms(rt, p), "ms", digits=1)
+    result(B, "CLI unlock round trip: p99", ms(rt, 99), "ms", "< 100 ms", bool(rt) and ms(rt, 99) < 100, digits=1)
+    result(B, "CLI unlock round trip: max", ms(rt, 100), "ms", digits=1)
+    result(B, "CLI invocation wall time: p50", ms(cli["wall"], 50), "ms", digits=0,
+           note=f"p99 {ms(cli['wall'], 99):.0f} ms")
+    result(B, "CLI launch -> command sent: p50", ms(cli["launch"], 50), "ms", digits=0,
+           note="interpreter, imports, keys, TLS connect, retained status")
+    result(B, "CLI answered -> process exited: p50", ms(cli["leave"], 50), "ms", digits=0)
+
+    answers = sess["answers"]
+    rt = [a.answered_at - a.sent_at for a in answers]
+    say(f"\n(b) one Commander session: {len(rt)} of {N} confirmed in {sess_took:.0f} s"
+        + (f"; not confirmed: {sess['bad'][:3]}" if sess["bad"] else "")
+        + f"; new challenge seen {ms(sess['waits'], 50):.1f} ms (p50) after the result")
+    for p in (50, 95):
+        result(B, f"session unlock round trip: p{p}", ms(rt, p), "ms", digits=1)
+    result(B, "session unlock round trip: p99", ms(rt, 99), "ms", "< 100 ms", bool(rt) and ms(rt, 99) < 100, digits=1)
+    result(B, "session unlock round trip: max", ms(rt, 100), "ms", digits=1)
+    say(f"    where it goes (p50 / p99 of each part, {len(parts['in'])} commands):")
+    for key, what in (("in", "sent -> audited (broker, queue, open, verify, replay fsync, act)"),
+                      ("mid", "audited -> result stamped (audit commit fsync)"),
+                      ("out", "stamped -> answered (seal, outbox fsync, publish, broker, open)")):
+        say(f"      {what:<68} {ms(parts[key], 50):7.1f} / {ms(parts[key], 99):7.1f} ms")
+    say("      (the result's stamp has 1 ms resolution)")
+
+    say("\n(2) alarms while refusing a flood on down/cmd")
+    base = phases["baseline (no flood)"]
+    for name, p in phases.items():
+        report_phase(name, p, base)
+
+
+if __name__ == "__main__":
+    main()
