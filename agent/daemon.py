@@ -68,6 +68,10 @@ class Daemon(Handlers):
         self.audit = AuditLog(self.trust, self.clock)
         self.center = CenterKeys(cfg.keys.center, cfg.keys.center_next, self.trust)
         self.policy = Policy(cfg, self.clock)
+        saved_alarm = self.trust.setting("last_alarm")
+        if saved_alarm:
+            self.policy.restore_alarm(float(saved_alarm))
+        self._saved_alarm = saved_alarm
         self.freshness = Freshness(self.trust, self.clock, cfg.commands,
                                    on_new_challenge=lambda: self.uplink.refresh_presence())
         self.outbox = self._open(Outbox(
@@ -213,8 +217,9 @@ class Daemon(Handlers):
             try:
                 self.freshness.tick()
                 self.forward_audit()
+                self._save_last_alarm()
             except Exception:
-                log.exception("forwarding the audit trail failed")
+                log.exception("housekeeping of the trust database failed")
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + self.cfg.outbox.sweep_s
@@ -225,6 +230,14 @@ class Daemon(Handlers):
 
     def _healthy(self) -> bool:
         return self.uplink.alive() and self.committer.alive() and self.commands.alive()
+
+    def _save_last_alarm(self) -> None:
+        """Keep the last alarm's time (off the alarm path) so a restart does not close it."""
+        wall = self.policy.last_alarm_wall
+        if wall is not None and repr(wall) != self._saved_alarm:
+            with self.trust.write() as conn:
+                TrustDB.put_setting(conn, "last_alarm", repr(wall))
+            self._saved_alarm = repr(wall)
 
     def forward_audit(self) -> None:
         """Send audit entries not yet sent to the center, each as an `audit` event, in order."""

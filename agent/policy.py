@@ -36,10 +36,24 @@ class Policy:
         self.zone = ZoneInfo(config.home.timezone)
         self.clock = clock
         self._last_alarm: float | None = None
+        self.last_alarm_wall: float | None = None  # for the daemon to keep across a restart
 
     def note_alarm(self) -> None:
         """An alarm was raised in this home: night staff may come in for a while."""
         self._last_alarm = self.clock.monotonic()
+        self.last_alarm_wall = self.clock.time() if self.clock.synced() else None
+
+    def restore_alarm(self, wall_time: float) -> None:
+        """After a restart: an alarm raised at this (synchronized) wall time is still open if recent.
+
+        A daemon that crashed during an alarm must not lock out the staff coming to help. Only
+        trusted when the clock is synchronized now; otherwise the alarm stays closed (fail closed).
+        """
+        if not self.clock.synced():
+            return
+        age = self.clock.time() - wall_time
+        if 0 <= age < self.alarm_open_s:
+            self._last_alarm = self.clock.monotonic() - age
 
     def alarm_open(self) -> bool:
         return self._last_alarm is not None and self.clock.monotonic() - self._last_alarm < self.alarm_open_s

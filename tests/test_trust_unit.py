@@ -592,3 +592,26 @@ def test_every_enrollment_change_is_audited_in_the_chain(staff):
         ("staff_removed", {"name": "anna", "role": "nurse", "kid": kid}),
     ]
     assert staff.audit.verify().ok
+
+
+def test_an_alarm_stays_open_across_a_restart_only_with_a_synchronized_clock(clock):
+    cfg = DeviceConfig.model_validate({"home": {"id": "h"}, "broker": {"host": "x", "ca": "a", "cert": "b", "key": "c"},
+                                       "commands": {"alarm_open_s": 600}})
+    clock.is_synced = True
+    before = Policy(cfg, clock)
+    before.note_alarm()
+    saved = before.last_alarm_wall
+    assert saved == clock.time()
+    clock.advance(300)
+    clock.mono = 5.0  # a reboot: the monotonic clock starts again
+    after = Policy(cfg, clock)
+    after.restore_alarm(saved)
+    assert after.alarm_open()
+    clock.advance(301)
+    assert not after.alarm_open()
+    clock.is_synced = False
+    unsynced = Policy(cfg, clock)
+    unsynced.restore_alarm(clock.time() - 10)
+    assert not unsynced.alarm_open()
+    unsynced.note_alarm()
+    assert unsynced.alarm_open() and unsynced.last_alarm_wall is None  # an untrusted time is not kept
