@@ -198,3 +198,37 @@ def test_center_key_rotation_keeps_every_event_readable(staffed):
     assert home.status()["center_key"] == result["center_key"]
     again = home.simulate("alarm", kind="help")
     watch.wait_ids(again)
+
+
+def publish_as_center(lab: Lab, topic: str, payload: bytes, retain: bool = False) -> None:
+    """Publish raw bytes with the center's broker identity (what a leaked broker login allows)."""
+    import paho.mqtt.client as mqtt
+
+    cert, key = lab.pki.client("center")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.tls_set(ca_certs=str(lab.pki.ca), certfile=str(cert), keyfile=str(key))
+    host, port = lab.broker.rsplit(":", 1)
+    client.connect(host, int(port))
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_retained_garbage_on_the_command_topic_does_not_stop_the_daemon(lab):
+    home = lab.home("hem-retained")
+    publish_as_center(lab, "trygg/v1/hem-retained/down/cmd", b"\x01\x01garbage" * 10, retain=True)
+    try:
+        home.start()
+        enroll(lab, home, "berit", "nurse")
+        wait_for(lambda: home.status()["commands"]["refused"] >= 1, 10, "the retained message to be judged")
+        watch = lab.watch()
+        ids = home.simulate("alarm", kind="fall")
+        watch.wait_ids(ids)
+        code, result, err = command(lab, "unlock", home, "berit")
+        assert code == 0 and result["state"] == "unlocked", err
+        assert home.proc.poll() is None
+    finally:
+        publish_as_center(lab, "trygg/v1/hem-retained/down/cmd", b"", retain=True)  # clear it on the shared broker
