@@ -20,8 +20,8 @@ from agent.actions import build_actions
 from agent.audit import GENESIS, AuditLog
 from agent.commands import Commands
 from agent.config import DeviceConfig
-from agent.keys import Identity, PublicIdentity, load_public, parse_public
 from agent.freshness import Freshness
+from agent.keys import Identity, PublicIdentity, load_public, parse_public
 from agent.policy import Policy
 from agent.protocol import envelope, messages, topics
 from agent.protocol.envelope import open_sealed, sign
