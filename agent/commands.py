@@ -6,16 +6,17 @@ this order (the first failure is the reason given):
   1. it is not oversized, and arrived on this home's command topic;
   2. the envelope opens with the device key and is signed by an enrolled staff key;
   3. the body is a valid command for this home;
-  4. that staff member is not revoked;
-  5. it is fresh (time window or challenge, freshness.py) and its id was never seen;
+  4. its id was never seen (replay cache), and that staff member is not revoked;
+  5. it is fresh (time window or challenge, freshness.py);
   6. the member's role allows the action, and the lock's rule allows it now (policy.py).
 
-Every attempt is audited with its verdict and reason. Every command that was verifiably
+Every attempt is audited with its verdict and reason. Every new command that was verifiably
 signed by enrolled staff also gets a signed result event (`command_result`: done, refused or
-failed, with the reason), sealed to the center through the outbox like any event. Hostile
-input is normal here: messages are judged on this module's own thread from a bounded queue
-(a flood costs dropped messages, counted, never the uplink or the alarms), and refusals
-beyond refusals_audited_per_min are counted and audited as one summary per minute.
+failed, with the reason), sealed to the center through the outbox like any event; a replay
+gets none (its original was answered). Hostile input is normal here: messages are judged on
+this module's own thread from a bounded queue (a flood costs dropped messages, counted, never
+the uplink or the alarms), and refusals beyond refusals_audited_per_min, and dropped
+messages, are counted and audited as one summary per minute.
 """
 
 import logging
@@ -37,6 +38,7 @@ from .protocol.messages import CommandMessage, decode
 from .staff import StaffMember, StaffRegistry
 
 log = logging.getLogger(__name__)
+_REPLAYED = "replayed: this command id was already received"
 MAX_COMMAND_BYTES = 8 * 1024  # a command is a few hundred bytes; refuse anything larger before any crypto
 
 
@@ -54,6 +56,13 @@ class Verdict:
     command: CommandMessage | None = None
     staff: StaffMember | None = None
     detail: dict = field(default_factory=dict)
+    replay: bool = False
+
+    @property
+    def answer(self) -> bool:
+        """A signed result goes back for every new command verifiably from enrolled staff. Not
+        for replays: the original got its answer, and a replayed flood must not fill the outbox."""
+        return self.command is not None and self.staff is not None and not self.replay
 
     def audit_detail(self, size: int) -> dict:
         cmd, who = self.command, self.staff
@@ -70,34 +79,57 @@ class Verdict:
 
 
 class RefusalLimiter:
-    """At most `per_min` refusals audited individually per minute; the rest counted by reason."""
+    """At most `per_min` refusals audited individually per minute; the rest counted by reason.
+
+    Each minute's uncounted rest becomes one summary, even while the flood goes on. Thread-safe:
+    the uplink thread counts dropped messages while the command thread judges.
+    """
 
     def __init__(self, per_min: int, clock) -> None:
         self.per_min, self.clock = per_min, clock
+        self._lock = threading.Lock()
         self._window_start = clock.monotonic()
         self._count = 0
-        self.suppressed: Counter[str] = Counter()
+        self._suppressed: Counter[str] = Counter()
+        self._pending: Counter[str] = Counter()  # suppressed in minutes that are over
 
     def allow(self, reason: str) -> bool:
-        self._roll()
-        self._count += 1
-        if self._count <= self.per_min:
-            return True
-        self.suppressed[reason.split(":")[0][:80]] += 1
-        return False
+        with self._lock:
+            self._roll()
+            self._count += 1
+            if self._count <= self.per_min:
+                return True
+            self._suppressed[_reason_kind(reason)] += 1
+            return False
+
+    def suppress(self, reason: str) -> None:
+        """Count without auditing individually (e.g. dropped from a full queue)."""
+        with self._lock:
+            self._roll()
+            self._suppressed[_reason_kind(reason)] += 1
 
     def _roll(self) -> None:
         if self.clock.monotonic() - self._window_start >= 60:
             self._window_start, self._count = self.clock.monotonic(), 0
+            self._pending.update(self._suppressed)
+            self._suppressed.clear()
 
-    def take_summary(self) -> dict | None:
-        """Once the minute is over: what was suppressed in it."""
-        self._roll()
-        if not self.suppressed or self._count:
-            return None
-        summary = {"suppressed": sum(self.suppressed.values()), "by_reason": dict(self.suppressed.most_common(20))}
-        self.suppressed.clear()
-        return summary
+    def take_summary(self, final: bool = False) -> dict | None:
+        """What was suppressed in the minutes that are over (all of it when final)."""
+        with self._lock:
+            self._roll()
+            if final:
+                self._pending.update(self._suppressed)
+                self._suppressed.clear()
+            if not self._pending:
+                return None
+            summary = {"suppressed": sum(self._pending.values()), "by_reason": dict(self._pending.most_common(20))}
+            self._pending.clear()
+            return summary
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":")[0][:80]
 
 
 class Commands:
@@ -126,6 +158,7 @@ class Commands:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._audit_summary(final=True)  # nothing counted is lost at shutdown
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -136,7 +169,7 @@ class Commands:
             self._queue.put_nowait((topic, bytes(payload[: MAX_COMMAND_BYTES + 1]), len(payload)))
         except queue.Full:
             self.counts["dropped"] += 1
-            self.limiter.allow("dropped: command queue full")
+            self.limiter.suppress("dropped: command queue full")
 
     def status(self) -> dict:
         return {**{k: self.counts[k] for k in ("done", "refused", "failed", "dropped")},
@@ -153,9 +186,12 @@ class Commands:
                     self.handle(topic, payload, size)
                 except Exception:  # a bug costs one command, never the thread; nothing acted on it
                     log.exception("commands: unexpected error judging a command")
-            summary = self.limiter.take_summary()
-            if summary:
-                self.audit.append("command_refusals_suppressed", summary)
+            self._audit_summary()
+
+    def _audit_summary(self, final: bool = False) -> None:
+        summary = self.limiter.take_summary(final)
+        if summary:
+            self.audit.append("command_refusals_suppressed", summary)
 
     # -- judging --------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, size: int | None = None) -> Verdict:
@@ -167,8 +203,8 @@ class Commands:
         self.counts[verdict.outcome] += 1
         if verdict.outcome != "refused" or self.limiter.allow(verdict.reason):
             self.audit.append("command", verdict.audit_detail(size))
-            if verdict.command is not None and verdict.staff is not None:
-                self.report(Event("event", "command_result", verdict.result_body()))
+        if verdict.answer:  # whatever the flood: staff always hear back about their own command
+            self.report(Event("event", "command_result", verdict.result_body()))
         log.info("command %s: %s %s", verdict.command.id if verdict.command else "-", verdict.outcome, verdict.reason)
         return verdict
 
@@ -184,17 +220,19 @@ class Commands:
         member = self.staff.by_kid(opened.signer_kid)
         try:
             cmd = decode(opened.body, CommandMessage)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             return Verdict("refused", f"malformed command: {exc}", staff=member)
         if cmd.home != self.home:
             return Verdict("refused", f"command for home {cmd.home!r}", cmd, member)
+        if self.freshness.seen(cmd.id):
+            return Verdict("refused", _REPLAYED, cmd, member, replay=True)
         if not member.active:
             return Verdict("refused", f"staff member {member.name} is revoked", cmd, member)
         stale = self.freshness.refusal(cmd)
         if stale:
             return Verdict("refused", f"not fresh: {stale}", cmd, member)
-        if not self.freshness.remember(cmd):
-            return Verdict("refused", "replayed: this command id was already received", cmd, member)
+        if not self.freshness.remember(cmd):  # arrived twice at once: the other copy was first
+            return Verdict("refused", _REPLAYED, cmd, member, replay=True)
         why_not = self.policy.refusal(member.role, cmd.action, dict(cmd.args))
         if why_not:
             return Verdict("refused", f"not allowed: {why_not}", cmd, member)

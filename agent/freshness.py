@@ -75,6 +75,10 @@ class Freshness:
             return f"expired {now - expires:.0f} s ago by the device's clock"
         return None
 
+    def seen(self, command_id: str) -> bool:
+        """Was this id received before (and not yet pruned)?"""
+        return bool(self.db.read("SELECT 1 FROM seen_commands WHERE id = ?", (command_id,)))
+
     def remember(self, cmd: CommandMessage) -> bool:
         """Record the id durably; False when it was seen before (a replay). Uses up the challenge."""
         keep_until = cmd.expires.timestamp() + self.cfg.clock_skew_s

@@ -86,7 +86,8 @@ def watch(ctx, config_path, as_json: bool) -> None:
     store = EventStore(cfg.center.store)
     homes = HomeRegistry(cfg.center.homes_dir, store.replay_marks())
     receiver = Receiver(cfg, load_private(cfg.center.key), homes, store,
-                        Console(as_json), SystemClock(), keyring.opening_keys(cfg))
+                        Console(as_json), SystemClock(), keyring.opening_keys(cfg),
+                        load_opening=lambda: keyring.opening_keys(cfg))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: receiver.stop())
     worker = threading.Thread(target=receiver.run, name="receiver")

@@ -131,7 +131,10 @@ class Commander:
         """
         answer = self._send_once(action, args, timeout, lifetime_s)
         if answer.outcome == "refused" and "challenge" in answer.result.get("reason", ""):
-            self.wait_for_new_challenge(answer.command.challenge)
+            try:
+                self.wait_for_new_challenge(answer.command.challenge)
+            except NoAnswer:
+                return answer  # the device did answer: refused, and no newer challenge to try
             answer = self._send_once(action, args, timeout, lifetime_s)
         return answer
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from agent.config import CenterConfig
 from agent.errors import KeyFileError
 from agent.keys import Identity, load_private, write_private, write_public
-from agent.protocol.kem import KemPrivate
+from agent.protocol.kem import KemPrivate, key_id
 from agent.staff import check_name
 
 
@@ -67,7 +67,10 @@ def promote_next_key(cfg: CenterConfig) -> Path:
         raise KeyFileError(f"no next key at {cfg.center.next_key}: start a rotation with trygg center new-key")
     load_private(cfg.center.next_key)  # must be a valid key before anything moves
     cfg.center.retired_keys.mkdir(parents=True, exist_ok=True, mode=0o700)
-    retired = cfg.center.retired_keys / f"center-{len(list(cfg.center.retired_keys.glob('*.key'))) + 1}.key"
+    current = load_private(cfg.center.key)
+    retired = cfg.center.retired_keys / f"center-{key_id(current.sign.public_key().public_bytes_raw()).hex()}.key"
+    if retired.exists():
+        raise KeyFileError(f"{retired} exists already: this key was retired before")
     os.link(cfg.center.key, retired)  # the old key is never without a name, even after a crash here
     os.replace(cfg.center.next_key, cfg.center.key)
     if _pub(cfg.center.next_key).exists():

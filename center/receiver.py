@@ -13,7 +13,7 @@ stop the receiver. Owns the center's MQTT session; output goes to the sink it is
 import logging
 import threading
 from collections import defaultdict
-from typing import Protocol
+from typing import Callable, Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -48,10 +48,13 @@ class Sink(Protocol):
 
 class Receiver:
     def __init__(self, config: CenterConfig, identity: Identity, homes: HomeRegistry, store: EventStore,
-                 sink: Sink, clock, opening: list[KemPrivate] | None = None) -> None:
+                 sink: Sink, clock, opening: list[KemPrivate] | None = None,
+                 load_opening: Callable[[], list[KemPrivate]] | None = None) -> None:
         self.cfg = config
         self.identity = identity
         self.opening = opening or [identity.kem]  # current key, plus next and retired ones during a rotation
+        self._load_opening = load_opening
+        self._opening_loaded_at = -1e9
         self.homes = homes
         self.store = store
         self.sink = sink
@@ -165,14 +168,36 @@ class Receiver:
             raise OutputFailed(f"cannot show events to staff: {type(exc).__name__}: {exc}") from exc
 
     def _open_event(self, message: mqtt.MQTTMessage, where: topics.Topic) -> tuple[EventMessage, Received]:
-        opened = envelope.open_sealed(message.payload, message.topic, self.opening,
-                                      self.homes.signer_for(where.home))
+        try:
+            opened = envelope.open_sealed(message.payload, message.topic, self.opening,
+                                          self.homes.signer_for(where.home))
+        except EnvelopeError as exc:
+            if not (str(exc).startswith("sealed to a key we do not hold") and self._reload_opening_keys()):
+                raise
+            opened = envelope.open_sealed(message.payload, message.topic, self.opening,
+                                          self.homes.signer_for(where.home))
         event = decode(opened.body, EventMessage)
         if event.home != where.home or event.cls != where.cls:
             raise ValueError(f"event for {event.home}/{event.cls} arrived on {message.topic}")
         self.homes.seen(where.home, self.clock.monotonic())
         received = Received(event.id, event.home, event.cls, message.topic, bytes(message.payload), self.clock.time())
         return event, received
+
+    def _reload_opening_keys(self) -> bool:
+        """A key rotation began while we run (center.next.key appeared): read the keys again,
+        at most every few seconds, so hostile messages cannot make us re-read them constantly."""
+        now = self.clock.monotonic()
+        if self._load_opening is None or now - self._opening_loaded_at < 5.0:
+            return False
+        self._opening_loaded_at = now
+        try:
+            keys = self._load_opening()
+        except TryggError as exc:
+            log.error("receiver: cannot re-read the center keys: %s", exc)
+            return False
+        changed = {(k.suite_id, k.public.kid) for k in keys} != {(k.suite_id, k.public.kid) for k in self.opening}
+        self.opening = keys
+        return changed
 
     def _presence(self, message: mqtt.MQTTMessage, home: str) -> None:
         status = verify_status(message.payload, message.topic, home, self.homes.signer_for(home))

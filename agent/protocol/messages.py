@@ -29,7 +29,10 @@ def _valid_id(value: str) -> str:
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("time must carry a UTC offset")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise ValueError("time is out of range") from None
 
 
 EventId = Annotated[str, AfterValidator(_valid_id)]
