@@ -51,7 +51,8 @@ HOME_ID = "hem-cmd"
 STAFF = "berit"
 LOCK = {"lock": "front-door"}
 RECOVER_S = env_float("COMMANDS_RECOVER_S", 45.0)  # bound on waiting for re-sent alarms to be acknowledged
-ACK_GRACE_S = 2.0  # after the flood: time for the center's acks to reach the device
+ACK_GRACE_S = 2.0
+ARRIVE_S = 10.0  # bound on waiting for the run's alarms at the receiver  # after the flood: time for the center's acks to reach the device
 
 
 def ms(values: list[float], p: float) -> float | None:
@@ -302,7 +303,13 @@ def run_phase(setup, qos: int | None) -> dict:
                 break
             time.sleep(0.1)
         c2 = status(sock)["commands"]
-        wait_until(lambda: all(i in setup.watch.arrived for i in sent), 60, "every alarm at the receiver", 0.05)
+        try:
+            wait_until(lambda: all(i in setup.watch.arrived for i in sent), ARRIVE_S, "every alarm at the receiver", 0.05)
+        except AssertionError:
+            pass  # reported as missing
+        missing = [i for i in sent if i not in setup.watch.arrived]
+        if missing:
+            say(f"    !! {len(missing)} alarms not at the receiver {ARRIVE_S:.0f} s after the run, e.g. {missing[:3]}")
         # Each alarm reached the receiver; is it acknowledged on the device too? (the ack travels
         # down to the home through the same broker session as the flood)
         time.sleep(max(0.0, t1 + ACK_GRACE_S - time.monotonic()))
@@ -312,8 +319,8 @@ def run_phase(setup, qos: int | None) -> dict:
             child.kill()
             child.wait()
     window = t1 - t0
-    lat = [setup.watch.arrived[i] - t for i, t in sent.items()]
-    return {
+    lat = [setup.watch.arrived[i] - t for i, t in sent.items() if i in setup.watch.arrived]
+    return {"missing": len(missing),
         "lat": lat, "n": len(sent), "window": window,
         "refused_s": (c1["refused"] - c0["refused"]) / window, "dropped_s": (c1["dropped"] - c0["dropped"]) / window,
         "after": (c2["refused"] + c2["dropped"]) - (c1["refused"] + c1["dropped"]),

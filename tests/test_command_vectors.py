@@ -8,13 +8,13 @@ injected clock and challenge source and a recording lock) reaches every recorded
 reports and audits it as specified, and moves the lock only when the verdict is done.
 """
 
+import functools
 import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.actions import build_actions
 from agent.audit import GENESIS, AuditLog
@@ -27,8 +27,10 @@ from agent.protocol import envelope, messages, topics
 from agent.protocol.envelope import open_sealed, sign
 from agent.protocol.ids import is_valid_id
 from agent.protocol.kem import KemPrivate
+from tests.support import vectorkeys
 from agent.staff import StaffRegistry
 from agent.trustdb import TrustDB
+from tests.support.fakes import FakeClock, RecordingLock
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
 VECTORS = json.loads((VECTOR_DIR / "commands_v1.json").read_text(encoding="utf-8"))
@@ -43,14 +45,8 @@ def _h(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def ed_private(name: str) -> ed25519.Ed25519PrivateKey:
-    who, _ = name.split(".")
-    return ed25519.Ed25519PrivateKey.from_private_bytes(_h(KEYS[who]["sign"]["private_hex"]))
-
-
-def ed_public(name: str) -> ed25519.Ed25519PublicKey:
-    who, _ = name.split(".")
-    return ed25519.Ed25519PublicKey.from_public_bytes(_h(KEYS[who]["sign"]["public_hex"]))
+ed_private = functools.partial(vectorkeys.ed_private, KEYS)  # "device.sign" -> its private key
+ed_public = functools.partial(vectorkeys.ed_public, KEYS)
 
 
 def device_kem() -> KemPrivate:
@@ -147,42 +143,6 @@ def test_command_envelope_opens_with_the_device_key_and_verifies_with_the_staff_
 
 
 # -- the real command handler, one variant at a time --------------------------------------------
-class DeviceClock:
-    """The device's clocks, moved by the test: wall time (and whether NTP synchronized it), monotonic."""
-
-    def __init__(self, wall: float, synced: bool) -> None:
-        self.wall, self.mono, self._synced = wall, 1000.0, synced
-
-    def advance(self, seconds: float) -> None:
-        self.wall += seconds
-        self.mono += seconds
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.wall, tz=timezone.utc)
-
-    def time(self) -> float:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def synced(self) -> bool:
-        return self._synced
-
-
-class RecordingLock:
-    def __init__(self) -> None:
-        self.moves: list[str] = []
-
-    def unlock(self) -> dict:
-        self.moves.append("unlock")
-        return {"state": "unlocked"}
-
-    def lock(self) -> dict:
-        self.moves.append("lock")
-        return {"state": "locked"}
-
-
 def challenge_source(values: list[str]):
     """What Freshness draws challenges from: the given values in turn, the last one repeating."""
     calls = iter(values)
@@ -205,7 +165,7 @@ def device_config(tmp_path: Path) -> DeviceConfig:
 class Device:
     """The command side of a daemon: trust.db, staff, freshness, policy, audit, one recording lock."""
 
-    def __init__(self, cfg: DeviceConfig, clock: DeviceClock, challenges: list[str], lock: RecordingLock) -> None:
+    def __init__(self, cfg: DeviceConfig, clock: FakeClock, challenges: list[str], lock: RecordingLock) -> None:
         self.db = TrustDB(cfg.trust.path)
         self.audit = AuditLog(self.db, clock)
         self.staff = StaffRegistry(self.db, self.audit, cfg.roles)
@@ -237,7 +197,7 @@ def run_variant(variant: dict, tmp_path: Path):
     spec = variant["device"]
     cfg = device_config(tmp_path)
     arrival = datetime.fromisoformat(spec["time"].replace("Z", "+00:00")).timestamp()
-    clock = DeviceClock(arrival - spec["arrives_at"], spec["synced"])
+    clock = FakeClock(datetime.fromtimestamp(arrival - spec["arrives_at"], tz=timezone.utc), synced=spec["synced"])
     lock = RecordingLock()
     device = Device(cfg, clock, spec["challenges"], lock)
     start = clock.mono
@@ -249,7 +209,7 @@ def run_variant(variant: dict, tmp_path: Path):
         clock.advance(start + at - clock.mono)
         device.freshness.tick()
     clock.advance(start + spec["arrives_at"] - clock.mono)
-    assert clock.wall == arrival
+    assert clock.time() == arrival
     if spec["alarm_open"]:
         device.policy.note_alarm()
     payload = payload_of(variant)
@@ -288,7 +248,7 @@ def test_variant_gets_its_recorded_verdict(variant, tmp_path):
             else:
                 assert reports == []
         done = sum(1 for v, _, _ in verdicts if v.outcome == "done")
-        assert lock.moves == ["unlock"] * done
+        assert lock.calls == ["unlock"] * done
         assert device.audit.verify().ok
     finally:
         device.close()

@@ -40,6 +40,7 @@ from agent.protocol.kem import KemPublic, suite
 from agent.protocol.messages import CommandMessage, encode
 from agent.staff import StaffRegistry
 from agent.trustdb import TrustDB
+from tests.support.fakes import FakeClock, RecordingLock
 from tests.support.lab import trygg, wait_for
 
 HOME = "hem-hostile"
@@ -52,49 +53,11 @@ PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.function_s
 
 
 # -- Part 1: the real Commands in-process -------------------------------------------------------
-class FakeClock:
-    """The daemon's clock interface (now/time/monotonic/synced), every reading settable."""
-
-    def __init__(self, wall: datetime = T0, mono: float = 1000.0, synced: bool = True) -> None:
-        self.wall, self.mono, self.is_synced = wall, mono, synced
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def time(self) -> float:
-        return self.wall.timestamp()
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def synced(self) -> bool:
-        return self.is_synced
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
-
-
-class RecordingLock:
-    """Stands in for a door-lock driver: every unlock()/lock() call is recorded."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def unlock(self) -> dict:
-        self.calls.append("unlock")
-        return {"state": "unlocked"}
-
-    def lock(self) -> dict:
-        self.calls.append("lock")
-        return {"state": "locked"}
-
-
 class Bench:
     """One home's command judging, wired as the daemon wires it, on real files under root."""
 
     def __init__(self, root, per_min: int = 30, queue: int = 256, kem: str = "x25519") -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(T0)
         self.cfg = DeviceConfig.model_validate({
             "home": {"id": HOME},
             "broker": {"host": "127.0.0.1", "ca": "ca.crt", "cert": "c.crt", "key": "c.key"},

@@ -5,12 +5,12 @@ code still opens, verifies and reproduces them byte for byte, refuses every alte
 EnvelopeError / ValueError, and never fails with anything else on arbitrary input.
 """
 
+import functools
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +21,7 @@ from agent.protocol import envelope, messages, topics
 from agent.protocol.envelope import Opened, open_sealed, sign, verify
 from agent.protocol.ids import is_valid_id
 from agent.protocol.kem import KemPrivate
+from tests.support import vectorkeys
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "envelope_v1.json").read_text(encoding="utf-8"))
 KEYS = VECTORS["keys"]
@@ -33,14 +34,8 @@ def _h(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def ed_private(name: str) -> ed25519.Ed25519PrivateKey:
-    who, _ = name.split(".")
-    return ed25519.Ed25519PrivateKey.from_private_bytes(_h(KEYS[who]["sign"]["private_hex"]))
-
-
-def ed_public(name: str) -> ed25519.Ed25519PublicKey:
-    who, _ = name.split(".")
-    return ed25519.Ed25519PublicKey.from_public_bytes(_h(KEYS[who]["sign"]["public_hex"]))
+ed_private = functools.partial(vectorkeys.ed_private, KEYS)  # "device.sign" -> its private key
+ed_public = functools.partial(vectorkeys.ed_public, KEYS)
 
 
 def kem_private(name: str) -> KemPrivate:

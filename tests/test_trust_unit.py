@@ -24,37 +24,15 @@ from agent.protocol.ids import new_id
 from agent.protocol.messages import CommandMessage
 from agent.staff import StaffRegistry, check_name
 from agent.trustdb import TrustDB
+from tests.support.fakes import FakeClock
 
 UTC = timezone.utc
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)  # a Monday; whole seconds keep float edges exact
 
 
-class FakeClock:
-    """The daemon's clock interface, every reading settable."""
-
-    def __init__(self, wall: datetime = T0, mono: float = 1000.0, synced: bool = True) -> None:
-        self.wall, self.mono, self.is_synced = wall, mono, synced
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def time(self) -> float:
-        return self.wall.timestamp()
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def synced(self) -> bool:
-        return self.is_synced
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -221,8 +199,8 @@ def module_db(tmp_path_factory):
 def test_any_single_change_to_any_audit_row_breaks_verify_at_that_row(module_db, data):
     db = module_db
     if not db.read("SELECT COUNT(*) FROM audit")[0][0]:
-        filled_log(db, FakeClock(), 5)
-    log, c = AuditLog(db, FakeClock()), raw(db)
+        filled_log(db, FakeClock(T0), 5)
+    log, c = AuditLog(db, FakeClock(T0)), raw(db)
     seq = data.draw(st.integers(1, 5), label="seq")
     col = data.draw(st.sampled_from(COLUMNS), label="column")
     old = c.execute(f"SELECT {col} FROM audit WHERE seq = ?", (seq,)).fetchone()[0]

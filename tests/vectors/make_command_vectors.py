@@ -16,7 +16,6 @@ THE KEYS BELOW ARE THROWAWAY TEST KEYS, published on purpose. Each is the first 
 SHA-512(b"trygg test vector v1: " + label). Never enrol them anywhere.
 """
 
-import argparse
 import hashlib
 import importlib.util
 import json
@@ -368,18 +367,7 @@ def _audit_example(staff_kid: str, envelope_len: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--force", action="store_true", help="overwrite the existing JSON (new envelopes)")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    if args.out.exists() and not args.force:
-        print(f"{args.out} exists; the recorded envelopes are the vectors. Use --force to regenerate.",
-              file=sys.stderr)
-        return 1
-    data = build()
-    args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
-    return 0
+    return base.write_vectors(__doc__.splitlines()[0], OUT, build, argv)
 
 
 if __name__ == "__main__":

@@ -247,19 +247,24 @@ def _altered_cases(event_topic: str) -> list[dict]:
     return [{"target": t, "case": name, **op, "error": err, "contains": text} for t, name, op, err, text in cases]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_vectors(description: str, out: Path, build_vectors, argv: list[str] | None = None) -> int:
+    """The command line both vector scripts share: write the JSON once, again only with --force."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--force", action="store_true", help="overwrite the existing JSON (new envelopes)")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=out)
     args = parser.parse_args(argv)
     if args.out.exists() and not args.force:
         print(f"{args.out} exists; the recorded envelopes are the vectors. Use --force to regenerate.",
               file=sys.stderr)
         return 1
-    data = build()
+    data = build_vectors()
     args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_vectors(__doc__.splitlines()[0], OUT, build, argv)
 
 
 if __name__ == "__main__":
