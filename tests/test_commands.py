@@ -9,14 +9,9 @@ import sqlite3
 
 import pytest
 
-from tests.support.lab import Lab, trygg, wait_for
+from tests.support.lab import Lab, RawCenter, trygg, wait_for
 
 EXIT_REFUSED, EXIT_NO_ANSWER = 4, 6
-
-
-def enroll(lab: Lab, home, name: str, role: str) -> None:
-    pub = trygg("center", "staff-key", name, "--config", lab.center_config).stdout.strip()
-    trygg("staff", "add", name, "--key", pub, "--role", role, "--config", home.config)
 
 
 def command(lab: Lab, action: str, home, staff: str, *extra, timeout: float = 10) -> tuple[int, dict | None, str]:
@@ -26,16 +21,12 @@ def command(lab: Lab, action: str, home, staff: str, *extra, timeout: float = 10
     return proc.returncode, result, proc.stderr
 
 
-def audit(home) -> list[dict]:
-    return [json.loads(line) for line in trygg("audit", "show", "--json", "--config", home.config).stdout.splitlines()]
-
-
 @pytest.fixture
 def staffed(lab):
     home = lab.home("hem-cmd").start()
-    enroll(lab, home, "berit", "nurse")
-    enroll(lab, home, "anna", "night-staff")
-    enroll(lab, home, "tove", "technician")
+    lab.enroll(home, "berit", "nurse")
+    lab.enroll(home, "anna", "night-staff")
+    lab.enroll(home, "tove", "technician")
     return lab, home
 
 
@@ -47,7 +38,7 @@ def test_nurse_unlock_is_confirmed_by_the_device_and_audited(staffed):
     assert result["outcome"] == "done" and result["lock"] == "front-door" and result["state"] == "unlocked"
     assert result["staff"] == "berit" and result["role"] == "nurse"
     assert home.status()["locks"]["front-door"] == "unlocked"
-    entry = [e for e in audit(home) if e["kind"] == "command"][-1]
+    entry = [e for e in home.audit() if e["kind"] == "command"][-1]
     assert entry["detail"]["outcome"] == "done" and entry["detail"]["command"] == result["command"]
     # the signed result is an ordinary event too: the night-staff console shows it
     watch.wait_event(lambda o: o.get("kind") == "command_result" and o["body"]["command"] == result["command"])
@@ -103,7 +94,7 @@ def test_unenrolled_staff_gets_no_answer_and_the_attempt_is_audited(staffed):
     trygg("center", "staff-key", "mallory", "--config", lab.center_config)
     code, result, err = command(lab, "unlock", home, "mallory", timeout=3)
     assert code == EXIT_NO_ANSWER and result is None and "no answer" in err
-    refused = [e for e in audit(home) if e["kind"] == "command" and e["detail"]["outcome"] == "refused"]
+    refused = [e for e in home.audit() if e["kind"] == "command" and e["detail"]["outcome"] == "refused"]
     assert refused and "signed by an unknown key" in refused[-1]["detail"]["reason"]
     assert home.status()["locks"]["front-door"] == "locked"
 
@@ -118,13 +109,13 @@ def test_offline_home_is_reported_without_waiting(staffed):
 def test_enrollment_changes_starts_and_stops_are_audited_and_reach_the_center(staffed):
     lab, home = staffed
     watch = lab.watch()
-    kinds = [e["kind"] for e in audit(home)]
+    kinds = [e["kind"] for e in home.audit()]
     assert kinds[0] == "start" and kinds.count("staff_added") == 3
     watch.wait_event(lambda o: o.get("kind") == "audit" and o["body"]["kind"] == "staff_added"
                      and o["body"]["detail"]["name"] == "tove")
     home.stop()
     home.start()
-    kinds = [e["kind"] for e in audit(home)]
+    kinds = [e["kind"] for e in home.audit()]
     assert kinds[-2:] == ["stop", "start"]
     assert trygg("audit", "verify", "--config", home.config).stdout.startswith("audit trail intact")
 
@@ -136,7 +127,7 @@ def test_config_change_is_audited_at_the_next_start(staffed):
 
     edit_toml(home.config, {"commands": {"clock_skew_s": 10.0}})
     home.start()
-    changed = [e for e in audit(home) if e["kind"] == "config_changed"]
+    changed = [e for e in home.audit() if e["kind"] == "config_changed"]
     assert changed and changed[-1]["detail"]["changed"] == ["commands.clock_skew_s"]
 
 
@@ -155,7 +146,7 @@ def test_altered_audit_entry_is_named_by_verify(staffed):
 
 def test_audit_show_since_filters_by_time(staffed):
     lab, home = staffed
-    assert audit(home)
+    assert home.audit()
     shown = trygg("audit", "show", "--since", "2099-01-01T00:00", "--config", home.config).stdout
     assert shown == ""
     bad = trygg("audit", "show", "--since", "yesterday", "--config", home.config, check=False)
@@ -167,7 +158,7 @@ def test_unlock_works_with_either_kem(tmp_path, pki, broker, kem):
     lab = Lab(tmp_path, pki, broker.port, kem=kem)
     try:
         home = lab.home(f"hem-{kem[:6]}").start()
-        enroll(lab, home, "berit", "nurse")
+        lab.enroll(home, "berit", "nurse")
         assert json.loads(trygg("config", "show", "--config", home.config).stdout)["home"]["id"] == home.id
         code, result, err = command(lab, "unlock", home, "berit")
         assert code == 0 and result["state"] == "unlocked", err
@@ -192,7 +183,7 @@ def test_center_key_rotation_keeps_every_event_readable(staffed):
     trygg("center", "promote-key", "--config", lab.center_config)
     watch = lab.watch()  # opens with the promoted key and the retired one
     watch.wait_ids(pending + after)
-    assert any(e["kind"] == "center_key_switched" for e in audit(home))
+    assert any(e["kind"] == "center_key_switched" for e in home.audit())
     home.stop()
     home.start()  # the switch survives a restart
     assert home.status()["center_key"] == result["center_key"]
@@ -200,29 +191,13 @@ def test_center_key_rotation_keeps_every_event_readable(staffed):
     watch.wait_ids(again)
 
 
-def publish_as_center(lab: Lab, topic: str, payload: bytes, retain: bool = False) -> None:
-    """Publish raw bytes with the center's broker identity (what a leaked broker login allows)."""
-    import paho.mqtt.client as mqtt
-
-    cert, key = lab.pki.client("center")
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.tls_set(ca_certs=str(lab.pki.ca), certfile=str(cert), keyfile=str(key))
-    host, port = lab.broker.rsplit(":", 1)
-    client.connect(host, int(port))
-    client.loop_start()
-    try:
-        client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
 def test_retained_garbage_on_the_command_topic_does_not_stop_the_daemon(lab):
     home = lab.home("hem-retained")
-    publish_as_center(lab, "trygg/v1/hem-retained/down/cmd", b"\x01\x01garbage" * 10, retain=True)
+    raw = RawCenter(lab)
+    raw.publish("trygg/v1/hem-retained/down/cmd", b"\x01\x01garbage" * 10, retain=True)
     try:
         home.start()
-        enroll(lab, home, "berit", "nurse")
+        lab.enroll(home, "berit", "nurse")
         wait_for(lambda: home.status()["commands"]["refused"] >= 1, 10, "the retained message to be judged")
         watch = lab.watch()
         ids = home.simulate("alarm", kind="fall")
@@ -231,4 +206,5 @@ def test_retained_garbage_on_the_command_topic_does_not_stop_the_daemon(lab):
         assert code == 0 and result["state"] == "unlocked", err
         assert home.proc.poll() is None
     finally:
-        publish_as_center(lab, "trygg/v1/hem-retained/down/cmd", b"", retain=True)  # clear it on the shared broker
+        raw.publish("trygg/v1/hem-retained/down/cmd", b"", retain=True)  # clear it on the shared broker
+        raw.close()

@@ -14,6 +14,9 @@ import time
 import tomllib
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
+from agent.keys import Identity, load_private
 from agent.labpki import LabPKI, add_client
 from agent.provision import render_toml
 
@@ -147,6 +150,10 @@ class Home:
     def status(self) -> dict:
         return json.loads(trygg("status", "--json", "--config", self.config).stdout)
 
+    def audit(self) -> list[dict]:
+        """`trygg audit show --json`, one dict per entry."""
+        return [json.loads(line) for line in trygg("audit", "show", "--json", "--config", self.config).stdout.splitlines()]
+
     def depth(self) -> int:
         return sum(c["depth"] for c in self.status()["outbox"]["classes"].values())
 
@@ -157,6 +164,31 @@ class Home:
     def stop(self) -> int | None:
         """SIGTERM, as systemd would; the exit code tells whether it stopped cleanly."""
         return stop_process(self.proc, timeout=15)
+
+
+class RawCenter:
+    """A bare paho-mqtt 2.x client holding the center's TLS identity: it may publish on any
+    home's command topic, which is exactly what someone with a stolen center certificate can do."""
+
+    def __init__(self, lab) -> None:
+        cert, key = lab.pki.client("center")
+        host, port = lab.broker.rsplit(":", 1)
+        assert host == "127.0.0.1"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hostile-{os.urandom(4).hex()}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.tls_set(ca_certs=str(lab.pki.ca), certfile=str(cert), keyfile=str(key))
+        connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
+        self.client.connect(host, int(port))
+        self.client.loop_start()
+        assert connected.wait(10), "raw center client did not connect"
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 class Lab:
@@ -192,6 +224,13 @@ class Lab:
         home = Home(directory, home_id)
         self.homes.append(home)
         return home
+
+    def enroll(self, home: Home, name: str, role: str) -> Identity:
+        """A staff key made at the center (`trygg center staff-key`), enrolled on the home
+        (`trygg staff add`); returns the private key, as a test's own sender would hold it."""
+        pub = trygg("center", "staff-key", name, "--config", self.center_config).stdout.strip()
+        trygg("staff", "add", name, "--key", pub, "--role", role, "--config", home.config)
+        return load_private(pub[: -len(".pub")] + ".key")
 
     def watch(self) -> Watch:
         watch = Watch(self.center_config, self.root / f"watch-{len(self.watches)}.log").start()
