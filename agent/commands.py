@@ -201,11 +201,13 @@ class Commands:
         if verdict.outcome == "allowed":
             verdict = self._act(verdict)
         self.counts[verdict.outcome] += 1
-        if verdict.outcome != "refused" or self.limiter.allow(verdict.reason):
+        audited = verdict.outcome != "refused" or self.limiter.allow(verdict.reason)
+        if audited:  # the log follows the audit's limit: a flood must not flood the journal either
             self.audit.append("command", verdict.audit_detail(size))
+            log.info("command %s: %s %s", verdict.command.id if verdict.command else "-", verdict.outcome,
+                     verdict.reason)
         if verdict.answer:  # whatever the flood: staff always hear back about their own command
             self.report(Event("event", "command_result", verdict.result_body()))
-        log.info("command %s: %s %s", verdict.command.id if verdict.command else "-", verdict.outcome, verdict.reason)
         return verdict
 
     def _judge(self, topic: str, payload: bytes, size: int) -> Verdict:

@@ -140,6 +140,8 @@ class Uplink:
             if self.link != "connected":
                 continue
             now = self.clock.monotonic()
+            if self._puback_overdue(now):
+                return
             if now >= next_heartbeat or self._presence_due.is_set():
                 self._presence_due.clear()
                 self._publish_status(client, "online")
@@ -152,6 +154,18 @@ class Uplink:
                     break
                 mqttconn.pump(client, [], 0.05)
             client.disconnect()
+
+    def _puback_overdue(self, now: float) -> bool:
+        """A broker that keeps the link up but stops confirming our publishes (seen with Mosquitto
+        2.0.11 under a flood: its in-flight quota for our session is used up for good) would hold
+        the window full for ever. A new connection is a new session: reconnect."""
+        limit = max(60.0, 2.0 * self.cfg.broker.keepalive_s)
+        oldest = next(iter(self._published_at.values()), now)  # in publish order: the first is the oldest
+        if now - oldest <= limit:
+            return False
+        self.last_error = f"no PUBACK from the broker for {now - oldest:.0f} s with the link up; reconnecting"
+        log.warning("uplink: %s", self.last_error)
+        return True
 
     def _mark_down(self) -> None:
         if self.connected_since is not None:
@@ -173,6 +187,7 @@ class Uplink:
         self._cursor: dict[int, int] = {}
         self._awaiting: OrderedDict[str, float] = OrderedDict()  # id -> monotonic time sent
         self._inflight: dict[int, Row] = {}
+        self._published_at: dict[int, float] = {}  # mid -> monotonic time of its PUBLISH
         self._acked: list[str] = []
 
     def _send(self, client: mqtt.Client, now: float) -> None:
@@ -197,6 +212,7 @@ class Uplink:
                 return False
             self.published += 1
             self._inflight[info.mid] = row
+            self._published_at[info.mid] = now
             self._cursor[row.prio] = max(self._cursor.get(row.prio, 0), row.seq)
             self._awaiting[row.id] = now
             self._awaiting.move_to_end(row.id)
@@ -244,6 +260,7 @@ class Uplink:
         self.link = "disconnected"
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._published_at.pop(mid, None)
         row = self._inflight.pop(mid, None)
         if row is None:
             return

@@ -15,7 +15,7 @@ staff-key`, `trygg staff add`). Unlock and lock alternate, so every command move
        from the stamps the daemon leaves: the audit entry of each command (full resolution, taken
        after judging and acting) and the `time` of its command_result event (ms resolution,
        taken just before sealing), both on this machine's clock.
-2. Refusing hostile input: a flood publisher in its own process (raw paho-mqtt, the "center"
+2. Refusing hostile input: a flood publisher in its own process (bench/_flood.py: raw paho, the "center"
    TLS identity, which the broker lets publish to any home's down/cmd) sends, as fast as its
    socket takes them, for COMMANDS_FLOOD_S (10) s: random bytes, random bytes behind a valid
    envelope header for the device key (so the daemon runs the HPKE decapsulation before the
@@ -24,18 +24,18 @@ staff-key`, `trygg staff add`). Unlock and lock alternate, so every command move
    line as in latency.py, and a Commander sends one real unlock/lock about every second.
    A baseline run does the same without the flood. Refused and dropped per second come from the
    daemon's own counters (the "commands" field of `trygg status --json`, read over the control
-   socket) at the flood's start and end; CPU from /proc of the daemon.
+   socket) at the flood's start and end; CPU from /proc of the daemon. After each flood a ping
+   checks that commands (QoS 1, like the center's acks) still reach the home; when they do not,
+   the daemon is restarted (a new connection is a new broker session) so the next run is clean.
 """
 
 import json
-import os
-import random
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,8 +51,9 @@ HOME_ID = "hem-cmd"
 STAFF = "berit"
 LOCK = {"lock": "front-door"}
 RECOVER_S = env_float("COMMANDS_RECOVER_S", 45.0)  # bound on waiting for re-sent alarms to be acknowledged
-ACK_GRACE_S = 2.0
-ARRIVE_S = 10.0  # bound on waiting for the run's alarms at the receiver  # after the flood: time for the center's acks to reach the device
+ACK_GRACE_S = 2.0  # after the flood: time for the center's acks to reach the device
+ARRIVE_S = 10.0  # bound on waiting for a run's alarms at the receiver
+FLOOD = Path(__file__).resolve().parent / "_flood.py"
 
 
 def ms(values: list[float], p: float) -> float | None:
@@ -63,79 +64,7 @@ def parse_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-# -- the flood publisher (a child process: `commands.py --flood ...`) ----------------------
-def flood_payloads(device_pub: str, home: str, n: int = 60) -> list[bytes]:
-    """Garbage, garbage behind a valid header, and sealed commands signed by an unenrolled key."""
-    from agent.keys import Identity, load_public
-    from agent.protocol import envelope, topics
-    from agent.protocol.ids import new_id
-    from agent.protocol.messages import CommandMessage, encode
-
-    device = load_public(Path(device_pub))
-    topic = topics.command(home)
-    mallory = Identity.generate("mallory")
-    rng = random.Random(7)
-    header_bytes = envelope.HEADER.pack(envelope.VERSION, device.kem.suite_id, device.kem.kid)
-    out = []
-    for _ in range(n):
-        now = datetime.now(timezone.utc)
-        cmd = CommandMessage(id=new_id(), home=home, action="unlock", args=LOCK, issued=now,
-                             expires=now + timedelta(seconds=60))
-        sealed = envelope.seal(encode(cmd), topic, mallory.sign, device.kem)
-        out += [rng.randbytes(len(sealed)), header_bytes + rng.randbytes(len(sealed) - len(header_bytes)), sealed]
-    return out
-
-
-def flood(port: int, ca: str, cert: str, key: str, device_pub: str, home: str, qos: int, seconds: float) -> None:
-    import paho.mqtt.client as mqtt
-
-    from agent.protocol import topics
-
-    payloads = flood_payloads(device_pub, home)
-    topic = topics.command(home)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-flood-{os.getpid()}",
-                         protocol=mqtt.MQTTv5)
-    client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
-    client.max_inflight_messages_set(100)
-    client.max_queued_messages_set(0)
-    state = {"acked": 0, "connected": False}
-    client.on_connect = lambda c, u, f, rc, p: state.update(connected=not rc.is_failure)
-    client.on_publish = lambda c, u, mid, rc, p: state.update(acked=state["acked"] + 1)
-    client.connect("127.0.0.1", port)
-    deadline = time.monotonic() + 20
-    while not state["connected"] and time.monotonic() < deadline:
-        client.loop(0.1)
-    print("ready", flush=True)
-    sys.stdin.readline()  # "go"
-    sent, t0, cpu0 = 0, time.monotonic(), sum(os.times()[:2])
-    end = t0 + seconds
-    # One thread, no loop_start: publish() writes straight to the socket; when the socket is full
-    # loop() waits until it can write, so the flood runs exactly as fast as the broker reads.
-    while time.monotonic() < end:
-        if qos and sent - state["acked"] >= 100:
-            client.loop(0.01)
-            continue
-        client.publish(topic, payloads[sent % len(payloads)], qos=qos)
-        sent += 1
-        if client.want_write() or sent % 200 == 0:
-            client.loop(0.0 if not client.want_write() else 0.05)
-    elapsed = time.monotonic() - t0
-    while client.want_write() and time.monotonic() < end + 5:
-        client.loop(0.05)
-    cpu = sum(os.times()[:2]) - cpu0
-    print(json.dumps({"sent": sent, "acked": state["acked"], "elapsed": elapsed, "cpu": cpu}), flush=True)
-    client.disconnect()
-
-
-# -- helpers -------------------------------------------------------------------------------
-def enroll(setup, name: str, role: str) -> None:
-    """What a technician does: the center makes the key pair, the device enrolls the public key."""
-    from tests.support.lab import trygg
-
-    pub = trygg("center", "staff-key", name, "--config", setup.lab.center_config).stdout.strip()
-    trygg("staff", "add", name, "--key", pub, "--role", role, "--config", setup.home.config)
-
-
+# -- part 1: round trips ------------------------------------------------------------------
 def commander(setup):
     from agent import config as cfgmod
     from agent.clock import SystemClock
@@ -199,13 +128,7 @@ def session_round_trips(setup) -> dict:
 
 def where_time_goes(setup, answers) -> dict[str, list[float]]:
     """Split each round trip by the daemon's stamps: its audit entry and its result event's time."""
-    from tests.support.lab import trygg
-
-    audited = {}
-    for line in trygg("audit", "show", "--json", "--config", setup.home.config).stdout.splitlines():
-        entry = json.loads(line)
-        if entry["kind"] == "command":
-            audited[entry["detail"]["command"]] = entry["time"]
+    audited = {e["detail"]["command"]: e["time"] for e in setup.home.audit() if e["kind"] == "command"}
     ids = {a.command.id for a in answers}
     wait_until(lambda: len(result_events(setup.watch, ids)) == len(ids), 20, "the command results at the receiver")
     stamped = result_events(setup.watch, ids)
@@ -226,8 +149,11 @@ def result_events(watch, ids: set[str]) -> dict[str, float]:
 
 
 # -- part 2: alarms under a flood ----------------------------------------------------------
-def alarms(setup, seconds: float) -> dict[str, float]:
-    """Simulate alarms at ALARM_HZ for `seconds`; id -> wall time sent (no catch-up bursts)."""
+def alarms(setup, seconds: float, answered: dict[str, float]) -> dict[str, float]:
+    """Simulate alarms at ALARM_HZ for `seconds`; id -> wall time sent (no catch-up bursts).
+
+    `answered` gets id -> wall time the control socket answered (sealed and committed).
+    """
     sent: dict[str, float] = {}
     period, end = 1 / ALARM_HZ, time.time() + seconds
     next_at = time.time()
@@ -236,7 +162,8 @@ def alarms(setup, seconds: float) -> dict[str, float]:
         if delay > 0:
             time.sleep(delay)
         t0 = time.time()
-        sent[simulate(setup.sock, "alarm", 1, kind="fall")[0]] = t0
+        [alarm_id] = simulate(setup.sock, "alarm", 1, kind="fall")
+        sent[alarm_id], answered[alarm_id] = t0, time.time()
         next_at = max(next_at + period, time.time())
     return sent
 
@@ -263,13 +190,38 @@ def legit_unlocks(setup, stop: threading.Event, out: dict) -> None:
         out["error"] = str(exc)
 
 
+def window_size(setup) -> int:
+    from agent import config as cfgmod
+
+    return cfgmod.load(setup.home.config).uplink.inflight
+
+
+def sample_inflight(sock: Path, stop: threading.Event, into: list[int]) -> None:
+    while not stop.wait(0.25):
+        into.append(status(sock)["in_flight"])
+
+
+def quiet_counters(sock: Path, quiet_s: float = 1.0, limit_s: float = 30.0) -> dict:
+    """The command counters once they stop moving: what was still queued after the flood (in the
+    daemon's queue, the sockets, the broker) is judged or dropped by then."""
+    started, last, since = time.monotonic(), None, time.monotonic()
+    while time.monotonic() - started < limit_s:
+        now = status(sock)["commands"]
+        if (now["refused"], now["dropped"]) != last:
+            last, since = (now["refused"], now["dropped"]), time.monotonic()
+        elif time.monotonic() - since > quiet_s:
+            return now
+        time.sleep(0.1)
+    return status(sock)["commands"]
+
+
 def run_phase(setup, qos: int | None) -> dict:
     """One alarm run; with qos set, under a flood of that QoS. Counters and CPU over the window."""
     pid, sock = setup.home.proc.pid, setup.sock
     child = None
     if qos is not None:
         cert, key = setup.pki.client("center")
-        child = subprocess.Popen([sys.executable, __file__, "--flood", str(setup.broker.port), str(setup.pki.ca),
+        child = subprocess.Popen([sys.executable, str(FLOOD), str(setup.broker.port), str(setup.pki.ca),
                                   str(cert), str(key), str(setup.home.dir / "device.pub"), HOME_ID, str(qos),
                                   str(FLOOD_S)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -279,12 +231,16 @@ def run_phase(setup, qos: int | None) -> dict:
         stop = threading.Event()
         worker = threading.Thread(target=legit_unlocks, args=(setup, stop, legit), daemon=True)
         worker.start()
+        inflight: list[int] = []  # the uplink's publishes awaiting the broker's PUBACK, 4 times a second
+        sampler = threading.Thread(target=sample_inflight, args=(sock, stop, inflight), daemon=True)
+        sampler.start()
         c0, cpu0, t0, log0 = status(sock)["commands"], cpu_seconds(pid), time.monotonic(), log_size(setup)
         broker_cpu0 = cpu_seconds(setup.broker.pid)
         if child:
             child.stdin.write("go\n")
             child.stdin.flush()
-        sent = alarms(setup, FLOOD_S)
+        answered: dict[str, float] = {}
+        sent = alarms(setup, FLOOD_S, answered)
         c1, cpu1, t1 = status(sock)["commands"], cpu_seconds(pid), time.monotonic()
         broker_cpu1 = cpu_seconds(setup.broker.pid)
         stop.set()
@@ -292,19 +248,11 @@ def run_phase(setup, qos: int | None) -> dict:
         if child:
             child.wait(30)
         worker.join(15)
-        # what was still queued (daemon queue, broker queue) is judged after the flood: wait for quiet
-        settle_t0, last, quiet_since = time.monotonic(), None, time.monotonic()
-        while time.monotonic() - settle_t0 < 30:
-            now = status(sock)["commands"]
-            key_now = (now["refused"], now["dropped"])
-            if key_now != last:
-                last, quiet_since = key_now, time.monotonic()
-            elif time.monotonic() - quiet_since > 1.0:
-                break
-            time.sleep(0.1)
-        c2 = status(sock)["commands"]
+        sampler.join(5)
+        c2 = quiet_counters(sock)
         try:
-            wait_until(lambda: all(i in setup.watch.arrived for i in sent), ARRIVE_S, "every alarm at the receiver", 0.05)
+            wait_until(lambda: all(i in setup.watch.arrived for i in sent), ARRIVE_S, "every alarm at the receiver",
+                       0.05)
         except AssertionError:
             pass  # reported as missing
         missing = [i for i in sent if i not in setup.watch.arrived]
@@ -314,21 +262,46 @@ def run_phase(setup, qos: int | None) -> dict:
         # down to the home through the same broker session as the flood)
         time.sleep(max(0.0, t1 + ACK_GRACE_S - time.monotonic()))
         unacked = still_in_outbox(setup, sent)
+        pinged = answers_ping(setup)
+        stuck = min(status(sock)["in_flight"] for _ in range(3) if not time.sleep(0.2))  # PUBACKs never came
+        wedged = child is not None and (not pinged or stuck > 0)
+        if wedged:  # a new connection is a new broker session: restart the daemon, as a watchdog would
+            setup.home.stop()
+            setup.home.start()
+            wait_until(lambda: status(sock)["link"] == "connected", 20, "the home to reconnect")
     finally:
         if child and child.poll() is None:
             child.kill()
             child.wait()
     window = t1 - t0
-    lat = [setup.watch.arrived[i] - t for i, t in sent.items() if i in setup.watch.arrived]
-    return {"missing": len(missing),
-        "lat": lat, "n": len(sent), "window": window,
-        "refused_s": (c1["refused"] - c0["refused"]) / window, "dropped_s": (c1["dropped"] - c0["dropped"]) / window,
+    arrived = {i: setup.watch.arrived[i] for i in sent if i in setup.watch.arrived}
+    with setup.watch._cond:
+        stamped = {e["id"]: parse_time(e["time"]) for e in setup.watch.events if e.get("id") in arrived}
+    judged = {k: c1[k] - c0[k] for k in ("refused", "dropped")}
+    return {
+        "lat": [arrived[i] - sent[i] for i in arrived], "n": len(sent), "missing": len(missing),
+        "parts": {"stamp": [stamped[i] - sent[i] for i in stamped],  # request -> the daemon stamps the event
+                  "commit": [answered[i] - stamped[i] for i in stamped],  # -> sealed, committed, answered
+                  "deliver": [arrived[i] - stamped[i] for i in stamped]},  # stamped -> the receiver's line
+        "refused_s": judged["refused"] / window, "dropped_s": judged["dropped"] / window,
         "after": (c2["refused"] + c2["dropped"]) - (c1["refused"] + c1["dropped"]),
         "total": (c2["refused"] + c2["dropped"]) - (c0["refused"] + c0["dropped"]),
         "cpu": (cpu1 - cpu0) / window * 100, "broker_cpu": (broker_cpu1 - broker_cpu0) / window * 100,
-        "flood": flood_stats, "legit": legit, "unacked": unacked, "link": status(sock)["link"],
+        "inflight": max(inflight, default=0), "uplink_window": window_size(setup),
+        "flood": flood_stats, "legit": legit, "unacked": unacked, "wedged": wedged, "pinged": pinged, "stuck": stuck,
         "log_bytes": log_size(setup) - log0,
     }
+
+
+def answers_ping(setup) -> bool:
+    """Does a signed command still reach the home and its answer come back? (QoS 1 both ways)"""
+    from center.commander import NoAnswer
+
+    try:
+        with commander(setup) as c:
+            return c.send("ping", {}, timeout=3).outcome == "done"
+    except NoAnswer:
+        return False
 
 
 def still_in_outbox(setup, ids) -> int:
@@ -355,6 +328,13 @@ def report_phase(name: str, p: dict) -> None:
     result(B, f"{name}: alarm p50", ms(lat, 50), "ms", digits=1, note=note)
     result(B, f"{name}: alarm p99", ms(lat, 99), "ms", "< 50 ms", ms(lat, 99) < 50, digits=1,
            note=f"max {ms(lat, 100):.1f} ms")
+    pa = p["parts"]
+    shown = ", ".join(f"{what} {ms(pa[key], 50):.1f} / {ms(pa[key], 99):.1f}" for key, what in (
+        ("stamp", "request -> event stamped"), ("commit", "stamped -> committed answer"),
+        ("deliver", "stamped -> receiver line")))
+    say(f"    p50 / p99 of the parts (ms): {shown}  (stamp: 1 ms resolution)")
+    say(f"    the uplink's publishes awaiting the broker's PUBACK: at most {p['inflight']} "
+        f"(its window, uplink.inflight, is {p['uplink_window']})")
     result(B, f"{name}: daemon CPU", p["cpu"], "% core", digits=0, note=f"broker {p['broker_cpu']:.0f} % core")
     legit = p["legit"]
     rt = f", p50 {ms(legit['rt'], 50):.0f} ms max {ms(legit['rt'], 100):.0f} ms" if legit["rt"] else ""
@@ -369,22 +349,25 @@ def report_phase(name: str, p: dict) -> None:
     say(f"    after the flood stopped: {p['after']:,} more judged or dropped; "
         f"{f['sent'] - p['total']:,} of {f['sent']:,} never reached the daemon's counters (lost at the broker)")
     say(f"    {p['unacked']} of its {p['n']} alarms reached the receiver but were still unacknowledged on the device "
-        f"{ACK_GRACE_S:.0f} s after the flood (their acks lost); link {p['link']}")
-    say(f"    flood publisher used {f['cpu'] / f['elapsed'] * 100:.0f} % of a core; the daemon's log grew "
-        f"{p['log_bytes'] / 1e6:.1f} MB")
+        f"{ACK_GRACE_S:.0f} s after the flood (their acks lost)")
+    say(f"    after the flood: a ping {'was answered' if p['pinged'] else 'got NO answer'}; "
+        f"{p['stuck']} of the uplink's publishes still waited for a PUBACK")
+    if p["wedged"]:
+        say("    !! WEDGED: the link stayed up but the broker session to the home no longer worked (no QoS 1"
+            " delivery to it: commands and acks; or PUBACKs lost, holding the uplink's window for good)."
+            " The daemon was restarted (a new session) to go on")
+    dis = f["disconnects"]
+    say(f"    flood publisher used {f['cpu'] / f['elapsed'] * 100:.0f} % of a core"
+        + (f", was disconnected by the broker {len(dis)} times ({dis[0]}) and reconnected" if dis else "")
+        + f"; the daemon's log grew {p['log_bytes'] / 1e6:.1f} MB")
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--flood":
-        port, ca, cert, key, device_pub, home, qos, seconds = sys.argv[2:10]
-        flood(int(port), ca, cert, key, device_pub, home, int(qos), float(seconds))
-        return
-
     header(f"commands: unlock round trip ({CLI_N} via the CLI, {N} in one session) and "
            f"{FLOOD_S:.0f} s floods of hostile commands, mTLS loopback")
     with temp_root("commands") as root:
         with running_lab(root, HOME_ID) as setup:
-            enroll(setup, STAFF, "nurse")
+            setup.lab.enroll(setup.home, STAFF, "nurse")  # trygg center staff-key, trygg staff add
             started = time.monotonic()
             cli = cli_round_trips(setup)
             cli_took = time.monotonic() - started

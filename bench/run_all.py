@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["ingest", "drain", "latency", "idle"]
+BENCHES = ["ingest", "drain", "latency", "idle", "commands"]
 TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", 600))
 
 
