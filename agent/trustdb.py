@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import StorageError
+from .sqltx import immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS staff (
@@ -68,15 +69,8 @@ class TrustDB:
     @contextmanager
     def write(self):
         """One durable write transaction; everything inside commits together or not at all."""
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self.conn) as conn:
+            yield conn
 
     @contextmanager
     def snapshot(self):

@@ -10,6 +10,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.sqltx import immediate
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id       TEXT PRIMARY KEY,
@@ -55,14 +57,8 @@ class EventStore:
 
     def _write_all(self, sql: str, rows: list[tuple]) -> None:
         """One durable transaction for many rows (the connection is in autocommit mode)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._conn):
             self._conn.executemany(sql, rows)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
 
     def known(self, ids: list[str]) -> set[str]:
         """Which of these ids are already recorded (shown before): the dedupe check."""
