@@ -1,22 +1,32 @@
 """What each allowed command does on the device: the glue from a verdict to a driver or setting.
 
-Locks are driven by their drivers (anything with unlock() and lock() returning a dict of
-details; an exception means the action failed). Until the door-lock driver exists, a
-simulated lock stands in and records the action. Policy was already checked (commands.py).
+Locks are driven by their drivers (drivers/lock.py: unlock(by) and lock(by) return a dict of
+details). A jammed lock refuses before trying; a bolt that does not move is a failed command.
+Policy was already checked (commands.py).
 """
 
 from typing import Callable
 
-from .commands import Action, ActionFailed
+from drivers.lock import LockError, LockJammed
+
+from .commands import Action, ActionFailed, ActionRefused
 from .protocol.messages import CommandMessage
 
 
 def build_actions(locks: dict, status: Callable[[], dict], switch_center_key: Callable[[str], str]) -> dict[str, Action]:
+    def drive(cmd: CommandMessage, staff, what: str) -> dict:
+        try:
+            return {"lock": cmd.args["lock"], **getattr(locks[cmd.args["lock"]], what)(by=staff.name)}
+        except LockJammed as exc:
+            raise ActionRefused(str(exc)) from None
+        except LockError as exc:
+            raise ActionFailed(str(exc)) from None
+
     def unlock(cmd: CommandMessage, staff) -> dict:
-        return {"lock": cmd.args["lock"], **locks[cmd.args["lock"]].unlock()}
+        return drive(cmd, staff, "unlock")
 
     def lock(cmd: CommandMessage, staff) -> dict:
-        return {"lock": cmd.args["lock"], **locks[cmd.args["lock"]].lock()}
+        return drive(cmd, staff, "lock")
 
     def ping(cmd: CommandMessage, staff) -> dict:
         return {"pong": True}

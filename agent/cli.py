@@ -51,16 +51,60 @@ def init(home, broker, ca, cert, key, center_key, directory, state_dir, socket, 
 
 @main.command()
 @config_option
+@click.option("--simulate", is_flag=True,
+              help="Every driver on mock pins, playing a scenario (demo and lab only; events marked simulated).")
+@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+              help="Scenario file to play with --simulate (default: the built-in compressed night).")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True, max=100_000),
+              help="Simulated seconds per real second (default: the scenario's).")
+@click.option("--once", is_flag=True, help="Play the scenario once instead of again and again.")
 @click.pass_context
 @friendly_errors
-def run(ctx: click.Context, config_path: Path | None) -> None:
+def run(ctx: click.Context, config_path: Path | None, simulate: bool, scenario: Path | None,
+        speed: float | None, once: bool) -> None:
     """Run the daemon (drivers, outbox, uplink) until SIGTERM."""
     from . import logs
     from .daemon import Daemon
 
     cfg = cfgmod.load(resolve_config(ctx, config_path))
+    if simulate or scenario or speed or once:
+        update: dict = {"enabled": True}
+        if scenario:
+            update["scenario"] = scenario.resolve()
+        if speed:
+            update["speed"] = speed
+        if once:
+            update["repeat"] = False
+        cfg = cfg.model_copy(update={"simulate": cfg.simulate.model_copy(update=update)})
     logs.setup(cfg.log.level)
     Daemon(cfg).run_forever()
+
+
+@main.command("test")
+@config_option
+@click.argument("device")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="Watch this long (default: until Ctrl-C).")
+@click.option("--yes", is_flag=True, help="Switch every output without asking.")
+@click.pass_context
+@friendly_errors
+def test_device(ctx: click.Context, config_path: Path | None, device: str, seconds: float | None, yes: bool) -> None:
+    """Check one device's wiring: live input states; outputs switched only after you confirm."""
+    from .drivertest import run_test
+
+    cfg = cfgmod.load(resolve_config(ctx, config_path))
+    run_test(cfg, device, seconds, (lambda q: True) if yes else (lambda q: click.confirm(q, default=False)), click.echo)
+
+
+@main.command()
+@config_option
+@click.argument("dispenser")
+@click.option("--count", type=click.IntRange(1, 1000), help="Doses loaded (default: the dispenser's fill_count).")
+@click.pass_context
+@friendly_errors
+def refill(ctx: click.Context, config_path: Path | None, dispenser: str, count: int | None) -> None:
+    """Record that a medicine dispenser was refilled (audited); prints the doses and days left."""
+    answer = next(control.request(_socket_path(ctx, config_path), {"op": "refill", "dispenser": dispenser, "count": count}))
+    click.echo(f"{dispenser}: {answer['doses_left']} doses, {answer['days_left']:g} days")
 
 
 def _socket_path(ctx: click.Context, config_path: Path | None) -> Path:

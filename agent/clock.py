@@ -54,3 +54,11 @@ class SystemClock:
 
     def synced(self) -> bool:
         return kernel_clock_synced()
+
+    def wait(self, event, seconds: float) -> bool:
+        """Wait for the event or the time, whichever first; drivers wait only through this, so a
+        test's clock (or a simulation's faster one) decides how long "10 minutes" is."""
+        return event.wait(seconds)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)

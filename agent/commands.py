@@ -46,6 +46,10 @@ class ActionFailed(Exception):
     """The command was allowed but could not be carried out (e.g. the lock did not move)."""
 
 
+class ActionRefused(Exception):
+    """The device itself says no, whoever asks (e.g. a jammed lock is not driven)."""
+
+
 Action = Callable[[CommandMessage, StaffMember], dict]
 
 
@@ -249,6 +253,8 @@ class Commands:
             detail = action(cmd, verdict.staff)
         except ActionFailed as exc:
             return Verdict("failed", str(exc), cmd, verdict.staff)
+        except ActionRefused as exc:
+            return Verdict("refused", str(exc), cmd, verdict.staff)
         except Exception as exc:  # a driver bug is a failed command, reported, not a crash
             log.exception("commands: %s failed", cmd.action)
             return Verdict("failed", f"{type(exc).__name__}: {exc}", cmd, verdict.staff)

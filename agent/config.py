@@ -7,14 +7,16 @@ or databases: this module only turns a file into plain, checked objects.
 """
 
 import os
-import re
 import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from .configbase import DAYS, Seconds, TimeWindow, _Section  # noqa: F401 - DAYS re-exported
+from .driverconfig import (ButtonConfig, DeviceName, DispenserConfig, GpioConfig, HealthConfig, InputWiring,
+                           LockWiring, MatConfig, MotionConfig, OutputWiring)
 from .errors import ConfigError
 from .protocol.messages import ACTIONS
 from .protocol.topics import HOME_ID_RULE, check_home_id
@@ -22,13 +24,6 @@ from .protocol.topics import HOME_ID_RULE, check_home_id
 DEFAULT_CONFIG = Path("/etc/trygg/trygg.toml")
 DEFAULT_CENTER_CONFIG = Path("/etc/trygg/center.toml")
 CONFIG_ENV = "TRYGG_CONFIG"
-
-Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 class BrokerConfig(_Section):
     """The municipal MQTT broker and this side's mutual-TLS credentials."""
@@ -88,9 +83,6 @@ ROLE_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 Role = Annotated[str, Field(pattern=ROLE_NAME)]
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
 UnlockRule = Literal["always", "alarm", "visit", "alarm_or_visit", "never"]
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
 DEFAULT_ROLES = {
     "night-staff": ["unlock", "lock", "ping", "status"],
     "nurse": ["unlock", "lock", "ping", "status"],
@@ -98,29 +90,21 @@ DEFAULT_ROLES = {
 }
 
 
-class VisitWindow(_Section):
-    """A planned visit: local start and end (HH:MM, may pass midnight), on the given weekdays."""
-
-    start: str
-    end: str
-    days: list[Literal[DAYS]] = list(DAYS)  # type: ignore[valid-type]
-
-    @field_validator("start", "end")
-    @classmethod
-    def _hhmm(cls, value: str) -> str:
-        if not _HHMM.fullmatch(value):
-            raise ValueError("expected a time as HH:MM (00:00-23:59)")
-        return value
+VisitWindow = TimeWindow  # a planned visit: the same kind of local time window
 
 
-class LockConfig(_Section):
-    """Who may unlock this lock and when, per role; roles not listed may never unlock it."""
+class LockConfig(LockWiring):
+    """A lock (front door, medicine cabinet): its wiring, and who may unlock it and when, per role;
+    roles not listed may never unlock it."""
 
     unlock: dict[Role, UnlockRule] = {"night-staff": "alarm_or_visit", "nurse": "always"}
     visits: list[VisitWindow] = []
 
 
-LockName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+LockName = DeviceName
+# The default front door on the Trygg board's lock connector.
+DEFAULT_LOCKS = {"front-door": {"relay": {"pin": 17}, "bolt": {"pin": 27}, "door": {"pin": 22},
+                                "door_alarm": [{"start": "22:00", "end": "07:00"}]}}
 
 
 class OutboxConfig(_Section):
@@ -147,10 +131,13 @@ class ControlConfig(_Section):
 
 
 class SimulateConfig(_Section):
-    """Simulated inputs, for demos and tests only: a random mix of events every few seconds."""
+    """Demos and labs only: drivers on mock pins, driven by a scenario (a plain file, see
+    docs/scenarios.md; empty: the built-in compressed night). Events are marked simulated."""
 
     enabled: bool = False
-    every_s: Seconds = 5.0
+    scenario: Path | None = None
+    speed: float | None = Field(default=None, gt=0, le=100_000)  # simulated s per real s (default: the scenario's)
+    repeat: bool = True  # play the scenario again and again, so a demo home keeps sending
 
 
 class LogConfig(_Section):
@@ -164,7 +151,13 @@ class DeviceConfig(_Section):
     trust: TrustConfig = TrustConfig()
     commands: CommandsConfig = CommandsConfig()
     roles: dict[Role, list[Action]] = DEFAULT_ROLES  # type: ignore[valid-type]
-    locks: dict[LockName, LockConfig] = {"front-door": LockConfig()}
+    locks: dict[LockName, LockConfig] = Field(default=DEFAULT_LOCKS, validate_default=True)
+    mats: dict[DeviceName, MatConfig] = {}  # type: ignore[valid-type]
+    buttons: dict[DeviceName, ButtonConfig] = {}  # type: ignore[valid-type]
+    motion: dict[DeviceName, MotionConfig] = {}  # type: ignore[valid-type]
+    dispensers: dict[DeviceName, DispenserConfig] = {}  # type: ignore[valid-type]
+    health: HealthConfig = HealthConfig()
+    gpio: GpioConfig = GpioConfig()
     outbox: OutboxConfig = OutboxConfig()
     uplink: UplinkConfig = UplinkConfig()
     control: ControlConfig = ControlConfig()
@@ -178,6 +171,36 @@ class DeviceConfig(_Section):
                 if role not in self.roles:
                     raise ValueError(f"locks.{lock}.unlock names role {role!r}, which is not in [roles]")
         return self
+
+    @model_validator(mode="after")
+    def _one_use_per_pin(self) -> "DeviceConfig":
+        users: dict[int, str] = {}
+        for where, pin in self.pins():
+            if pin in users:
+                raise ValueError(f"{where}: GPIO{pin} is already used by {users[pin]}")
+            users[pin] = where
+        names: dict[str, str] = {}
+        for section in DEVICE_SECTIONS:
+            for name in getattr(self, section):
+                if name in names:
+                    raise ValueError(f"{section}.{name}: the name {name!r} is already used in [{names[name]}]; "
+                                     "device names must be unique (trygg test NAME)")
+                names[name] = section
+        return self
+
+    def pins(self) -> list[tuple[str, int]]:
+        """Every pin in use, with the key that names it (`mats.bedroom.pressure`)."""
+        found = []
+        for section in DEVICE_SECTIONS:
+            for name, device in getattr(self, section).items():
+                for field in type(device).model_fields:
+                    value = getattr(device, field)
+                    if isinstance(value, (InputWiring, OutputWiring)):
+                        found.append((f"{section}.{name}.{field}", value.pin))
+        return found
+
+
+DEVICE_SECTIONS = ("locks", "mats", "buttons", "motion", "dispensers")
 
 
 class CenterSection(_Section):
@@ -205,6 +228,7 @@ _PATH_KEYS = {
     "trust": ("path",),
     "outbox": ("path",),
     "control": ("socket",),
+    "simulate": ("scenario",),
     "center": ("key", "next_key", "retired_keys", "staff_dir", "homes_dir", "store"),
 }
 
@@ -220,6 +244,8 @@ def _resolve_paths(config: BaseModel, base: Path, source: str) -> BaseModel:
         changed = {}
         for key in keys:
             path = getattr(values, key)
+            if path is None:
+                continue
             if "\x00" in str(path):
                 raise ConfigError(f"{source}:\n{section}.{key}: a path cannot contain a NUL character")
             if not path.is_absolute():

@@ -33,6 +33,22 @@ class Handlers:
         """Emit one event as a driver would; return (id, accepted) after it is committed."""
         raise NotImplementedError
 
+    def refill(self, dispenser: str, count: int | None) -> dict:
+        """A dispenser was refilled; its dose count starts again."""
+        raise NotImplementedError
+
+
+def _parse_refill(req: dict) -> tuple[str, int | None]:
+    unknown = set(req) - {"op", "dispenser", "count"}
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    name, count = req.get("dispenser"), req.get("count")
+    if not isinstance(name, str) or not 1 <= len(name) <= 32:
+        raise ValueError("dispenser must be a device name")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000):
+        raise ValueError("count must be 1-1000")
+    return name, count
+
 
 def _parse_simulate(req: dict) -> tuple[Event, int]:
     unknown = set(req) - {"op", "class", "kind", "count"}
@@ -70,6 +86,8 @@ class _Handler(socketserver.StreamRequestHandler):
                     event_id, accepted = handlers.inject(event)
                     self._send({"id": event_id, "accepted": accepted})
                 self._send({"done": True})
+            elif op == "refill":
+                self._send({**handlers.refill(*_parse_refill(req)), "done": True})
             else:
                 raise ValueError(f"unknown op {op!r}")
         except (ValueError, TryggError) as exc:

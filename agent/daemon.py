@@ -23,6 +23,7 @@ from .commands import Commands
 from .commit import GroupCommitter
 from .config import DeviceConfig, for_display
 from .control import ControlServer, Handlers
+from .devices import HomeDevices
 from .events import Event
 from .freshness import Freshness
 from .keys import load_private
@@ -43,7 +44,6 @@ class Daemon(Handlers):
         self.started_at = self.clock.monotonic()
         self._stop_requested = threading.Event()
         self._stopped = False
-        self.drivers: list = []
         self.audit: AuditLog | None = None
         self._opened: list = []  # what start() opened, closed in reverse by stop()
 
@@ -92,7 +92,7 @@ class Daemon(Handlers):
         self.uplink.start()
         self._open(self.uplink)
         self.control.start()
-        self._start_drivers()
+        self.devices.start()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._housekeeper.start()
 
@@ -101,10 +101,9 @@ class Daemon(Handlers):
         return part
 
     def _start_commands(self) -> None:
-        from drivers.simulated import SimulatedLock  # until the door-lock driver exists
-
         cfg = self.cfg
-        self.locks = {name: SimulatedLock(name) for name in cfg.locks}
+        self.devices = self._open(HomeDevices(cfg, self.emit, self.clock, self.trust))
+        self.locks = self.devices.of_kind("lock")
         actions = build_actions(self.locks, self.status, self._switch_center_key)
         self.commands = Commands(cfg.home.id, self.device, StaffRegistry(self.trust, self.audit, cfg.roles),
                                  self.freshness, self.policy, self.audit, actions, self.emit, cfg.commands, self.clock)
@@ -132,15 +131,6 @@ class Daemon(Handlers):
                 self.audit.append("config_changed", {"changed": changed, "config_sha256": digest}, conn)
             TrustDB.put_setting(conn, "config", shown)
             self.audit.append("start", {"config_sha256": digest, "center_key": center_kid(self.center.active)}, conn)
-
-    def _start_drivers(self) -> None:
-        if self.cfg.simulate.enabled:
-            from drivers.simulated import SimulatedHome
-
-            self.drivers.append(SimulatedHome(self.emit, self.cfg.simulate.every_s))
-        for driver in self.drivers:
-            driver.start()
-            self._opened.append(driver)
 
     def stop(self) -> None:
         """Close everything start() opened, in reverse order. Safe to call twice."""
@@ -204,7 +194,7 @@ class Daemon(Handlers):
             "alarm_open": self.policy.alarm_open(),
             "center_key": center_kid(self.center.active),
             "locks": {name: lock.state for name, lock in self.locks.items()},
-            "drivers": {d.name: d.health() for d in self.drivers},
+            "drivers": self.devices.health(),
         }
 
     def _housekeeping(self) -> None:
@@ -227,6 +217,15 @@ class Daemon(Handlers):
                     self.sweep()
                 except Exception:  # housekeeping must not stop the watchdog or the daemon
                     log.exception("housekeeping failed")
+
+    def refill(self, dispenser: str, count: int | None) -> dict:
+        """A nurse refilled a dispenser: its dose count starts again (audited)."""
+        driver = self.devices.of_kind("dispenser").get(dispenser)
+        if driver is None:
+            raise ValueError(f"no dispenser named {dispenser!r} (known: {', '.join(self.devices.of_kind('dispenser')) or 'none'})")
+        result = driver.refill(count)
+        self.audit.append("dispenser_refilled", {"dispenser": dispenser, **result})
+        return result
 
     def _healthy(self) -> bool:
         return self.uplink.alive() and self.committer.alive() and self.commands.alive()

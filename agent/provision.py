@@ -41,15 +41,21 @@ def _toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
 def render_toml(sections: dict[str, dict]) -> str:
     lines = ["# Written by trygg init; every key is documented in config/trygg.example.toml", ""]
     for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        lines.append("")
+        tables = {f"{name}.{k}": v for k, v in values.items()} if name in cfgmod.DEVICE_SECTIONS else {name: values}
+        for table, keys in tables.items():
+            lines.append(f"[{table}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in keys.items()]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -74,6 +80,27 @@ def _broker_section(broker: str, ca: Path, cert: Path, key: Path) -> dict:
     host, port = parse_broker(broker)
     _check_tls_files(ca, cert, key)
     return {"host": host, "port": port, "ca": Path(ca).resolve(), "cert": Path(cert).resolve(), "key": Path(key).resolve()}
+
+
+# What `trygg init --simulate` wires on mock pins: one of every device, as the default scenario expects.
+SIMULATED_HOME = {
+    "gpio": {"pins": "mock"},
+    "locks": {
+        "front-door": {"relay": {"pin": 17}, "bolt": {"pin": 27}, "door": {"pin": 22},
+                       "door_alarm": [{"start": "22:00", "end": "07:00"}]},
+        "medicine-cabinet": {"relay": {"pin": 23}, "bolt": {"pin": 24}, "door": {"pin": 25},
+                             "unlock": {"nurse": "always"}},
+    },
+    "mats": {
+        "bed": {"mode": "bed", "pressure": {"pin": 5}, "supervision": {"pin": 6}},
+        "bedside": {"mode": "floor", "pressure": {"pin": 12}, "supervision": {"pin": 13}},
+    },
+    "buttons": {"wrist": {"input": {"pin": 16}}},
+    "motion": {"hall": {"input": {"pin": 26}}},
+    "dispensers": {"kitchen": {"doses": [{"time": "08:00"}, {"time": "13:00"}, {"time": "22:00"}],
+                               "dispense": {"pin": 18}, "reminder": {"pin": 19}, "taken": {"pin": 20},
+                               "empty": {"pin": 21}, "jam": {"pin": 4}}},
+}
 
 
 def init_device(home: str, broker: str, ca: Path, cert: Path, key: Path, center_key: Path, directory: Path,
@@ -104,6 +131,7 @@ def init_device(home: str, broker: str, ca: Path, cert: Path, key: Path, center_
         "trust": {"path": state / "trust.db"},
         "control": {"socket": Path(socket).resolve() if socket else directory / "trygg.sock"},
         "simulate": {"enabled": simulate},
+        **(SIMULATED_HOME if simulate else {}),
     }
     _write_config(out["config"], render_toml(sections), cfgmod.DeviceConfig)
     return out

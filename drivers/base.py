@@ -1,26 +1,107 @@
-"""The small base every driver shares: a name, an emit function, a clock, start/stop, health.
+"""The small base every driver shares: lifecycle, restart with backoff, emit, clock, pins, schedules.
 
-Outside dependencies (emit, clock, randomness, later the pin factory) are injected, so
-tests drive the real driver code without patching anything.
+A driver is a state machine: `setup()` creates its gpiozero devices, `step(now)` reads its
+debounced inputs, acts on timers and returns when it next needs to look. Pin edges
+only wake the driver's thread; all logic runs there (or in a test's thread) under one lock,
+so there is no callback logic racing the timers. Everything outside - emit, clock, pin
+factory, time zone, persistent state - is injected, so tests drive the real code with
+gpiozero's MockFactory and a clock they move. A crash closes the devices, is reported as a
+`fault` event and the driver is set up again after a doubling backoff; the daemon never stops.
+Never imports MQTT, crypto or SQLite.
 """
 
 import logging
 import threading
+from datetime import datetime, timezone, tzinfo
+from typing import Callable
+
+from gpiozero import DigitalInputDevice, OutputDevice
 
 from agent.events import Emit, Event
 
+from .contact import Contact
+
+IDLE_S = 10.0  # look at least this often (schedule edges, day changes) even with nothing due
+STABLE_S = 60.0  # running this long after a crash counts as recovered
+
 
 class Driver:
-    """A device driver with its own thread; subclasses implement `run` and use `self.emit`."""
+    kind = "driver"
+    INPUTS: dict[str, tuple[str, str]] = {}  # input name -> (word when active, word when inactive)
 
-    name = "driver"
-
-    def __init__(self, emit: Emit) -> None:
-        self._emit = emit
-        self.log = logging.getLogger(f"drivers.{self.name}")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    def __init__(self, name: str, emit: Emit, clock, *, pin_factory=None, zone: tzinfo = timezone.utc,
+                 restart: tuple[float, float] = (1.0, 300.0), after_open: Callable[["Driver"], None] | None = None) -> None:
+        self.name = name
+        self.clock = clock
+        self.zone = zone
+        self.pin_factory = pin_factory
+        self.log = logging.getLogger(f"drivers.{self.kind}.{name}")
+        self.guard = threading.RLock()  # step() and actions (unlock) never interleave
         self.error: str | None = None
+        self.crashes = 0
+        self.inputs: dict[str, Contact] = {}
+        self.outputs: dict[str, OutputDevice] = {}
+        self._emit = emit
+        self._restart = restart
+        self._after_open = after_open
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def component(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    # -- what subclasses implement -----------------------------------------------------------
+    def setup(self) -> None:
+        """Create the devices (inputs before outputs) and the driver's initial state."""
+
+    def step(self, now: float) -> float | None:
+        """Act on inputs and timers at monotonic `now`; return the monotonic time something is
+        next due (None: nothing)."""
+        raise NotImplementedError
+
+    # -- devices -------------------------------------------------------------------------------
+    def input(self, name: str, wiring, debounce_s: float) -> Contact:
+        pull_up = None if wiring.pull == "none" else wiring.pull == "up"
+        device = DigitalInputDevice(wiring.pin, pull_up=pull_up, active_state=wiring.active_high if pull_up is None else None,
+                                    pin_factory=self.pin_factory)
+        device.when_activated = device.when_deactivated = self.wake
+        self.inputs[name] = contact = Contact(device, wiring, debounce_s)
+        return contact
+
+    def output(self, name: str, wiring) -> OutputDevice:
+        device = OutputDevice(wiring.pin, active_high=wiring.active == "high", initial_value=False,
+                              pin_factory=self.pin_factory)
+        self.outputs[name] = device
+        return device
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def open(self) -> None:
+        with self.guard:
+            self.inputs, self.outputs = {}, {}
+            try:
+                self.setup()
+            except BaseException:
+                self.close()
+                raise
+        if self._after_open:
+            self._after_open(self)
+
+    def poll(self) -> float | None:
+        with self.guard:
+            return self.step(self.clock.monotonic())
+
+    def close(self) -> None:
+        with self.guard:
+            for device in [*self.outputs.values(), *(c.device for c in self.inputs.values())]:
+                try:
+                    device.close()
+                except Exception:  # closing one pin must not leave the others claimed
+                    self.log.exception("closing a device of %s failed", self.component)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name=f"driver-{self.name}", daemon=True)
@@ -28,33 +109,73 @@ class Driver:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
+
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
 
     def health(self) -> dict:
-        alive = bool(self._thread and self._thread.is_alive())
-        return {"running": alive, "error": self.error}
+        return {"kind": self.kind, "running": self.alive() and self.error is None, "error": self.error,
+                "crashes": self.crashes, "inputs": {n: c.word(self.INPUTS.get(n)) for n, c in self.inputs.items()}}
 
-    def emit(self, event: Event) -> bool:
+    def _main(self) -> None:
+        backoff = self._restart[0]
+        while not self._stop.is_set():
+            opened_at = self.clock.monotonic()
+            try:
+                self.open()
+                self._run(opened_at)
+            except Exception as exc:  # a driver must never take the daemon down; the center must hear of it
+                self.crashes += 1
+                self.error = f"{type(exc).__name__}: {exc}"[:200]
+                self.log.exception("driver %s crashed; restarting in %.0f s", self.component, backoff)
+                self.emit("event", "fault", {"component": self.component, "detail": self.error,
+                                             "restart_in_s": round(backoff, 1)})
+            finally:
+                self.close()
+            if self.clock.monotonic() - opened_at >= STABLE_S:
+                backoff = self._restart[0]
+            if self.clock.wait(self._stop, backoff):
+                return
+            backoff = min(backoff * 2, self._restart[1])
+
+    def _run(self, opened_at: float) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()  # before reading the pins: an edge from now on wakes the next wait
+            due = self.poll()
+            if self.error and self.clock.monotonic() - opened_at >= STABLE_S:
+                self.emit("event", "fault_cleared", {"component": self.component,
+                                                     "detail": f"running again after {self.crashes} crash(es)"})
+                self.error = None
+            wait = IDLE_S if due is None else min(max(due - self.clock.monotonic(), 0.0), IDLE_S)
+            self.clock.wait(self._wake, wait)
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+    def emit(self, cls: str, kind: str, body: dict | None = None) -> bool:
         """Hand an event to the agent; a failure is logged and reported, never fatal to the driver."""
+        event = Event(cls, kind, {self.kind: self.name, **(body or {})})
         try:
             return bool(self._emit(event))
         except Exception as exc:  # storage trouble must not silence the sensor for good
-            self.error = f"emit failed: {type(exc).__name__}: {exc}"
-            self.log.exception("driver %s could not emit %s/%s", self.name, event.cls, event.kind)
+            self.error = f"emit failed: {type(exc).__name__}: {exc}"[:200]
+            self.log.exception("driver %s could not emit %s/%s", self.component, cls, kind)
             return False
 
-    def wait(self, seconds: float) -> bool:
-        """Sleep, waking early on stop; True when the driver should stop."""
-        return self._stop.wait(seconds)
+    def local_now(self) -> datetime:
+        return self.clock.now().astimezone(self.zone)
 
-    def _main(self) -> None:
-        try:
-            self.run()
-        except Exception as exc:  # a driver must never take the daemon down; the center must hear of it
-            self.error = f"{type(exc).__name__}: {exc}"
-            self.log.exception("driver %s crashed", self.name)
-            self.emit(Event("event", "fault", {"component": f"driver:{self.name}", "detail": self.error[:200]}))
+    def in_schedule(self, windows) -> bool:
+        """Inside any of these local windows. Without a synchronized clock the local time is a
+        guess, so a safety schedule counts as active (better a false alarm than a missed fall)."""
+        if not self.clock.synced():
+            return True
+        local = self.local_now()
+        return any(w.contains(local) for w in windows)
 
-    def run(self) -> None:
-        raise NotImplementedError
+
+def soonest(*deadlines: float | None) -> float | None:
+    """The nearest of several due times (None: nothing due)."""
+    due = [d for d in deadlines if d is not None]
+    return min(due) if due else None

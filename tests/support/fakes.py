@@ -21,6 +21,16 @@ class FakeClock:
     def synced(self) -> bool:
         return self.is_synced
 
+    def wait(self, event, seconds: float) -> bool:
+        """Never blocks: time passes at once unless the event is already set."""
+        if event.is_set():
+            return True
+        self.advance(seconds)
+        return False
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
     def advance(self, seconds: float) -> None:
         self.wall += timedelta(seconds=seconds)
         self.mono += seconds
@@ -32,10 +42,10 @@ class RecordingLock:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def unlock(self) -> dict:
+    def unlock(self, by: str = "") -> dict:
         self.calls.append("unlock")
         return {"state": "unlocked"}
 
-    def lock(self) -> dict:
+    def lock(self, by: str = "") -> dict:
         self.calls.append("lock")
         return {"state": "locked"}

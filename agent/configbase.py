@@ -1,0 +1,47 @@
+"""The building blocks shared by every config section: strict sections, durations, local time windows.
+
+Pure data and checks: no I/O. A time window can answer "is this local time inside me?", so
+drivers and policy ask the same object and agree on what "22:00-07:00" means.
+"""
+
+import re
+from datetime import datetime, time, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_hhmm(value: str) -> str:
+    if not isinstance(value, str) or not _HHMM.fullmatch(value):
+        raise ValueError("expected a time as HH:MM (00:00-23:59)")
+    return value
+
+
+class TimeWindow(_Section):
+    """Local start and end (HH:MM, may pass midnight), on the given weekdays."""
+
+    start: str
+    end: str
+    days: list[Literal[DAYS]] = list(DAYS)  # type: ignore[valid-type]
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        return check_hhmm(value)
+
+    def contains(self, local: datetime) -> bool:
+        """Is this local time inside the window? A window passing midnight belongs to its start day."""
+        start, end = time.fromisoformat(self.start), time.fromisoformat(self.end)
+        now, today = local.time(), DAYS[local.weekday()]
+        if start <= end:
+            return today in self.days and start <= now < end
+        yesterday = DAYS[(local - timedelta(days=1)).weekday()]
+        return (today in self.days and now >= start) or (yesterday in self.days and now < end)

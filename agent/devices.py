@@ -1,0 +1,165 @@
+"""Builds the home's drivers from the config: one driver per configured device, all sharing the
+emit path, the clock, the time zone and one pin factory (the Pi's pins, or gpiozero's
+MockFactory for simulation and tests). Also gives drivers somewhere to keep the little state
+they must not forget over a restart (doses left, today's counts), in trust.db.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from drivers import scenario as scenarios
+from drivers.base import Driver
+from drivers.button import AlarmButton
+from drivers.dispenser import Dispenser
+from drivers.health import DeviceHealth
+from drivers.lock import Lock
+from drivers.mat import Mat
+from drivers.motion import Motion
+
+from agent.events import Event
+
+from .config import DeviceConfig
+from .errors import ConfigError
+from .trustdb import TrustDB
+
+
+class DriverState:
+    """A driver's small persistent state: one JSON document in trust.db's settings."""
+
+    def __init__(self, trust: TrustDB, key: str) -> None:
+        self.trust, self.key = trust, f"driver:{key}"
+
+    def load(self) -> dict:
+        try:
+            value = json.loads(self.trust.setting(self.key) or "{}")
+        except ValueError:
+            return {}  # a damaged state is forgotten, not fatal: counts restart
+        return value if isinstance(value, dict) else {}
+
+    def save(self, value: dict) -> None:
+        with self.trust.write() as conn:
+            TrustDB.put_setting(conn, self.key, json.dumps(value, sort_keys=True))
+
+
+def pin_factory(kind: str):
+    """The Pi's pins (gpiozero's default), or a MockFactory for simulation and tests."""
+    if kind == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    return None
+
+
+@dataclass
+class Devices:
+    drivers: list[Driver] = field(default_factory=list)
+
+    def named(self, name: str) -> Driver:
+        for driver in self.drivers:
+            if driver.name == name:
+                return driver
+        known = ", ".join(d.name for d in self.drivers) or "none configured"
+        raise KeyError(f"no device named {name!r} in this home (known: {known})")
+
+    def of_kind(self, kind: str) -> dict[str, Driver]:
+        return {d.name: d for d in self.drivers if d.kind == kind}
+
+
+def build(cfg: DeviceConfig, emit, clock, trust: TrustDB | None, factory, after_open=None,
+          data_dir: Path | None = None, health: bool = True) -> Devices:
+    """One driver per configured device (and the device-health driver), not yet opened."""
+    common = {"pin_factory": factory, "zone": ZoneInfo(cfg.home.timezone), "after_open": after_open,
+              "restart": (cfg.gpio.restart_min_s, cfg.gpio.restart_max_s)}
+
+    def state(kind: str, name: str):
+        return DriverState(trust, f"{kind}:{name}") if trust is not None else MemoryState()
+
+    drivers: list[Driver] = []
+    drivers += [Lock(n, c, emit, clock, **common) for n, c in cfg.locks.items()]
+    drivers += [Mat(n, c, emit, clock, **common) for n, c in cfg.mats.items()]
+    drivers += [AlarmButton(n, c, emit, clock, **common) for n, c in cfg.buttons.items()]
+    drivers += [Motion(n, c, emit, clock, state("motion", n), **common) for n, c in cfg.motion.items()]
+    drivers += [Dispenser(n, c, emit, clock, state("dispenser", n), **common) for n, c in cfg.dispensers.items()]
+    if health:
+        drivers.append(DeviceHealth("device", cfg.health, emit, clock, data_dir or cfg.outbox.path.parent, **common))
+    return Devices(drivers)
+
+
+class MemoryState:
+    """State kept only in memory: for `trygg test`, which must not touch the daemon's counts."""
+
+    def __init__(self) -> None:
+        self.value: dict = {}
+
+    def load(self) -> dict:
+        return dict(self.value)
+
+    def save(self, value: dict) -> None:
+        self.value = json.loads(json.dumps(value))
+
+
+class HomeDevices:
+    """The daemon's drivers: built from the config, started after the uplink, stopped before it.
+
+    With [simulate] enabled every driver is on mock pins in a SimWorld and sees the scenario's
+    faster clock; every event it emits is marked simulated, with the simulated local time.
+    """
+
+    def __init__(self, cfg: DeviceConfig, emit, clock, trust: TrustDB) -> None:
+        self.player = None
+        zone = ZoneInfo(cfg.home.timezone)
+        simulate = cfg.simulate.enabled
+        factory = pin_factory("mock" if simulate else cfg.gpio.pins)
+        world = None
+        if factory is not None:
+            from drivers.simworld import SimWorld
+
+            world = SimWorld(factory, cfg)
+        if simulate:
+            try:
+                scenario = scenarios.load(cfg.simulate.scenario)
+            except scenarios.ScenarioError as exc:
+                raise ConfigError(str(exc)) from None
+            clock = scenarios.ScaledClock(scenarios.start_at(scenario, zone), cfg.simulate.speed or scenario.speed or 900.0)
+            emit = _marked_simulated(emit, clock, zone)
+        self.devices = build(cfg, emit, clock, trust, factory, after_open=world and world.after_open)
+        if simulate:
+            try:
+                scenarios.check(scenario, {d.name: d.INPUTS for d in self.devices.drivers if d.INPUTS},
+                                set(self.devices.of_kind("lock")))
+            except scenarios.ScenarioError as exc:
+                raise ConfigError(str(exc)) from None
+            self.player = scenarios.Player(scenario, world, clock, zone, cfg.simulate.repeat, self.wake_all)
+
+    def of_kind(self, kind: str) -> dict[str, Driver]:
+        return self.devices.of_kind(kind)
+
+    def start(self) -> None:
+        for driver in self.devices.drivers:
+            driver.start()
+        if self.player:
+            self.player.start()
+
+    def stop(self) -> None:
+        if self.player:
+            self.player.stop()
+        for driver in reversed(self.devices.drivers):
+            driver.stop()
+
+    def wake_all(self) -> None:
+        for driver in self.devices.drivers:
+            driver.wake()
+
+    def health(self) -> dict:
+        return {d.name: d.health() for d in self.devices.drivers}
+
+
+def _marked_simulated(emit, clock, zone):
+    """A simulated event must never be mistaken for a real one; it also says when it happened
+    in the scenario, since its own time is the real one."""
+    def marked(event: Event):
+        sim_time = clock.now().astimezone(zone).isoformat(timespec="seconds")
+        return emit(Event(event.cls, event.kind, {**event.body, "simulated": True, "sim_time": sim_time}))
+    return marked

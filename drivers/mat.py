@@ -1,0 +1,84 @@
+"""Alarm mats, as home care uses them at night.
+
+floor: a mat beside the bed; pressure lasting hold_s means someone is lying on it -> `fall`
+  alarm; `mat_clear` when the pressure ends after an alarm.
+bed: a mat in the bed; a resident who leaves the bed inside the schedule and is not back within
+  away_s -> `bed_exit` alarm; `bed_return` when back after an alarm. Getting up before the
+  schedule starts, or a timer running past its end, raises nothing (the morning is not an alarm).
+The supervision loop is the mat cable's normally-closed loop: open means cut or unplugged, which
+is a `fault` (the mat is not protecting anyone) and clears with `fault_cleared`; pressure is
+ignored while the loop is open.
+"""
+
+from .base import Driver, soonest
+
+
+class Mat(Driver):
+    kind = "mat"
+    INPUTS = {"pressure": ("pressed", "released"), "supervision": ("intact", "cut")}
+
+    def __init__(self, name, config, emit, clock, **kw) -> None:
+        super().__init__(name, emit, clock, **kw)
+        self.cfg = config
+
+    def setup(self) -> None:
+        self.pressure = self.input("pressure", self.cfg.pressure, self.cfg.debounce_s)
+        self.loop = self.input("supervision", self.cfg.supervision, self.cfg.debounce_s)
+        self.alarmed = False
+        self.cut = False
+        self.away_since: float | None = None  # bed: left the bed inside the schedule
+
+    def step(self, now: float) -> float | None:
+        if self.loop.update(now):
+            self._supervision(now)
+        first = self.pressure.stable is None
+        changed = self.pressure.update(now)
+        if self.cut:
+            return soonest(self.loop.due(), self.pressure.due())
+        due = self._floor(now, changed) if self.cfg.mode == "floor" else self._bed(now, changed and not first)
+        return soonest(self.loop.due(), self.pressure.due(), due)
+
+    def _supervision(self, now: float) -> None:
+        if not self.loop.stable and not self.cut:
+            self.cut = True
+            self.emit("event", "fault", {"component": self.component, "detail": "mat cable cut or unplugged "
+                                         "(supervision loop open): this mat is not protecting the resident"})
+        elif self.loop.stable and self.cut:
+            self.cut = False
+            self.alarmed = False
+            self.emit("event", "fault_cleared", {"component": self.component, "detail": "mat cable connected again"})
+
+    def _floor(self, now: float, changed: bool) -> float | None:
+        pressed_s = now - self.pressure.since
+        if changed and not self.pressure.stable and self.alarmed:
+            self.alarmed = False
+            self.emit("event", "mat_clear", {"pressed_s": round(pressed_s, 1)})
+        if not self.pressure.stable or self.alarmed:
+            return None
+        if pressed_s >= self.cfg.hold_s and self.in_schedule(self.cfg.schedule):
+            self.alarmed = True
+            self.emit("alarm", "fall", {"pressed_s": round(pressed_s, 1), "mode": "floor"})
+            return None
+        return self.pressure.since + self.cfg.hold_s
+
+    def _bed(self, now: float, changed: bool) -> float | None:
+        """`changed` is False for the first reading: being out of bed at start-up is not leaving it."""
+        in_bed = self.pressure.stable
+        if changed:
+            if in_bed:
+                if self.alarmed:
+                    self.emit("event", "bed_return", {"away_s": round(now - (self.away_since or now), 1)})
+                self.alarmed, self.away_since = False, None
+            elif self.in_schedule(self.cfg.schedule):
+                self.away_since = self.pressure.since
+        if in_bed or self.away_since is None or self.alarmed:
+            return None
+        away_s = now - self.away_since
+        if away_s < self.cfg.away_s:
+            return self.away_since + self.cfg.away_s
+        if self.in_schedule(self.cfg.schedule):
+            self.alarmed = True
+            self.emit("alarm", "bed_exit", {"away_s": round(away_s, 1), "mode": "bed"})
+        else:
+            self.away_since = None  # the night ended while up: morning, not an alarm
+        return None
