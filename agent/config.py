@@ -7,6 +7,7 @@ or databases: this module only turns a file into plain, checked objects.
 """
 
 import os
+import re
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -255,11 +256,17 @@ def _resolve_paths(config: BaseModel, base: Path, source: str) -> BaseModel:
     return config.model_copy(update=updates)
 
 
+def _key(part) -> str:
+    """A key as written, or quoted when it holds anything odd (a newline must not split the line)."""
+    text = str(part)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else repr(text)
+
+
 def describe_errors(exc: ValidationError) -> str:
     """One line per bad value: `section.key: what was expected, got VALUE`."""
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
+        where = ".".join(_key(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown key")
         elif err["type"] == "missing":

@@ -89,10 +89,10 @@ class Daemon(Handlers):
         if self.outbox.recovered_from:
             self.inject(Event("event", "fault", {"component": "outbox", "detail": self.outbox.recovered_from}))
         self._start_commands()  # before the uplink: a (retained) command can arrive with the SUBACK
+        self.devices.start()  # the locks too, before the first command
         self.uplink.start()
         self._open(self.uplink)
         self.control.start()
-        self.devices.start()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         self._housekeeper.start()
 

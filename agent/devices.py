@@ -5,6 +5,7 @@ they must not forget over a restart (doses left, today's counts), in trust.db.
 """
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,6 +24,8 @@ from agent.events import Event
 from .config import DeviceConfig
 from .errors import ConfigError
 from .trustdb import TrustDB
+
+log = logging.getLogger(__name__)
 
 
 class DriverState:
@@ -68,8 +71,9 @@ class Devices:
 
 
 def build(cfg: DeviceConfig, emit, clock, trust: TrustDB | None, factory, after_open=None,
-          data_dir: Path | None = None, health: bool = True) -> Devices:
-    """One driver per configured device (and the device-health driver), not yet opened."""
+          data_dir: Path | None = None, health: tuple | None = None) -> Devices:
+    """One driver per configured device, not yet opened; with `health` = (emit, clock) also the
+    device-health driver (it reports on the real machine, so never on a simulated clock)."""
     common = {"pin_factory": factory, "zone": ZoneInfo(cfg.home.timezone), "after_open": after_open,
               "restart": (cfg.gpio.restart_min_s, cfg.gpio.restart_max_s)}
 
@@ -83,7 +87,7 @@ def build(cfg: DeviceConfig, emit, clock, trust: TrustDB | None, factory, after_
     drivers += [Motion(n, c, emit, clock, state("motion", n), **common) for n, c in cfg.motion.items()]
     drivers += [Dispenser(n, c, emit, clock, state("dispenser", n), **common) for n, c in cfg.dispensers.items()]
     if health:
-        drivers.append(DeviceHealth("device", cfg.health, emit, clock, data_dir or cfg.outbox.path.parent, **common))
+        drivers.append(DeviceHealth("device", cfg.health, *health, data_dir or cfg.outbox.path.parent, **common))
     return Devices(drivers)
 
 
@@ -110,6 +114,7 @@ class HomeDevices:
     def __init__(self, cfg: DeviceConfig, emit, clock, trust: TrustDB) -> None:
         self.player = None
         zone = ZoneInfo(cfg.home.timezone)
+        health = (emit, clock)
         simulate = cfg.simulate.enabled
         factory = pin_factory("mock" if simulate else cfg.gpio.pins)
         world = None
@@ -124,7 +129,7 @@ class HomeDevices:
                 raise ConfigError(str(exc)) from None
             clock = scenarios.ScaledClock(scenarios.start_at(scenario, zone), cfg.simulate.speed or scenario.speed or 900.0)
             emit = _marked_simulated(emit, clock, zone)
-        self.devices = build(cfg, emit, clock, trust, factory, after_open=world and world.after_open)
+        self.devices = build(cfg, emit, clock, trust, factory, after_open=world and world.after_open, health=health)
         if simulate:
             try:
                 scenarios.check(scenario, {d.name: d.INPUTS for d in self.devices.drivers if d.INPUTS},
@@ -137,7 +142,13 @@ class HomeDevices:
         return self.devices.of_kind(kind)
 
     def start(self) -> None:
+        """Open every driver now (so a lock can act on the first command), then run each on its
+        thread; a driver that cannot open is retried and reported by its own thread."""
         for driver in self.devices.drivers:
+            try:
+                driver.open()
+            except Exception:
+                log.warning("driver %s could not open; its thread retries and reports it", driver.component)
             driver.start()
         if self.player:
             self.player.start()

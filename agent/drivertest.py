@@ -34,7 +34,7 @@ def run_test(cfg: DeviceConfig, name: str, seconds: float | None, confirm: Calla
         say(f"  would send: {event.cls} {event.kind} {event.body}")
         return True
 
-    devices = build(cfg, show, SystemClock(), None, factory, after_open=world and world.after_open, health=False)
+    devices = build(cfg, show, SystemClock(), None, factory, after_open=world and world.after_open)
     try:
         driver = devices.named(name)
     except KeyError as exc:

@@ -47,6 +47,7 @@ class Driver:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.is_open = False
 
     @property
     def component(self) -> str:
@@ -85,6 +86,7 @@ class Driver:
             except BaseException:
                 self.close()
                 raise
+            self.is_open = True
         if self._after_open:
             self._after_open(self)
 
@@ -94,6 +96,7 @@ class Driver:
 
     def close(self) -> None:
         with self.guard:
+            self.is_open = False
             for device in [*self.outputs.values(), *(c.device for c in self.inputs.values())]:
                 try:
                     device.close()
@@ -125,7 +128,8 @@ class Driver:
         while not self._stop.is_set():
             opened_at = self.clock.monotonic()
             try:
-                self.open()
+                if not self.is_open:  # the first time, the daemon may have opened it already
+                    self.open()
                 self._run(opened_at)
             except Exception as exc:  # a driver must never take the daemon down; the center must hear of it
                 self.crashes += 1

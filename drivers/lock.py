@@ -53,8 +53,13 @@ class Lock(Driver):
         return {**super().health(), "state": self.state, "jammed": self.jammed, "visit": self.visit is not None}
 
     # -- actions (from signed, already authorized commands) ------------------------------------
+    def _check_running(self) -> None:
+        if not self.is_open:
+            raise LockError(f"{self.name}: the lock's driver is not running ({self.error or 'starting'})")
+
     def unlock(self, by: str = "") -> dict:
         with self.guard:
+            self._check_running()
             if self.jammed:
                 raise LockJammed(f"{self.name} is jammed ({self.jammed}); not unlocking - send a technician")
             now = self.clock.monotonic()
@@ -69,6 +74,7 @@ class Lock(Driver):
 
     def lock(self, by: str = "") -> dict:
         with self.guard:
+            self._check_running()
             self.door.update(self.clock.monotonic())
             if self.door.stable is False:
                 raise LockError(f"{self.name}: the door is open; lock it when it is closed")

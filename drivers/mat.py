@@ -27,6 +27,7 @@ class Mat(Driver):
         self.alarmed = False
         self.cut = False
         self.away_since: float | None = None  # bed: left the bed inside the schedule
+        self.pressed_at = 0.0  # floor: when the present pressure began
 
     def step(self, now: float) -> float | None:
         if self.loop.update(now):
@@ -49,17 +50,19 @@ class Mat(Driver):
             self.emit("event", "fault_cleared", {"component": self.component, "detail": "mat cable connected again"})
 
     def _floor(self, now: float, changed: bool) -> float | None:
-        pressed_s = now - self.pressure.since
+        if changed and self.pressure.stable:
+            self.pressed_at = self.pressure.since
+        pressed_s = now - self.pressed_at
         if changed and not self.pressure.stable and self.alarmed:
             self.alarmed = False
-            self.emit("event", "mat_clear", {"pressed_s": round(pressed_s, 1)})
+            self.emit("event", "mat_clear", {"pressed_s": round(self.pressure.since - self.pressed_at, 1)})
         if not self.pressure.stable or self.alarmed:
             return None
         if pressed_s >= self.cfg.hold_s and self.in_schedule(self.cfg.schedule):
             self.alarmed = True
             self.emit("alarm", "fall", {"pressed_s": round(pressed_s, 1), "mode": "floor"})
             return None
-        return self.pressure.since + self.cfg.hold_s
+        return self.pressed_at + self.cfg.hold_s
 
     def _bed(self, now: float, changed: bool) -> float | None:
         """`changed` is False for the first reading: being out of bed at start-up is not leaving it."""

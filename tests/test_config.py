@@ -118,7 +118,8 @@ def test_bad_port_is_one_line_naming_the_key_and_the_value(write):
         ("outbox", 'path = 5', "outbox.path", "5"),
         ("uplink", "inflight = 0", "uplink.inflight", "0"),
         ("uplink", 'tcp_nodelay = "maybe"', "uplink.tcp_nodelay", "'maybe'"),
-        ("simulate", "every_s = 0", "simulate.every_s", "0"),
+        ("simulate", "speed = 0", "simulate.speed", "0"),
+        ("gpio", "pins = \"bcm\"", "gpio.pins", "'bcm'"),
         ("log", 'level = "verbose"', "log.level", "'verbose'"),
     ],
 )
@@ -394,9 +395,12 @@ def test_nan_and_infinite_durations_are_refused(write):
         assert problem.startswith("outbox.ttl_event_s: ")
 
 
+WIRED = {"relay": {"pin": 17}, "bolt": {"pin": 27}, "door": {"pin": 22}}
+
+
 def test_lock_rules_must_name_configured_roles():
     data = {**VALID_DEVICE, "roles": {"night-staff": ["unlock"]},
-            "locks": {"front-door": {"unlock": {"nigth-staff": "always"}}}}
+            "locks": {"front-door": {"unlock": {"nigth-staff": "always"}, **WIRED}}}
     with pytest.raises(ConfigError) as exc:
         cfgmod.parse(data, DeviceConfig, BASE)
     assert problems(exc.value) == ["locks.front-door.unlock names role 'nigth-staff', which is not in [roles]"]

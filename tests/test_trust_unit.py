@@ -349,7 +349,8 @@ def rules_policy(clock, visits=({"start": "21:00", "end": "23:00"},)) -> Policy:
     cfg = device_config(
         roles={r: ["unlock", "lock"] for r in RULE_ROLES},
         locks={"door": {"unlock": {"r-always": "always", "r-never": "never", "r-alarm": "alarm",
-                                   "r-visit": "visit", "r-either": "alarm_or_visit"}, "visits": list(visits)}},
+                                   "r-visit": "visit", "r-either": "alarm_or_visit"}, "visits": list(visits),
+                        "relay": {"pin": 17}, "bolt": {"pin": 27}, "door": {"pin": 22}}},
         commands={"alarm_open_s": 120})
     return Policy(cfg, clock)
 

@@ -217,7 +217,7 @@ class Lab:
         trygg("init", "--home", home_id, "--broker", broker, "--ca", self.pki.ca, "--cert", cert, "--key", key,
               "--center-key", self.root / "center" / "center.pub", "--dir", directory, "--kem", self.kem)
         trygg("center", "add-home", directory / "device.pub", "--config", self.center_config)
-        defaults = {"uplink": {"backoff_min_s": 0.2, "backoff_max_s": 1.0}}
+        defaults = {"uplink": {"backoff_min_s": 0.2, "backoff_max_s": 1.0}, "gpio": {"pins": "mock"}}
         for section, values in overrides.items():
             defaults.setdefault(section, {}).update(values)
         edit_toml(directory / "trygg.toml", defaults)
