@@ -18,7 +18,7 @@ from .base import Driver, soonest
 
 class Dispenser(Driver):
     kind = "dispenser"
-    INPUTS = {"taken": ("removed", "in place"), "empty": ("empty", "ok"), "jam": ("jammed", "ok")}
+    INPUTS = {"taken": ("removed", "returned"), "empty": ("empty", "ok"), "jam": ("jammed", "ok")}
 
     def __init__(self, name, config, emit, clock, state, **kw) -> None:
         super().__init__(name, emit, clock, **kw)

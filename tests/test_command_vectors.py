@@ -155,8 +155,12 @@ def challenge_source(values: list[str]):
     return token
 
 
+WIRING = {"relay": {"pin": 17}, "bolt": {"pin": 27}, "door": {"pin": 22}}  # not part of the protocol vectors
+
+
 def device_config(tmp_path: Path) -> DeviceConfig:
-    data = {**VECTORS["device_config"],
+    locks = {name: {**rules, **WIRING} for name, rules in VECTORS["device_config"]["locks"].items()}
+    data = {**VECTORS["device_config"], "locks": locks,
             "broker": {"host": "broker.invalid", "ca": tmp_path / "ca", "cert": tmp_path / "c", "key": tmp_path / "k"},
             "trust": {"path": tmp_path / "trust.db"}}
     return DeviceConfig.model_validate(data)

@@ -24,8 +24,9 @@ TRYGG = [sys.executable, "-m", "agent"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def trygg(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*TRYGG, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV)
+def trygg(*args: str, check: bool = True, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*TRYGG, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV,
+                          input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"trygg {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
     return proc
