@@ -139,6 +139,10 @@ class ScaledClock:
     def sleep(self, seconds: float) -> None:
         time.sleep(max(seconds, 0.0) / self.speed)
 
+    def real_time(self) -> None:
+        """From now on run at real speed (a scenario played once has ended; the home lives on)."""
+        self._jumped, self._real0, self.speed = self.elapsed(), time.monotonic(), 1.0
+
     def jump(self, seconds: float) -> None:
         """Let time pass at once (between repeats of a scenario: the day passes in a blink)."""
         self._jumped += seconds
@@ -202,6 +206,8 @@ class Player:
                 self.rounds += 1
                 log.info("scenario %s: done (round %d)", self.scenario.source, self.rounds)
                 if not self.repeat:
+                    self.clock.real_time()
+                    self.wake_all()
                     return
                 self.clock.jump(86400 - (self.clock.elapsed() - begin) % 86400)  # to the next day's start
                 self.wake_all()

@@ -5,7 +5,7 @@ import json
 import subprocess
 import time
 
-from agent.events import Event
+from agent.clock import SystemClock
 from agent.keys import Identity, write_public
 from agent.provision import add_home
 from center.homes import HomeRegistry
@@ -71,30 +71,32 @@ def test_driver_keeps_running_when_an_emit_fails():
         return True
 
     class Ticker(Driver):
-        name = "ticker"
+        kind = "ticker"
 
-        def run(self):
-            while not self.wait(0.01) and len(calls) < 3:
-                self.emit(Event("telemetry", "tick"))
+        def step(self, now):
+            if len(calls) < 3:
+                self.emit("telemetry", "tick")
+            return now + 0.01
 
-    driver = Ticker(flaky_emit)
+    driver = Ticker("t", flaky_emit, SystemClock())
     driver.start()
     wait_for(lambda: len(calls) >= 3, 5, "emits after the failed one")
     driver.stop()
-    assert "disk I/O error" in driver.error
+    assert "disk I/O error" in driver.error and driver.crashes == 0
 
 
 def test_crashing_driver_reports_a_fault_event():
     emitted = []
 
     class Broken(Driver):
-        name = "broken"
+        kind = "broken"
 
-        def run(self):
+        def step(self, now):
             raise RuntimeError("pin 17 not found")
 
-    driver = Broken(lambda e: emitted.append(e) or True)
+    driver = Broken("b", lambda e: emitted.append(e) or True, SystemClock(), restart=(0.05, 0.1))
     driver.start()
-    wait_for(lambda: emitted, 5, "a fault event")
+    wait_for(lambda: len(emitted) >= 2, 5, "a fault event per crash")
     driver.stop()
+    assert driver.crashes >= 2 and not driver.alive()
     assert emitted[0].kind == "fault" and "pin 17" in emitted[0].body["detail"]
