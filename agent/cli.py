@@ -133,6 +133,9 @@ def status(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
     alarms = answer["unacked_alarms"]
     if alarms["depth"]:
         click.echo(f"  UNACKNOWLEDGED ALARMS: {alarms['depth']} (oldest {alarms['oldest_age_s']:.0f} s)")
+    for name, driver in answer.get("drivers", {}).items():
+        if not driver["running"]:
+            click.echo(f"  DEVICE {name} ({driver['kind']}) NOT RUNNING: {driver['error'] or 'starting'}")
     lost = {k: v for k in ("dropped", "expired") for c, v in answer["outbox"][k].items() if v}
     click.echo(f"  dropped {answer['outbox']['dropped']}  expired {answer['outbox']['expired']}" if lost else "  nothing lost")
 

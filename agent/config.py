@@ -180,11 +180,11 @@ class DeviceConfig(_Section):
             if pin in users:
                 raise ValueError(f"{where}: GPIO{pin} is already used by {users[pin]}")
             users[pin] = where
-        names: dict[str, str] = {}
+        names: dict[str, str] = {"device": "health"}  # the device-health driver's own name
         for section in DEVICE_SECTIONS:
             for name in getattr(self, section):
                 if name in names:
-                    raise ValueError(f"{section}.{name}: the name {name!r} is already used in [{names[name]}]; "
+                    raise ValueError(f"{section}.{name}: the name {name!r} is already used by [{names[name]}]; "
                                      "device names must be unique (trygg test NAME)")
                 names[name] = section
         return self
