@@ -98,7 +98,7 @@ class MemoryState:
         self.value: dict = {}
 
     def load(self) -> dict:
-        return dict(self.value)
+        return json.loads(json.dumps(self.value))  # a copy all the way down, as a stored one would be
 
     def save(self, value: dict) -> None:
         self.value = json.loads(json.dumps(value))

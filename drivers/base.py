@@ -149,7 +149,7 @@ class Driver:
         while not self._stop.is_set():
             self._wake.clear()  # before reading the pins: an edge from now on wakes the next wait
             due = self.poll()
-            if self.error and self.clock.monotonic() - opened_at >= STABLE_S:
+            if self.error and self.crashes and self.clock.monotonic() - opened_at >= STABLE_S:
                 self.emit("event", "fault_cleared", {"component": self.component,
                                                      "detail": f"running again after {self.crashes} crash(es)"})
                 self.error = None

@@ -30,7 +30,8 @@ class AlarmButton(Driver):
             elif self.second is not None:  # released before the hold: a repeat, not a cancel
                 self.second = None
                 self._alarm(self.button.since, repeat=True)
-        if self.second is not None and now - self.second >= self.cfg.cancel_hold_s:
+        # A release still settling decides it: held too short is a repeat, never a cancel.
+        if self.second is not None and now - self.second >= self.cfg.cancel_hold_s and self.button.due() is None:
             self.emit("event", "help_cancelled", {"after_s": round(self.second - self.alarm_at, 1),
                                                   "held_s": round(now - self.second, 1)})
             self.second = self.alarm_at = None

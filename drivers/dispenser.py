@@ -52,7 +52,7 @@ class Dispenser(Driver):
     # -- a nurse's refill (control socket) -----------------------------------------------------
     def refill(self, count: int | None = None) -> dict:
         with self.guard:
-            self.s["left"], self.s["warned"] = count or self.cfg.fill_count, False
+            self.s["left"], self.s["warned"] = self.cfg.fill_count if count is None else count, False
             self._save()
             self.emit("event", "dispenser_refilled", {"doses_left": self.s["left"], "days_left": self.days_left()})
             return {"doses_left": self.s["left"], "days_left": self.days_left()}
@@ -66,6 +66,7 @@ class Dispenser(Driver):
         for contact, kind in ((self.empty, "dispenser_empty"), (self.jam, "dispenser_jam")):
             if contact.update(now) and contact.stable:
                 self._count("faults")
+                self._save()
                 self.emit("event", kind, {"doses_left": self.s["left"]})
         first = self.taken.stable is None
         taken = self.taken.update(now) and self.taken.stable and not first
@@ -82,20 +83,26 @@ class Dispenser(Driver):
             key = start and f"{start.date().isoformat()} {dose.time}"
             if start is None or key in self.s["done"]:
                 continue
-            self.current = {"key": key, "time": dose.time, "start": start.isoformat()}
+            self.current = {"key": key, "time": dose.time, "start": start.isoformat(), "dispensed": False}
             self.s["current"] = self.current
             self.reminder.on()
-            if self.jam.stable or self.empty.stable:
+            if not self._dispense():
                 self.emit("event", "dispenser_jam" if self.jam.stable else "dispenser_empty",
                           {"dose": dose.time, "detail": "dose due but not dispensed"})
-            else:
-                self.dispense.on()
-                self.clock.sleep(self.cfg.dispense_pulse_s)
-                self.dispense.off()
-                self.s["left"] = max(0, self.s["left"] - 1)
-                self._warn_if_low()
             self._save()
             return
+
+    def _dispense(self) -> bool:
+        """Pulse the actuator unless jammed or empty; a dose not dispensed cannot be taken."""
+        if self.jam.stable or self.empty.stable:
+            return False
+        self.dispense.on()
+        self.clock.sleep(self.cfg.dispense_pulse_s)
+        self.dispense.off()
+        self.current["dispensed"] = True
+        self.s["left"] = max(0, self.s["left"] - 1)
+        self._warn_if_low()
+        return True
 
     def _dose_start(self, local: datetime, dose) -> datetime | None:
         """The start of this dose's window that contains `local` (today's or yesterday's), else None."""
@@ -113,13 +120,18 @@ class Dispenser(Driver):
             taken = False
         start = datetime.fromisoformat(self.current["start"])
         after = (local - start).total_seconds()
+        if not self.current.get("dispensed", True) and dose is not None and after < dose.window_s:
+            taken = False  # an empty cup lifted is not a dose taken
+            if self._dispense():  # the jam was cleared or the magazine refilled in time
+                self._save()
         if taken:
             late = after > dose.late_s
             self._count("late" if late else "taken")
             self.emit("event", "dose_taken", {"dose": self.current["time"], "after_s": round(after), "late": late})
         elif dose is not None and after >= dose.window_s:
             self._count("missed")
-            self.emit("alarm", "dose_missed", {"dose": self.current["time"], "window_s": dose.window_s})
+            self.emit("alarm", "dose_missed", {"dose": self.current["time"], "window_s": dose.window_s,
+                                               "dispensed": self.current.get("dispensed", True)})
         elif dose is not None:
             return
         self.reminder.off()

@@ -38,6 +38,7 @@ class Lock(Driver):
         self.bolt = self.input("bolt", self.cfg.bolt, self.cfg.debounce_s)
         self.door = self.input("door", self.cfg.door, self.cfg.debounce_s)
         self.relay = self.output("relay", self.cfg.relay)  # after the bolt: its initial "off" is the locked state
+        self._end_visit("driver restarted", "")  # the relay is off again: a visit cannot outlive it
         self.relock_at: float | None = None
         self.door_opened_at: float | None = None
 
@@ -64,7 +65,8 @@ class Lock(Driver):
                 raise LockJammed(f"{self.name} is jammed ({self.jammed}); not unlocking - send a technician")
             now = self.clock.monotonic()
             if self.relay.value:
-                self.relock_at = now + self.cfg.relock_after_s  # already unlocked by staff: more time
+                if self.door.stable:  # already unlocked by staff, door closed: more time before relocking
+                    self.relock_at = now + self.cfg.relock_after_s
                 return {"state": "unlocked", "already": True}
             took = self._move(retract=True)
             self.visit = {"staff": by, "start": now, "started": self.local_now().isoformat(timespec="seconds"),
@@ -75,7 +77,7 @@ class Lock(Driver):
     def lock(self, by: str = "") -> dict:
         with self.guard:
             self._check_running()
-            self.door.update(self.clock.monotonic())
+            self.step(self.clock.monotonic())  # a door opening just now is judged (and alarmed) as usual
             if self.door.stable is False:
                 raise LockError(f"{self.name}: the door is open; lock it when it is closed")
             took = self._move(retract=False)
@@ -116,7 +118,7 @@ class Lock(Driver):
                 self._end_visit("relocked", "")
             except LockError:
                 pass  # reported as lock_fault; the lock stays as it is
-        return soonest(self.bolt.due(), self.door.due(), self.relock_at)
+        return soonest(self.bolt.due(), self.door.due(), self.relock_at if self.door.stable else None)
 
     def _bolt_moved(self) -> None:
         if self.jammed:

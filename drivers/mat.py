@@ -58,11 +58,12 @@ class Mat(Driver):
             self.emit("event", "mat_clear", {"pressed_s": round(self.pressure.since - self.pressed_at, 1)})
         if not self.pressure.stable or self.alarmed:
             return None
-        if pressed_s >= self.cfg.hold_s and self.in_schedule(self.cfg.schedule):
+        if pressed_s < self.cfg.hold_s:
+            return self.pressed_at + self.cfg.hold_s
+        if self.in_schedule(self.cfg.schedule):
             self.alarmed = True
             self.emit("alarm", "fall", {"pressed_s": round(pressed_s, 1), "mode": "floor"})
-            return None
-        return self.pressed_at + self.cfg.hold_s
+        return None  # outside the schedule: the idle poll sees the schedule begin
 
     def _bed(self, now: float, changed: bool) -> float | None:
         """`changed` is False for the first reading: being out of bed at start-up is not leaving it."""
