@@ -48,6 +48,7 @@ class Driver:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.is_open = False
+        self._faulted = False  # crashed, and not yet running a minute since
 
     @property
     def component(self) -> str:
@@ -120,7 +121,7 @@ class Driver:
         return bool(self._thread and self._thread.is_alive())
 
     def health(self) -> dict:
-        return {"kind": self.kind, "running": self.alive() and self.error is None, "error": self.error,
+        return {"kind": self.kind, "running": self.alive() and self.is_open and not self._faulted, "error": self.error,
                 "crashes": self.crashes, "inputs": {n: c.word(self.INPUTS.get(n)) for n, c in self.inputs.items()}}
 
     def _main(self) -> None:
@@ -133,6 +134,7 @@ class Driver:
                 self._run(opened_at)
             except Exception as exc:  # a driver must never take the daemon down; the center must hear of it
                 self.crashes += 1
+                self._faulted = True
                 self.error = f"{type(exc).__name__}: {exc}"[:200]
                 self.log.exception("driver %s crashed; restarting in %.0f s", self.component, backoff)
                 self.emit("event", "fault", {"component": self.component, "detail": self.error,
@@ -149,10 +151,10 @@ class Driver:
         while not self._stop.is_set():
             self._wake.clear()  # before reading the pins: an edge from now on wakes the next wait
             due = self.poll()
-            if self.error and self.crashes and self.clock.monotonic() - opened_at >= STABLE_S:
+            if self._faulted and self.clock.monotonic() - opened_at >= STABLE_S:
                 self.emit("event", "fault_cleared", {"component": self.component,
                                                      "detail": f"running again after {self.crashes} crash(es)"})
-                self.error = None
+                self.error, self._faulted = None, False
             wait = IDLE_S if due is None else min(max(due - self.clock.monotonic(), 0.0), IDLE_S)
             self.clock.wait(self._wake, wait)
 
