@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from .configbase import DAYS, Seconds, TimeWindow, _Section  # noqa: F401 - DAYS re-exported
 from .driverconfig import (ButtonConfig, DeviceName, DispenserConfig, GpioConfig, HealthConfig, InputWiring,
-                           LockWiring, MatConfig, MotionConfig, OutputWiring)
+                           LockWiring, LookinConfig, MatConfig, MotionConfig, OutputWiring)
 from .errors import ConfigError
 from .protocol.messages import ACTIONS
 from .protocol.topics import HOME_ID_RULE, check_home_id
@@ -158,6 +158,7 @@ class DeviceConfig(_Section):
     motion: dict[DeviceName, MotionConfig] = {}  # type: ignore[valid-type]
     dispensers: dict[DeviceName, DispenserConfig] = {}  # type: ignore[valid-type]
     health: HealthConfig = HealthConfig()
+    lookin: LookinConfig = LookinConfig()
     gpio: GpioConfig = GpioConfig()
     outbox: OutboxConfig = OutboxConfig()
     uplink: UplinkConfig = UplinkConfig()
@@ -171,6 +172,9 @@ class DeviceConfig(_Section):
             for role in rules.unlock:
                 if role not in self.roles:
                     raise ValueError(f"locks.{lock}.unlock names role {role!r}, which is not in [roles]")
+        for role in self.lookin.roles:
+            if role not in self.roles:
+                raise ValueError(f"lookin.roles names role {role!r}, which is not in [roles]")
         return self
 
     @model_validator(mode="after")
@@ -198,6 +202,7 @@ class DeviceConfig(_Section):
                     value = getattr(device, field)
                     if isinstance(value, (InputWiring, OutputWiring)):
                         found.append((f"{section}.{name}.{field}", value.pin))
+        found += [(f"lookin.{f}", getattr(self.lookin, f).pin) for f in ("indicator", "shutter") if getattr(self.lookin, f)]
         return found
 
 

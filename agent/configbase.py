@@ -8,7 +8,7 @@ import re
 from datetime import datetime, time, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -23,6 +23,9 @@ def check_hhmm(value: str) -> str:
     if not isinstance(value, str) or not _HHMM.fullmatch(value):
         raise ValueError("expected a time as HH:MM (00:00-23:59)")
     return value
+
+
+HHMM = Annotated[str, AfterValidator(check_hhmm)]  # a local time of day, each item checked on its own
 
 
 class TimeWindow(_Section):

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .configbase import Seconds, TimeWindow, _Section, check_hhmm
+from .configbase import HHMM, Seconds, TimeWindow, _Section, check_hhmm
 
 Pin = Annotated[int, Field(ge=0, le=27)]
 DeviceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
@@ -128,6 +128,26 @@ class LockWiring(_Section):
     relock_after_s: Seconds = 60.0  # unlocked but the door never opened: lock again after this
     relock_delay_s: float = Field(default=3.0, ge=0, le=600)  # after the door closed again
     door_alarm: list[TimeWindow] = []  # door opened from inside in these windows: `door_open` alarm
+
+
+class LookinConfig(_Section):
+    """The resident's look-in grant and the camera (docs/devices.md). Without `times` the
+    `windows` apply; with `times`, look-ins are allowed within tolerance_s of each agreed time."""
+
+    camera: Literal["none", "synthetic", "opencv", "picamera2"] = "none"
+    device: int | str = 0  # opencv: the camera index or /dev/videoN
+    width: int = Field(default=1280, ge=160, le=4096)
+    height: int = Field(default=720, ge=120, le=3072)
+    burst: int = Field(default=1, ge=1, le=5)  # frames per look-in
+    privacy: Literal["none", "blur", "silhouette"] = "blur"
+    roles: list[str] = ["night-staff"]
+    windows: list[TimeWindow] = [TimeWindow(start="22:00", end="06:00")]
+    times: list[HHMM] = []  # agreed look-in times
+    tolerance_s: float = Field(default=900.0, ge=0, le=6 * 3600)
+    max_per_night: int = Field(default=2, ge=0, le=50)
+    indicator: OutputWiring | None = None  # LED lit while the camera is in use
+    shutter: OutputWiring | None = None  # privacy shutter / camera turned to the ceiling: on = open
+
 
 
 class HealthConfig(_Section):
