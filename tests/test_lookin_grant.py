@@ -92,9 +92,10 @@ def test_grant_config_names_known_roles_and_valid_times(tmp_path):
     from agent.config import parse
 
     with pytest.raises(ConfigError) as err:
-        parse({"home": {"id": "h1"}, "broker": BROKER, "lookin": {"roles": ["cleaner"], "times": ["25:00"]}},
+        parse({"home": {"id": "h1"}, "broker": BROKER, "lookin": {"camera": "synthetic", "times": ["25:00"]}},
               DeviceConfig, tmp_path)
     assert "lookin.times.0: expected a time as HH:MM" in str(err.value)
     with pytest.raises(ConfigError) as err:
-        parse({"home": {"id": "h1"}, "broker": BROKER, "lookin": {"roles": ["cleaner"]}}, DeviceConfig, tmp_path)
+        parse({"home": {"id": "h1"}, "broker": BROKER, "lookin": {"camera": "synthetic", "roles": ["cleaner"]}},
+              DeviceConfig, tmp_path)
     assert "lookin.roles names role 'cleaner', which is not in [roles]" in str(err.value)
