@@ -75,7 +75,7 @@ def run(ctx: click.Context, config_path: Path | None, simulate: bool, scenario: 
             update["speed"] = speed
         if once:
             update["repeat"] = False
-        cfg = cfg.model_copy(update={"simulate": cfg.simulate.model_copy(update=update)})
+        cfg = cfg.model_copy(update={"simulate": cfg.simulate.model_copy(update=update), "lookin": demo_grant(cfg.lookin)})
     logs.setup(cfg.log.level)
     Daemon(cfg).run_forever()
 
@@ -111,6 +111,15 @@ def _socket_path(ctx: click.Context, config_path: Path | None) -> Path:
     return cfgmod.load(resolve_config(ctx, config_path)).control.socket
 
 
+def demo_grant(lookin: cfgmod.LookinConfig) -> cfgmod.LookinConfig:
+    """In a simulation the camera is the synthetic one; a home without a camera gets the demo grant:
+    enrolled night staff may look in at any hour (so a new user can try it), 20 times a night."""
+    if lookin.camera != "none":
+        return lookin.model_copy(update={"camera": "synthetic"})
+    return cfgmod.LookinConfig(camera="synthetic", roles=["night-staff"], max_per_night=20,
+                               windows=[{"start": "00:00", "end": "00:00"}])
+
+
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -136,6 +145,12 @@ def status(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
     for name, driver in answer.get("drivers", {}).items():
         if not driver["running"]:
             click.echo(f"  DEVICE {name} ({driver['kind']}) NOT RUNNING: {driver['error'] or 'starting'}")
+    lookin = answer.get("lookin", {})
+    if lookin.get("camera", "none") != "none":
+        left = "unknown (clock not synchronized)" if lookin["left"] is None else lookin["left"]
+        click.echo(f"  look-ins tonight: {lookin['used']} used, {left} left of {lookin['max_per_night']}, "
+                   f"{lookin['refused']} refused  ({lookin['privacy']}; {', '.join(lookin['roles']) or 'nobody'})"
+                   + ("  CAMERA FAULT" if lookin.get("camera_faulted") else ""))
     lost = {k: v for k in ("dropped", "expired") for c, v in answer["outbox"][k].items() if v}
     click.echo(f"  dropped {answer['outbox']['dropped']}  expired {answer['outbox']['expired']}" if lost else "  nothing lost")
 
@@ -218,9 +233,9 @@ def lab_pki(directory: Path, clients: tuple[str, ...], force: bool) -> None:
 def _register_subcommands() -> None:
     from center.cli import center
 
-    from .trust_cli import audit_group, center_key, staff
+    from .trust_cli import audit_group, center_key, grant_group, staff
 
-    for group in (center, staff, audit_group, center_key):
+    for group in (center, staff, audit_group, grant_group, center_key):
         main.add_command(group)
 
 

@@ -85,8 +85,8 @@ Role = Annotated[str, Field(pattern=ROLE_NAME)]
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
 UnlockRule = Literal["always", "alarm", "visit", "alarm_or_visit", "never"]
 DEFAULT_ROLES = {
-    "night-staff": ["unlock", "lock", "ping", "status"],
-    "nurse": ["unlock", "lock", "ping", "status"],
+    "night-staff": ["unlock", "lock", "ping", "status", "lookin"],  # look-ins also need the resident's grant
+    "nurse": ["unlock", "lock", "ping", "status", "lookin_grant"],  # records the resident's consent
     "technician": ["lock", "ping", "status", "switch_center_key"],
 }
 
@@ -222,9 +222,18 @@ class CenterSection(_Section):
     session_expiry_s: int = Field(default=86400, ge=0, le=30 * 86400)  # broker keeps our queue while we restart
 
 
+class RoundsConfig(_Section):
+    """Look-in rounds at the center (docs/operations.md): when staff look again after a
+    resident was not seen, and how often the receiver checks what fell due."""
+
+    retry_after_s: float = Field(default=600.0, ge=10, le=3600)
+    evaluate_every_s: float = Field(default=5.0, ge=0.1, le=300)
+
+
 class CenterConfig(_Section):
     center: CenterSection = CenterSection()
     broker: BrokerConfig
+    rounds: RoundsConfig = RoundsConfig()
     log: LogConfig = LogConfig()
 
 

@@ -29,7 +29,7 @@ HHMM = Annotated[str, AfterValidator(check_hhmm)]  # a local time of day, each i
 
 
 class TimeWindow(_Section):
-    """Local start and end (HH:MM, may pass midnight), on the given weekdays."""
+    """Local start and end (HH:MM, may pass midnight), on the given weekdays; start == end is 24 hours from start."""
 
     start: str
     end: str
@@ -44,7 +44,10 @@ class TimeWindow(_Section):
         """Is this local time inside the window? A window passing midnight belongs to its start day."""
         start, end = time.fromisoformat(self.start), time.fromisoformat(self.end)
         now, today = local.time(), DAYS[local.weekday()]
-        if start <= end:
+        if start < end:
             return today in self.days and start <= now < end
         yesterday = DAYS[(local - timedelta(days=1)).weekday()]
         return (today in self.days and now >= start) or (yesterday in self.days and now < end)
+
+    def all_day(self) -> bool:
+        return self.start == self.end and set(self.days) == set(DAYS)

@@ -26,7 +26,9 @@ from .control import ControlServer, Handlers
 from .devices import HomeDevices
 from .events import Event
 from .freshness import Freshness
+from .grant import Grant
 from .keys import load_private
+from .lookin import LookIn
 from .outbox import Outbox
 from .policy import Policy
 from .sealer import Sealer
@@ -46,6 +48,7 @@ class Daemon(Handlers):
         self._stopped = False
         self.audit: AuditLog | None = None
         self._opened: list = []  # what start() opened, closed in reverse by stop()
+        self._sent_plan: dict | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -89,6 +92,7 @@ class Daemon(Handlers):
         if self.outbox.recovered_from:
             self.inject(Event("event", "fault", {"component": "outbox", "detail": self.outbox.recovered_from}))
         self._start_commands()  # before the uplink: a (retained) command can arrive with the SUBACK
+        self._send_plan()
         self.devices.start()  # the locks too, before the first command
         self.uplink.start()
         self._open(self.uplink)
@@ -104,11 +108,32 @@ class Daemon(Handlers):
         cfg = self.cfg
         self.devices = self._open(HomeDevices(cfg, self.emit, self.clock, self.trust))
         self.locks = self.devices.of_kind("lock")
-        actions = build_actions(self.locks, self.status, self._switch_center_key)
+        self.grant = Grant(cfg.lookin, cfg.home.timezone, self.clock, self.trust, cfg.roles)
+        self.lookin = None
+        if cfg.lookin.camera != "none":
+            self.lookin = self._open(LookIn(cfg.home.id, self.device, self.grant, self.uplink, self.emit, self.clock,
+                                            self.devices.factory))
+            self.lookin.open()
+        actions = build_actions(self.locks, self.status, self._switch_center_key,
+                                lookin=self.lookin, change_grant=self._change_grant)
         self.commands = Commands(cfg.home.id, self.device, StaffRegistry(self.trust, self.audit, cfg.roles),
                                  self.freshness, self.policy, self.audit, actions, self.emit, cfg.commands, self.clock)
         self.commands.start()
         self._open(self.commands)
+
+    def _change_grant(self, args: dict, by: str) -> dict:
+        plan = self.grant.plan(self.grant.change(args, by, self.audit))
+        self._send_plan()
+        return plan
+
+    def _send_plan(self) -> None:
+        """Tell the center the look-in plan (agreed times, time zone) when it is new or changed,
+        so its rounds know when a look-in is due. A change by `trygg grant set` is seen here too."""
+        plan = self.grant.plan()
+        if plan != self._sent_plan:
+            _, accepted = self.inject(Event("event", "lookin_plan", plan))
+            if accepted:
+                self._sent_plan = plan
 
     def _presence_extra(self) -> dict:
         return {"clock_synced": bool(self.clock.synced()), "challenge": self.freshness.challenge}
@@ -195,6 +220,7 @@ class Daemon(Handlers):
             "center_key": center_kid(self.center.active),
             "locks": {name: lock.state for name, lock in self.locks.items()},
             "drivers": self.devices.health(),
+            "lookin": self.lookin.status() if self.lookin else {"camera": "none"},
         }
 
     def _housekeeping(self) -> None:
@@ -206,6 +232,7 @@ class Daemon(Handlers):
                 sdnotify.notify("WATCHDOG=1")
             try:
                 self.freshness.tick()
+                self._send_plan()
                 self.forward_audit()
                 self._save_last_alarm()
             except Exception:

@@ -116,7 +116,7 @@ class HomeDevices:
         zone = ZoneInfo(cfg.home.timezone)
         health = (emit, clock)
         simulate = cfg.simulate.enabled
-        factory = pin_factory("mock" if simulate else cfg.gpio.pins)
+        factory = self.factory = pin_factory("mock" if simulate else cfg.gpio.pins)
         world = None
         if factory is not None:
             from drivers.simworld import SimWorld

@@ -147,6 +147,7 @@ class LookinConfig(_Section):
     max_per_night: int = Field(default=2, ge=0, le=50)
     indicator: OutputWiring | None = None  # LED lit while the camera is in use
     shutter: OutputWiring | None = None  # privacy shutter / camera turned to the ceiling: on = open
+    shutter_open_s: float = Field(default=0.5, ge=0, le=5)  # time for the shutter to move before the capture
 
 
 

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from .config import DeviceConfig, VisitWindow
 
 # The arguments each action takes; anything else is refused rather than ignored.
-ACTION_ARGS = {"unlock": {"lock"}, "lock": {"lock"}, "ping": set(), "status": set(), "switch_center_key": {"kid"}}
+ACTION_ARGS = {"unlock": {"lock"}, "lock": {"lock"}, "ping": set(), "status": set(), "switch_center_key": {"kid"},
+               "lookin": set(), "lookin_grant": {"privacy", "max_per_night", "roles", "windows", "times", "tolerance_s"}}
 
 
 def in_window(local: datetime, window: VisitWindow) -> bool:

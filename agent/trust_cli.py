@@ -1,4 +1,4 @@
-"""`trygg staff`, `trygg audit` and `trygg center-key`: the technician's trust commands on a device.
+"""`trygg staff`, `trygg audit`, `trygg grant` and `trygg center-key`: the technician's trust commands on a device.
 
 They work on trust.db directly, with or without the daemon running (SQLite serializes the
 writes); the daemon sees enrollment changes at the next command and forwards new audit
@@ -144,6 +144,59 @@ def audit_verify(ctx, config_path) -> None:
         return
     click.echo(f"trygg: audit trail BROKEN at entry {verdict.bad_seq}: {verdict.reason}", err=True)
     ctx.exit(EXIT_AUDIT_BROKEN)
+
+
+# -- the resident's look-in grant -------------------------------------------------------------
+@click.group("grant")
+def grant_group() -> None:
+    """The resident's look-in grant: show it, or change it as the resident (or their representative) agreed."""
+
+
+def _grant(ctx, config_path):
+    from .grant import Grant
+
+    cfg, db, audit = _open(ctx, config_path)
+    return Grant(cfg.lookin, cfg.home.timezone, SystemClock(), db, cfg.roles), db, audit
+
+
+@grant_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@config_option
+@click.pass_context
+@friendly_errors
+def grant_show(ctx, as_json: bool, config_path) -> None:
+    """The grant in force and tonight's counts."""
+    grant, db, _ = _grant(ctx, config_path)
+    with db:
+        info = grant.status()
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    hours = ", ".join(info["times"]) + f" ± {info['tolerance_s'] / 60:g} min" if info["times"] else \
+        ", ".join(f"{w['start']}-{w['end']}" for w in info["windows"]) or "none"
+    click.echo(f"camera {info['camera']}  privacy {info['privacy']}  roles {', '.join(info['roles']) or 'nobody'}")
+    click.echo(f"hours {hours}  at most {info['max_per_night']} a night")
+    left = "unknown (clock not synchronized)" if info["left"] is None else info["left"]
+    click.echo(f"tonight: {info['used']} used, {left} left, {info['refused']} refused")
+
+
+@grant_group.command("set")
+@click.option("--privacy", type=click.Choice(["none", "blur", "silhouette"]))
+@click.option("--max-per-night", type=click.IntRange(0, 50))
+@click.option("--roles", help="Comma-separated roles from [roles], e.g. night-staff,nurse.")
+@click.option("--windows", help='Comma-separated local windows, e.g. "22:00-06:00" (every day).')
+@click.option("--times", help='Comma-separated agreed look-in times, e.g. "23:00,03:00" ("" clears them).')
+@click.option("--tolerance", "tolerance_s", type=click.FloatRange(0, 6 * 3600), help="Seconds either side of an agreed time.")
+@click.option("--by", required=True, help="Who records the change (the technician's name, for the audit).")
+@config_option
+@click.pass_context
+@friendly_errors
+def grant_set(ctx, by: str, config_path, **given) -> None:
+    """Change the grant on the device (audited; the running daemon tells the center within a second)."""
+    grant, db, audit = _grant(ctx, config_path)
+    with db:
+        new = grant.change({k: v for k, v in given.items() if v is not None}, f"technician {by}", audit)
+    click.echo(f"grant changed: {json.dumps(grant.plan(new), ensure_ascii=False)}")
 
 
 # -- center keys ------------------------------------------------------------------------------

@@ -91,6 +91,12 @@ class TrustDB:
         return rows[0][0] if rows else None
 
     @staticmethod
+    def setting_in(conn: sqlite3.Connection, key: str) -> str | None:
+        """Inside a write(): read one setting in the same transaction."""
+        row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
     def put_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
         """Inside a write(): set one setting."""
         conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -53,6 +53,9 @@ class Uplink:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
+        self._direct_lock = threading.Lock()
+        self._direct: list[_Direct] = []  # waiting for the uplink thread to publish
+        self._direct_sent: dict[int, _Direct] = {}  # mid -> published, waiting for the PUBACK
         self._reset_session()
         self.link = "disconnected"
         self.connected_since: float | None = None
@@ -87,6 +90,20 @@ class Uplink:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
             pass  # already woken, or closing
+
+    def send_now(self, topic: str, payload: bytes, timeout: float) -> str | None:
+        """Publish once over the live link and wait for the broker's PUBACK; None when it has it,
+        else why not. For what must not outlive the moment (a look-in picture): never written to
+        the outbox, never queued while the link is down, and not re-sent after a reconnect."""
+        if self.link != "connected":
+            return f"the home's link to the broker is {self.link}"
+        direct = _Direct(topic, payload)
+        with self._direct_lock:
+            self._direct.append(direct)
+        self.wake()
+        if not direct.done.wait(timeout):
+            direct.fail(f"the broker did not confirm within {timeout:g} s")
+        return direct.error
 
     def status(self) -> dict:
         return {
@@ -137,6 +154,7 @@ class Uplink:
                 self.last_error = self.last_error or "connection lost"
                 return
             self._apply_deliveries()
+            self._send_direct(client)
             if self.link != "connected":
                 continue
             now = self.clock.monotonic()
@@ -173,6 +191,7 @@ class Uplink:
         self.link = "disconnected"
         self.connected_since = None
         self._apply_deliveries()
+        self._send_direct(None)
 
     def _drain_wake(self) -> None:
         try:
@@ -235,6 +254,25 @@ class Uplink:
             log.info("uplink: re-sending %d unacknowledged messages", len(rows))
         return rows
 
+    def _send_direct(self, client: mqtt.Client | None) -> None:
+        """Publish what send_now() handed over; with the link down, fail it (and what awaits a PUBACK)."""
+        with self._direct_lock:
+            pending, self._direct = self._direct, []
+        if self.link != "connected" or client is None:
+            for direct in pending + list(self._direct_sent.values()):
+                direct.fail("the home's link to the broker went down")
+            self._direct_sent.clear()
+            return
+        for direct in pending:
+            if direct.done.is_set():
+                continue  # the caller gave up waiting: too late to send
+            info = client.publish(direct.topic, direct.payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                direct.fail(f"publish failed: {mqtt.error_string(info.rc)}")
+            else:
+                self._direct_sent[info.mid] = direct
+            direct.payload = b""  # not kept in memory longer than the publish
+
     def _publish_status(self, client: mqtt.Client, state: str) -> None:
         extra = self.presence_extra() if state == "online" else {}
         payload = signed_status(self.home, state, self.clock.now(), self.cfg.uplink.heartbeat_s, self.device.sign, **extra)
@@ -260,6 +298,12 @@ class Uplink:
         self.link = "disconnected"
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        direct = self._direct_sent.pop(mid, None)
+        if direct is not None:
+            if reason_code.is_failure:
+                direct.fail(f"the broker refused it: {reason_code}")
+            direct.done.set()
+            return
         self._published_at.pop(mid, None)
         row = self._inflight.pop(mid, None)
         if row is None:
@@ -299,3 +343,17 @@ class Uplink:
         for event_id in acked:
             self._awaiting.pop(event_id, None)
         self.outbox.delete(acked)
+
+
+class _Direct:
+    """One send_now() message between the caller's thread and the uplink thread."""
+
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload = topic, payload
+        self.error: str | None = None
+        self.done = threading.Event()
+
+    def fail(self, error: str) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()

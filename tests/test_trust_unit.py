@@ -452,7 +452,7 @@ hhmm = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integer
 def test_in_window_agrees_with_minutes_of_the_week(local, start, end, days):
     window = VisitWindow(start=start, end=end, days=days)
     t = local.weekday() * 1440 + local.hour * 60 + local.minute
-    length = (_minutes(end) - _minutes(start)) % 1440
+    length = (_minutes(end) - _minutes(start)) % 1440 or 1440  # start == end: 24 hours
     expected = any((t - DAYS.index(d) * 1440 - _minutes(start)) % (7 * 1440) < length for d in days)
     assert in_window(local, window) == expected
 

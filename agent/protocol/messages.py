@@ -89,7 +89,7 @@ class StatusMessage(_Strict):
 
 
 ACTION_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
-ACTIONS = ("unlock", "lock", "ping", "status", "switch_center_key")  # what a device understands today
+ACTIONS = ("unlock", "lock", "ping", "status", "switch_center_key", "lookin", "lookin_grant")  # what a device understands today
 ArgValue = Annotated[str, Field(max_length=256)] | Annotated[int, Field(ge=-(2**53), le=2**53)] | bool
 
 
@@ -111,6 +111,30 @@ class CommandMessage(_Strict):
     challenge: Challenge | None = None
 
 
+MAX_LOOKIN_FRAMES = 5
+MAX_LOOKIN_JSON = 1 << 20  # envelope.MAX_ENVELOPE: the device lowers JPEG quality to fit (agent/lookin.py)
+
+
+class LookinMessage(_Strict):
+    """A look-in's pictures, from the device to the one staff member who asked, sealed to their key.
+
+    Answers the command `command`; `frames` are base64 JPEGs already privacy-filtered on the
+    device (`privacy` says how). Sent once, over the live link only: never stored on the device.
+    """
+
+    v: Literal[1] = 1
+    t: Literal["lookin"] = "lookin"
+    home: HomeId
+    command: EventId
+    staff: str = Field(max_length=64)
+    time: UtcTime
+    privacy: Literal["none", "blur", "silhouette"]
+    width: int = Field(ge=1, le=4096)
+    height: int = Field(ge=1, le=4096)
+    frames: list[Annotated[str, Field(min_length=4, max_length=MAX_LOOKIN_JSON)]] = Field(
+        min_length=1, max_length=MAX_LOOKIN_FRAMES)
+
+
 def iso(dt: datetime) -> str:
     """UTC time as ISO 8601 with milliseconds and a Z, the one time format on the wire."""
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -128,7 +152,7 @@ def encode(message: BaseModel) -> bytes:
 
 def decode(raw: bytes, model: type[BaseModel]) -> Any:
     """Parse and validate JSON bytes into model; raise ValueError with a one-line reason."""
-    if len(raw) > MAX_MESSAGE_JSON:
+    if len(raw) > (MAX_LOOKIN_JSON if model is LookinMessage else MAX_MESSAGE_JSON):
         raise ValueError("message too large")
     try:
         return model.model_validate_json(raw, strict=True)

@@ -4,6 +4,8 @@
     trygg/v1/<home>/down/ack      center -> device, sealed signed acknowledgements
     trygg/v1/<home>/down/cmd      center -> device, sealed commands signed by a staff key
     trygg/v1/<home>/status        device -> center, retained signed presence (no personal data)
+    trygg/v1/<home>/lookin        device -> the staff member who asked, a look-in picture sealed
+                                  to their key; never retained, never queued on the device
 """
 
 import re
@@ -43,12 +45,16 @@ def status(home: str) -> str:
     return f"{PREFIX}/{check_home_id(home)}/status"
 
 
+def lookin(home: str) -> str:
+    return f"{PREFIX}/{check_home_id(home)}/lookin"
+
+
 @dataclass(frozen=True)
 class Topic:
     """A parsed topic: which home, which kind of channel, and the class for uplink events."""
 
     home: str
-    channel: str  # "up", "ack", "cmd", "status"
+    channel: str  # "up", "ack", "cmd", "status", "lookin"
     cls: str | None = None
 
 
@@ -59,8 +65,8 @@ def parse(topic: str) -> Topic:
         raise ValueError(f"not a trygg/v1 topic: {topic!r}")
     home = check_home_id(parts[2])
     rest = parts[3:]
-    if rest == ["status"]:
-        return Topic(home, "status")
+    if rest in (["status"], ["lookin"]):
+        return Topic(home, rest[0])
     if len(rest) == 2 and rest[0] == "up" and rest[1] in CLASSES:
         return Topic(home, "up", rest[1])
     if len(rest) == 2 and rest[0] == "down" and rest[1] in ("ack", "cmd"):

@@ -45,6 +45,7 @@ topic readwrite trygg/v1/#
 # and its presence, and only receives acknowledgements and commands (never sends itself one).
 pattern write trygg/v1/%u/up/#
 pattern write trygg/v1/%u/status
+pattern write trygg/v1/%u/lookin
 pattern read trygg/v1/%u/down/#
 """
 
