@@ -10,6 +10,8 @@ home's keys, the broker's files. The story it plays:
   2. after the fall, night staff member anna (enrolled on the device with her own key) unlocks
      the door with a signed command, which the device allows because an alarm is open; the lock
      confirms its bolt moved, locks itself again and records the visit;
+  2b. anna looks in on the resident through the synthetic camera (the simulation's demo grant):
+     the picture is blurred on the device, sealed to her key and written to demo/lookin.jpg;
   3. the mobile link dies (the broker is stopped) while the home keeps recording;
   4. the link comes back: the backlog drains, alarms first, and nothing is lost;
   5. `trygg status` shows the outbox empty and nothing dropped; `trygg audit` shows and
@@ -84,6 +86,8 @@ def main() -> None:
         time.sleep(30)  # 22:00 + 30 s x 900 = 05:30: past the fall at 04:11
         say("night staff: trygg center unlock hem-0042 --as anna (signed by anna, allowed: an alarm is open)")
         print(trygg("center", "unlock", HOME, "--as", "anna", "--config", center_cfg))
+        say("night staff: trygg center lookin hem-0042 --as anna --out demo/lookin.jpg (blurred, sealed to anna)")
+        print(trygg("center", "lookin", HOME, "--as", "anna", "--out", str(WORK / "lookin.jpg"), "--config", center_cfg))
         time.sleep(2)
         say("the mobile link dies for 8 s (broker stopped); the home keeps recording to its outbox")
         broker.stop()
