@@ -202,7 +202,8 @@ class DeviceConfig(_Section):
                     value = getattr(device, field)
                     if isinstance(value, (InputWiring, OutputWiring)):
                         found.append((f"{section}.{name}.{field}", value.pin))
-        found += [(f"lookin.{f}", getattr(self.lookin, f).pin) for f in ("indicator", "shutter") if getattr(self.lookin, f)]
+        found += [(f"lookin.{f}", getattr(self.lookin, f).pin) for f in ("indicator", "shutter", "servo")
+                  if getattr(self.lookin, f)]
         return found
 
 

@@ -55,6 +55,13 @@ def pin_factory(kind: str):
     return None
 
 
+def pwm_factory(factory):
+    """The factory for a PWM device (the camera servo): mock pins that can do PWM when mocking."""
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    return MockFactory(pin_class=MockPWMPin) if isinstance(factory, MockFactory) else factory
+
+
 @dataclass
 class Devices:
     drivers: list[Driver] = field(default_factory=list)

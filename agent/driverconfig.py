@@ -46,6 +46,14 @@ class OutputWiring(_Section):
     active: Literal["high", "low"] = "high"
 
 
+class ServoWiring(_Section):
+    """A hobby servo (PWM on a GPIO pin) that turns the camera: to the ceiling when closed."""
+
+    pin: Pin
+    closed_angle: float = Field(default=-90.0, ge=-90, le=90)
+    open_angle: float = Field(default=0.0, ge=-90, le=90)
+
+
 class MatConfig(_Section):
     """An alarm mat. floor: pressure longer than hold_s raises `fall`. bed: a resident out of bed
     longer than away_s raises `bed_exit`. Only inside its schedule. The supervision loop is the
@@ -147,6 +155,7 @@ class LookinConfig(_Section):
     max_per_night: int = Field(default=2, ge=0, le=50)
     indicator: OutputWiring | None = None  # LED lit while the camera is in use
     shutter: OutputWiring | None = None  # privacy shutter / camera turned to the ceiling: on = open
+    servo: ServoWiring | None = None  # a servo turning the camera to the ceiling instead of a shutter
     shutter_open_s: float = Field(default=0.5, ge=0, le=5)  # time for the shutter to move before the capture
 
 

@@ -79,21 +79,24 @@ def watch(ctx, config_path, as_json: bool) -> None:
     from .console import Console
     from .homes import HomeRegistry
     from .receiver import Receiver
+    from .roundsdesk import RoundsDesk, center_keys
     from .store import EventStore
 
     cfg = _center_config(ctx, config_path)
     logs.setup(cfg.log.level if not as_json else "warning")
     store = EventStore(cfg.center.store)
     homes = HomeRegistry(cfg.center.homes_dir, store.replay_marks())
+    rounds = RoundsDesk(EventStore(cfg.center.store), center_keys(cfg), cfg.rounds.retry_after_s)
     receiver = Receiver(cfg, load_private(cfg.center.key), homes, store,
                         Console(as_json), SystemClock(), keyring.opening_keys(cfg),
-                        load_opening=lambda: keyring.opening_keys(cfg))
+                        load_opening=lambda: keyring.opening_keys(cfg), rounds=rounds)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: receiver.stop())
     worker = threading.Thread(target=receiver.run, name="receiver")
     worker.start()
     while worker.is_alive():
         worker.join(0.5)
+    rounds.close()
     store.close()
     if receiver.failed:
         raise TryggError(f"receiver stopped: {receiver.failed}")
@@ -149,10 +152,11 @@ def _command_options(fn):
     return fn
 
 
-def _send(ctx, config_path, home: str, as_staff: str, action: str, args: dict, timeout: float, as_json: bool) -> None:
+def _commander(ctx, config_path, home: str, as_staff: str):
+    """A command session to one enrolled home as one staff member (their key signs)."""
     from agent.protocol.topics import check_home_id
 
-    from .commander import Commander, NoAnswer
+    from .commander import Commander
 
     cfg = _center_config(ctx, config_path)
     try:
@@ -163,12 +167,26 @@ def _send(ctx, config_path, home: str, as_staff: str, action: str, args: dict, t
     if not home_key.exists():
         raise TryggError(f"home {home} is not enrolled here (no {home_key}; trygg center add-home)")
     staff = keyring.staff_identity(cfg, as_staff)
+    return Commander(cfg, keyring.opening_keys(cfg), staff, load_public(home_key), SystemClock())
+
+
+def _no_answer(exc) -> None:
+    click.echo(f"trygg: {exc}", err=True)
+    sys.exit(EXIT_NO_ANSWER)
+
+
+def _exit_for(outcome: str) -> None:
+    sys.exit({"done": 0, "refused": EXIT_REFUSED, "failed": EXIT_FAILED}.get(outcome, EXIT_FAILED))
+
+
+def _send(ctx, config_path, home: str, as_staff: str, action: str, args: dict, timeout: float, as_json: bool) -> None:
+    from .commander import NoAnswer
+
     try:
-        with Commander(cfg, keyring.opening_keys(cfg), staff, load_public(home_key), SystemClock()) as commander:
+        with _commander(ctx, config_path, home, as_staff) as commander:
             answer = commander.send(action, args, timeout=timeout)
     except NoAnswer as exc:
-        click.echo(f"trygg: {exc}", err=True)
-        sys.exit(EXIT_NO_ANSWER)
+        _no_answer(exc)
     result = answer.result
     if as_json:
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
@@ -179,8 +197,7 @@ def _send(ctx, config_path, home: str, as_staff: str, action: str, args: dict, t
         click.echo(line + f"  ({(answer.answered_at - answer.sent_at) * 1000:.0f} ms)")
         if action == "status" and "status" in result:
             click.echo(json.dumps(result["status"], indent=1))
-    codes = {"done": 0, "refused": EXIT_REFUSED, "failed": EXIT_FAILED}
-    sys.exit(codes.get(answer.outcome, EXIT_FAILED))
+    _exit_for(answer.outcome)
 
 
 @center.command("unlock")
@@ -213,6 +230,51 @@ def home_status(ctx, home, as_staff, timeout, as_json, config_path) -> None:
     _send(ctx, config_path, home, as_staff, "status", {}, timeout, as_json)
 
 
+@center.command("lookin")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the picture (JPEG, 0600); a burst writes FILE, FILE-2.jpg, ...")
+@_command_options
+def lookin(ctx, home, as_staff, timeout, as_json, config_path, out: Path) -> None:
+    """Look in on a resident as the grant allows; exits 4 with the device's reason when refused."""
+    from . import lookin as looking
+    from .commander import NoAnswer
+
+    try:
+        with _commander(ctx, config_path, home, as_staff) as commander:
+            answer, picture = commander.look_in(timeout=timeout)
+    except NoAnswer as exc:
+        _no_answer(exc)
+    written = looking.write_pictures(picture, out) if picture else []
+    result = answer.result
+    if as_json:
+        click.echo(json.dumps({**answer.to_json(), "files": [str(p) for p in written]}, ensure_ascii=False))
+    elif answer.outcome == "done":
+        click.echo(f"look-in at {home} by {as_staff}: {len(written)} picture(s), {result.get('privacy')}, "
+                   f"{result.get('left')} look-in(s) left tonight  ({(answer.answered_at - answer.sent_at) * 1000:.0f} ms)")
+        for path in written:
+            click.echo(f"wrote {path}")
+    if answer.outcome != "done":
+        click.echo(f"trygg: look-in at {home} {answer.outcome.upper()}: {result.get('reason') or 'no reason given'}",
+                   err=True)
+    _exit_for(answer.outcome)
+
+
+@center.command("grant")
+@click.option("--privacy", type=click.Choice(["none", "blur", "silhouette"]))
+@click.option("--max-per-night", type=click.IntRange(0, 50))
+@click.option("--roles", help="Comma-separated roles, e.g. night-staff.")
+@click.option("--windows", help='Comma-separated local windows, e.g. "22:00-06:00".')
+@click.option("--times", help='Comma-separated agreed look-in times, e.g. "23:00,03:00" ("" clears them).')
+@click.option("--tolerance", "tolerance_s", type=click.IntRange(0, 6 * 3600), help="Seconds either side of an agreed time.")
+@_command_options
+def grant(ctx, home, as_staff, timeout, as_json, config_path, **given) -> None:
+    """Change a resident's look-in grant (signed; the device checks the role and audits it)."""
+    args = {k: v for k, v in given.items() if v is not None}
+    if not args:
+        raise TryggError("nothing to change: give --privacy, --max-per-night, --roles, --windows, --times or --tolerance")
+    _send(ctx, config_path, home, as_staff, "lookin_grant", args, timeout, as_json)
+
+
 @center.command("switch-key")
 @_command_options
 def switch_key(ctx, home, as_staff, timeout, as_json, config_path) -> None:
@@ -224,3 +286,79 @@ def switch_key(ctx, home, as_staff, timeout, as_json, config_path) -> None:
         raise TryggError(f"no next center key at {cfg.center.next_key} (trygg center new-key)")
     kid = center_kid(load_private(cfg.center.next_key).public())
     _send(ctx, config_path, home, as_staff, "switch_center_key", {"kid": kid}, timeout, as_json)
+
+
+# -- look-in rounds ----------------------------------------------------------------------------
+def _rounds_desk(cfg: cfgmod.CenterConfig):
+    from .roundsdesk import RoundsDesk, center_keys
+    from .store import EventStore
+
+    return RoundsDesk(EventStore(cfg.center.store), center_keys(cfg), cfg.rounds.retry_after_s)
+
+
+@center.command("rounds")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with every slot.")
+@click.pass_context
+@friendly_errors
+def rounds(ctx, config_path, as_json: bool) -> None:
+    """Tonight's agreed look-ins in every home: what is due, what next, where a person must go."""
+    from agent.protocol.messages import iso
+
+    from .console import slot_json, slot_line
+
+    cfg = _center_config(ctx, config_path)
+    now = SystemClock().now()
+    with _rounds_desk(cfg) as desk:
+        slots = desk.tonight(now)
+    if as_json:
+        click.echo(json.dumps({"time": iso(now), "slots": [slot_json(s) for s in slots]}, ensure_ascii=False))
+        return
+    if not slots:
+        click.echo("no look-in rounds tonight (no home has sent agreed look-in times)")
+    for slot in slots:
+        click.echo(slot_line(slot))
+
+
+def _record_verdict(ctx, config_path, home: str, as_staff: str, slot: str | None, verdict: str) -> None:
+    from agent.protocol.topics import check_home_id
+
+    from .console import verdict_line
+
+    cfg = _center_config(ctx, config_path)
+    try:
+        check_home_id(home)
+    except ValueError as exc:
+        raise TryggError(f"HOME: {exc}") from None
+    if not (cfg.center.homes_dir / f"{home}.pub").exists():
+        raise TryggError(f"home {home} is not enrolled here (no {cfg.center.homes_dir / (home + '.pub')})")
+    keyring.staff_identity(cfg, as_staff)  # a known staff member, or a clear error: the record names who
+    with _rounds_desk(cfg) as desk:
+        click.echo(verdict_line(desk.record(home, verdict, as_staff, SystemClock().now(), slot)))
+
+
+def _verdict_options(fn):
+    for option in reversed([
+        click.argument("home"),
+        click.option("--as", "as_staff", required=True, help="The staff member who looked (a staff key name)."),
+        click.option("--slot", help="The agreed look-in time HH:MM (default: the one due now)."),
+        config_option,
+        click.pass_context,
+        friendly_errors,
+    ]):
+        fn = option(fn)
+    return fn
+
+
+@center.command("seen")
+@_verdict_options
+def seen(ctx, home, as_staff, slot, config_path) -> None:
+    """Record that the resident was seen at the look-in due now (closes it)."""
+    _record_verdict(ctx, config_path, home, as_staff, slot, "seen")
+
+
+@center.command("not-seen")
+@_verdict_options
+def not_seen(ctx, home, as_staff, slot, config_path) -> None:
+    """Record that the resident was not seen: look again later; not seen again means a visit."""
+    _record_verdict(ctx, config_path, home, as_staff, slot, "not_seen")

@@ -7,6 +7,8 @@ when the device's clock is not synchronized, then wait for the `command_result` 
 device sends back through its outbox (sealed to the center, signed by the home). Only that
 signed result says whether the door opened; nothing here assumes success. It listens to the
 home's events as an extra subscriber and never acknowledges them: the receiver does that.
+A look-in's picture comes on the home's lookin topic, sealed to this staff member's own key:
+only they can open it, and it is kept in memory only until the caller takes it.
 """
 
 import secrets
@@ -23,9 +25,10 @@ from agent.presence import verify_status
 from agent.protocol import envelope, topics
 from agent.protocol.ids import new_id
 from agent.protocol.kem import KemPrivate
-from agent.protocol.messages import CommandMessage, EventMessage, StatusMessage, decode, encode
+from agent.protocol.messages import CommandMessage, EventMessage, LookinMessage, StatusMessage, decode, encode
 
 STATUS_WAIT_S = 3.0  # a retained status arrives right after the subscription is granted
+PICTURE_WAIT_S = 10.0  # the picture is published before the result; this only covers reordering
 
 
 class NoAnswer(TryggError, TimeoutError):
@@ -62,6 +65,7 @@ class Commander:
         self.clock = clock
         self.status: StatusMessage | None = None
         self._results: dict[str, dict] = {}
+        self._pictures: dict[str, LookinMessage] = {}
         self._subscribed = False
         self._client: mqtt.Client | None = None
 
@@ -91,7 +95,8 @@ class Commander:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
-            client.subscribe([(topics.status(self.home.name), 1), (topics.up(self.home.name, "event"), 1)])
+            client.subscribe([(topics.status(self.home.name), 1), (topics.up(self.home.name, "event"), 1),
+                              (topics.lookin(self.home.name), 1)])
 
     def _pump_until(self, done, timeout: float, failure: str) -> None:
         deadline = self.clock.monotonic() + timeout
@@ -112,12 +117,22 @@ class Commander:
                 if self.status is None or status.time >= self.status.time:
                     self.status = status
                 return
+            if message.topic == topics.lookin(self.home.name):
+                self._picture(message)
+                return
             opened = envelope.open_sealed(message.payload, message.topic, self.center_keys, signer)
             event = decode(opened.body, EventMessage)
         except (EnvelopeError, ValueError):
             return
         if event.home == self.home.name and event.kind == "command_result" and isinstance(event.body.get("command"), str):
             self._results[event.body["command"]] = event.body
+
+    def _picture(self, message) -> None:
+        """A look-in picture for us: sealed to our key, signed by the home, answering our command."""
+        opened = envelope.open_sealed(message.payload, message.topic, [self.staff.kem], self._home_signer)
+        picture = decode(opened.body, LookinMessage)
+        if picture.home == self.home.name and picture.staff == self.staff.name:
+            self._pictures[picture.command] = picture
 
     def _home_signer(self, kid: bytes):
         return self.home.sign if kid == envelope.signer_kid(self.home.sign) else None
@@ -153,6 +168,15 @@ class Commander:
         self._pump_until(lambda: cmd.id in self._results, timeout,
                          f"no answer from {self.home.name} within {timeout:.0f} s")
         return Answer(cmd, self._results.pop(cmd.id), sent_at, self.clock.time(), status.clock_synced)
+
+    def look_in(self, timeout: float = 30.0) -> tuple[Answer, LookinMessage | None]:
+        """Ask for a look-in; the picture comes with a `done` answer, never with any other."""
+        answer = self.send("lookin", {}, timeout=timeout)
+        if answer.outcome != "done":
+            return answer, None
+        self._pump_until(lambda: answer.command.id in self._pictures, PICTURE_WAIT_S,
+                         f"{self.home.name} reported the look-in done but its picture did not arrive")
+        return answer, self._pictures.pop(answer.command.id)
 
     def wait_for_new_challenge(self, old: str | None, timeout: float = 2.0) -> None:
         """After a command used the challenge, the device publishes a new one; wait for it."""

@@ -3,15 +3,20 @@
 With --json, stdout carries one JSON object per event (id, home, class, kind, time,
 clock_synced, received, body) and nothing else, so scripts can parse every line; presence
 changes, rejected messages and the receiver's own link state go to stderr as JSON objects
-with a "type" field ("presence", "rejected", "receiver").
+with a "type" field ("presence", "rejected", "receiver"). Look-in rounds alerts go to stdout,
+shaped like events with "type": "lookin" and a fresh id each time one is shown.
 """
 
 import json
 import sys
+import threading
 from datetime import datetime, timezone
 from typing import TextIO
 
+from agent.protocol.ids import new_id
 from agent.protocol.messages import EventMessage, iso
+
+from .rounds import Alert, Slot
 
 _MARK = {"alarm": "ALARM", "event": "event", "telemetry": "telem"}
 
@@ -22,11 +27,49 @@ def summary(kind: str, body: dict) -> str:
         target = f" {body['lock']}" if "lock" in body else ""
         reason = f" - {body['reason']}" if body.get("reason") else ""
         return f"{body.get('action')}{target} by {body.get('staff')} ({body.get('role')}): {str(body.get('outcome')).upper()}{reason}"
+    if kind == "lookin_plan":
+        hours = (", ".join(map(str, body.get("times") or [])) + f" ± {float(body.get('tolerance_s') or 0) / 60:g} min"
+                 if body.get("times") else ", ".join(f"{w.get('start')}-{w.get('end')}" for w in body.get("windows") or []
+                                                     if isinstance(w, dict)) or "none")
+        return (f"camera {body.get('camera')}, {body.get('privacy')}, at most {body.get('max_per_night')} a night "
+                f"at {hours}, for {', '.join(map(str, body.get('roles') or [])) or 'nobody'}")
     if kind == "audit":
         detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
         shown = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "") and k not in ("bytes", "config_sha256"))
         return f"#{body.get('seq')} {body.get('kind')} {shown}"
     return " ".join(f"{k}={v}" for k, v in body.items())
+
+
+def alert_line(alert: Alert) -> str:
+    """`PHYSICAL VISIT NEEDED  home-7  23:00 look-in: not seen on retry`"""
+    s = alert.slot
+    if alert.kind == "visit_needed":
+        return f"PHYSICAL VISIT NEEDED  {s.home}  {s.time} look-in: {s.reason}"
+    if alert.kind == "lookin_retry":
+        return f"LOOK AGAIN  {s.home}  {s.time} look-in: not seen, {s.next_text}"
+    return f"LOOK-IN DUE  {s.home}  {s.time} look-in: {s.next_text}"
+
+
+def slot_line(slot: Slot) -> str:
+    """One line of `trygg center rounds`: home, slot, state, what next."""
+    state = "VISIT NEEDED" if slot.state == "visit_needed" else slot.state.replace("_", " ")
+    then = {"seen": f"by {slot.by}", "visit_needed": f"go in person: {slot.reason}"}.get(slot.state, slot.next_text)
+    return f"{slot.home:16}  {slot.time}  {state:12}  {then}"
+
+
+def verdict_line(slot: Slot) -> str:
+    """What happens after staff recorded a verdict (`trygg center seen / not-seen`)."""
+    if slot.state == "visit_needed":
+        return f"PHYSICAL VISIT NEEDED  {slot.home}  {slot.time} look-in: {slot.reason}"
+    if slot.state == "seen":
+        return f"{slot.home}  {slot.time} look-in: seen (recorded by {slot.by})"
+    return f"{slot.home}  {slot.time} look-in: not seen (recorded by {slot.by}); {slot.next_text}"
+
+
+def slot_json(slot: Slot) -> dict:
+    return {"home": slot.home, "night": slot.night, "slot": slot.time, "at": iso(slot.at), "state": slot.state,
+            "reason": slot.reason, "next": slot.next, "next_at": iso(slot.next_at) if slot.next_at else None,
+            "by": slot.by}
 
 
 class Console:
@@ -71,13 +114,37 @@ class Console:
         else:
             self._write(self.out, f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S}  receiver {state} ({detail})")
 
+    def lookin(self, alert: Alert) -> None:
+        """A rounds alert on stdout: a visit needed is an alarm, due and retry are events."""
+        if self.as_json:
+            s = alert.slot
+            record = {
+                "type": "lookin",
+                "id": new_id(),
+                "home": s.home,
+                "class": alert.cls,
+                "kind": alert.kind,
+                "time": iso(alert.time),
+                "clock_synced": alert.clock_synced,
+                "received": iso(alert.time),
+                "body": {"slot": s.time, "state": s.state, "reason": s.reason, "night": s.night,
+                         "next_at": iso(s.next_at) if s.next_at else None},
+            }
+            self._write(self.out, json.dumps(record, ensure_ascii=False))
+            return
+        clock = "" if alert.clock_synced else " (center clock not synchronized)"
+        self._write(self.out, f"{alert.time.astimezone():%Y-%m-%d %H:%M:%S}{clock}  {alert_line(alert)}")
+
     def rejected(self, topic: str, reason: str) -> None:
         if self.as_json:
             self._write(self.err, json.dumps({"type": "rejected", "topic": topic, "reason": reason}))
         else:
             self._write(self.err, f"rejected message on {topic}: {reason}")
 
-    @staticmethod
-    def _write(stream: TextIO, line: str) -> None:
-        stream.write(line + "\n")
-        stream.flush()
+    _lock = threading.Lock()  # the receiver and the rounds thread both write: whole lines only
+
+    @classmethod
+    def _write(cls, stream: TextIO, line: str) -> None:
+        with cls._lock:
+            stream.write(line + "\n")
+            stream.flush()

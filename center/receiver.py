@@ -8,11 +8,17 @@ also held until the batch is recorded, so our persistent session redelivers afte
 Duplicates are acknowledged again (the first ack may have been lost) but shown only once. Anything that
 does not open and verify is reported and skipped; nothing a broker or an attacker sends can
 stop the receiver. Owns the center's MQTT session; output goes to the sink it is given.
+
+Look-in rounds (roundsdesk.py, when given): each new plan, camera fault and look-in result is
+passed to the desk as it is shown, and a thread of its own asks the desk for new rounds
+alerts every few seconds — also while the broker is unreachable, since a look-in falls due
+by the clock — and marks each shown only after the sink showed it.
 """
 
 import logging
 import threading
 from collections import defaultdict
+from dataclasses import replace
 from typing import Callable, Protocol
 
 import paho.mqtt.client as mqtt
@@ -27,6 +33,8 @@ from agent.protocol import envelope, topics
 from agent.protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, decode, encode
 
 from .homes import HomeRegistry
+from .rounds import Alert
+from .roundsdesk import RoundsDesk
 from .store import EventStore, Received
 
 log = logging.getLogger(__name__)
@@ -44,12 +52,14 @@ class Sink(Protocol):
     def presence(self, home: str, state: str) -> None: ...
     def rejected(self, topic: str, reason: str) -> None: ...
     def link(self, state: str, detail: str) -> None: ...
+    def lookin(self, alert: Alert) -> None: ...
 
 
 class Receiver:
     def __init__(self, config: CenterConfig, identity: Identity, homes: HomeRegistry, store: EventStore,
                  sink: Sink, clock, opening: list[KemPrivate] | None = None,
-                 load_opening: Callable[[], list[KemPrivate]] | None = None) -> None:
+                 load_opening: Callable[[], list[KemPrivate]] | None = None,
+                 rounds: RoundsDesk | None = None) -> None:
         self.cfg = config
         self.identity = identity
         self.opening = opening or [identity.kem]  # current key, plus next and retired ones during a rotation
@@ -67,15 +77,24 @@ class Receiver:
         self.last_error: str | None = None
         # A stable client id, so the broker keeps this receiver's session while it restarts.
         self.client_id = config.center.name
+        self.rounds = rounds
 
     def run(self) -> None:
         """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
+        ticker = None
+        if self.rounds is not None:
+            ticker = threading.Thread(target=self._rounds_loop, name="rounds", daemon=True)
+            ticker.start()
         try:
             mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
                                     self._error, self.cfg.center.session_expiry_s, name="receiver")
         except Exception as exc:  # e.g. the event store cannot be written: stop rather than ack unrecorded
             self.failed = f"{type(exc).__name__}: {exc}"
             log.exception("receiver stopped")
+        finally:
+            if ticker is not None:
+                self._stop.set()
+                ticker.join()
 
     def stop(self) -> None:
         self._stop.set()
@@ -151,6 +170,7 @@ class Receiver:
                 if event.id not in known:
                     known.add(event.id)
                     self._show(self.sink.event, event, received.received)
+                    self._to_rounds(event, received)
             self.store.record([received for _, received in accepted])
         for message in batch:  # PUBACK to the broker only now: recorded, or rejected for good
             client.ack(message.mid, message.qos)
@@ -166,6 +186,45 @@ class Receiver:
             show(*args)
         except Exception as exc:
             raise OutputFailed(f"cannot show events to staff: {type(exc).__name__}: {exc}") from exc
+
+    # -- look-in rounds ----------------------------------------------------------------------
+    def _to_rounds(self, event: EventMessage, received: Received) -> None:
+        """Before the event is recorded: a crash here means it is re-sent and taken in again."""
+        if self.rounds is None or not self.rounds.wants(event):
+            return
+        try:
+            self.rounds.observe(event, received.received)
+        except ValueError as exc:  # a plan that does not validate: ignored, and staff are told
+            log.warning("receiver: look-in plan from %s ignored: %s", event.home, exc)
+            self._show(self.sink.rejected, received.topic, f"look-in plan ignored: {exc}")
+        except Exception:  # the rounds must never cost an alarm its delivery
+            log.exception("receiver: rounds could not take in %s from %s", event.kind, event.home)
+
+    def _rounds_loop(self) -> None:
+        while not self._stop.wait(self.cfg.rounds.evaluate_every_s):
+            try:
+                self.tick_rounds()
+            except OutputFailed as exc:
+                self.failed = str(exc)
+                log.error("receiver stopped: %s", exc)
+                self.stop()
+            except Exception:  # logged; alarms keep flowing and the next tick tries again
+                log.exception("receiver: rounds evaluation failed")
+
+    def tick_rounds(self) -> None:
+        """Show every new rounds alert once: marked shown only after the sink took it."""
+        alerts = self.rounds.new_alerts(self.clock.now(), self._reachable)
+        synced = self.clock.synced() if alerts else True
+        for alert in alerts:
+            alert = replace(alert, clock_synced=synced)
+            self._show(self.sink.lookin, alert)
+            self.rounds.mark_shown(alert)
+
+    def _reachable(self, home: str) -> bool | None:
+        presence = self.homes.presence.get(home)
+        if presence is None or presence.state not in ("online", "offline", "silent"):
+            return None  # not heard since we started: no guess either way
+        return presence.state == "online"
 
     def _open_event(self, message: mqtt.MQTTMessage, where: topics.Topic) -> tuple[EventMessage, Received]:
         try:

@@ -4,6 +4,10 @@ Stores each event once, by id, still sealed to the center key (the envelope as r
 the record is tamper-evident and holds no plaintext health data at rest. A receiver restart
 does not re-alert: an id already here is a duplicate. Standard sqlite3 with synchronous=FULL,
 because the home deletes an alarm as soon as we acknowledge it: the row must be on disk first.
+
+Also the look-in rounds' state (roundsdesk.py): each home's plan and camera state, the staff's
+verdicts and which rounds alerts were shown. Those contents arrive here already sealed to the
+center key; the plaintext columns are routing only (home, night, slot time, alert kind).
 """
 
 import sqlite3
@@ -26,6 +30,27 @@ CREATE TABLE IF NOT EXISTS presence (
     home         TEXT PRIMARY KEY,
     last_online  REAL NOT NULL,
     last_offline REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lookin_homes (
+    home   TEXT PRIMARY KEY,
+    plan   BLOB,
+    camera BLOB
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lookin_records (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    home   TEXT NOT NULL,
+    night  TEXT NOT NULL,
+    slot   TEXT NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lookin_records_by_night ON lookin_records (night, home);
+CREATE TABLE IF NOT EXISTS lookin_alerts (
+    home   TEXT NOT NULL,
+    night  TEXT NOT NULL,
+    slot   TEXT NOT NULL,
+    alert  TEXT NOT NULL,
+    detail BLOB NOT NULL,
+    PRIMARY KEY (home, night, slot, alert)
 ) WITHOUT ROWID;
 """
 
@@ -83,6 +108,42 @@ class EventStore:
             "DO UPDATE SET last_online=excluded.last_online, last_offline=excluded.last_offline",
             [(home, on, off) for home, (on, off) in marks.items()],
         )
+
+    # -- look-in rounds: sealed blobs in, sealed blobs out -----------------------------------
+    def writing(self):
+        """One write transaction (BEGIN IMMEDIATE): read-decide-write without another writer between."""
+        return immediate(self._conn)
+
+    def data_version(self) -> int:
+        """Changes when another connection (the CLI recording a verdict) commits."""
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def lookin_homes(self) -> list[tuple[str, bytes | None, bytes | None]]:
+        return self._conn.execute("SELECT home, plan, camera FROM lookin_homes").fetchall()
+
+    def put_lookin_home(self, home: str, column: str, sealed: bytes) -> None:
+        column = {"plan": "plan", "camera": "camera"}[column]
+        with immediate(self._conn):
+            self._conn.execute(f"INSERT INTO lookin_homes (home, {column}) VALUES (?, ?) "
+                               f"ON CONFLICT(home) DO UPDATE SET {column}=excluded.{column}", (home, sealed))
+
+    def lookin_records(self, night: str) -> list[tuple[str, str, bytes]]:
+        """(home, slot, sealed record) of one night, in the order they were recorded."""
+        return self._conn.execute("SELECT home, slot, record FROM lookin_records WHERE night=? ORDER BY seq",
+                                  (night,)).fetchall()
+
+    def add_lookin_record(self, home: str, night: str, slot: str, sealed: bytes) -> None:
+        """Inside writing(): the caller has just checked the verdict against the night's records."""
+        self._conn.execute("INSERT INTO lookin_records (home, night, slot, record) VALUES (?,?,?,?)",
+                           (home, night, slot, sealed))
+
+    def lookin_alerts(self, night: str) -> list[tuple[str, str, str, bytes]]:
+        return self._conn.execute("SELECT home, slot, alert, detail FROM lookin_alerts WHERE night=?",
+                                  (night,)).fetchall()
+
+    def mark_lookin_alert(self, home: str, night: str, slot: str, alert: str, sealed: bytes) -> None:
+        self._write_all("INSERT OR IGNORE INTO lookin_alerts (home, night, slot, alert, detail) VALUES (?,?,?,?,?)",
+                        [(home, night, slot, alert, sealed)])
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
