@@ -37,3 +37,19 @@ def config_option(fn):
 
 def resolve_config(ctx: click.Context, given: Path | None, default: Path = cfgmod.DEFAULT_CONFIG) -> Path:
     return cfgmod.config_path(given or (ctx.obj or {}).get("config"), default)
+
+
+def grant_change_options(fn):
+    """The look-in grant's changeable parts, the same on the device (`trygg grant set`) and at the
+    center (`trygg center grant`); unset options are None. The device validates the values."""
+    for option in reversed([
+        click.option("--privacy", type=click.Choice(["none", "blur", "silhouette"])),
+        click.option("--max-per-night", type=click.IntRange(0, 50)),
+        click.option("--roles", help="Comma-separated roles from the device's [roles], e.g. night-staff,nurse."),
+        click.option("--windows", help='Comma-separated local windows, e.g. "22:00-06:00" (every day).'),
+        click.option("--times", help='Comma-separated agreed look-in times, e.g. "23:00,03:00" ("" clears them).'),
+        click.option("--tolerance", "tolerance_s", type=click.IntRange(0, 6 * 3600),
+                     help="Seconds either side of an agreed time."),
+    ]):
+        fn = option(fn)
+    return fn

@@ -5,6 +5,7 @@ drivers and policy ask the same object and agree on what "22:00-07:00" means.
 """
 
 import re
+import zoneinfo
 from datetime import datetime, time, timedelta
 from typing import Annotated, Literal
 
@@ -25,7 +26,18 @@ def check_hhmm(value: str) -> str:
     return value
 
 
-HHMM = Annotated[str, AfterValidator(check_hhmm)]  # a local time of day, each item checked on its own
+HHMM = Annotated[str, AfterValidator(check_hhmm)]
+
+
+def check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone such as Europe/Stockholm") from None
+    return value
+
+
+TimeZone = Annotated[str, Field(max_length=64), AfterValidator(check_timezone)]  # a local time of day, each item checked on its own
 
 
 class TimeWindow(_Section):

@@ -17,7 +17,7 @@ from . import config as cfgmod
 from .audit import AuditLog
 from .centerkeys import center_kid
 from .clock import SystemClock
-from .cliutil import config_option, friendly_errors, resolve_config
+from .cliutil import config_option, friendly_errors, grant_change_options, resolve_config
 from .errors import ConfigError, TryggError
 from .keys import load_public
 from .staff import StaffRegistry
@@ -181,12 +181,7 @@ def grant_show(ctx, as_json: bool, config_path) -> None:
 
 
 @grant_group.command("set")
-@click.option("--privacy", type=click.Choice(["none", "blur", "silhouette"]))
-@click.option("--max-per-night", type=click.IntRange(0, 50))
-@click.option("--roles", help="Comma-separated roles from [roles], e.g. night-staff,nurse.")
-@click.option("--windows", help='Comma-separated local windows, e.g. "22:00-06:00" (every day).')
-@click.option("--times", help='Comma-separated agreed look-in times, e.g. "23:00,03:00" ("" clears them).')
-@click.option("--tolerance", "tolerance_s", type=click.FloatRange(0, 6 * 3600), help="Seconds either side of an agreed time.")
+@grant_change_options
 @click.option("--by", required=True, help="Who records the change (the technician's name, for the audit).")
 @config_option
 @click.pass_context

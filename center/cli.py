@@ -15,7 +15,7 @@ import click
 
 from agent import config as cfgmod
 from agent import provision
-from agent.cliutil import config_option, friendly_errors, resolve_config
+from agent.cliutil import config_option, friendly_errors, grant_change_options, resolve_config
 from agent.clock import SystemClock
 from agent.errors import TryggError
 from agent.keys import load_private, load_public
@@ -260,12 +260,7 @@ def lookin(ctx, home, as_staff, timeout, as_json, config_path, out: Path) -> Non
 
 
 @center.command("grant")
-@click.option("--privacy", type=click.Choice(["none", "blur", "silhouette"]))
-@click.option("--max-per-night", type=click.IntRange(0, 50))
-@click.option("--roles", help="Comma-separated roles, e.g. night-staff.")
-@click.option("--windows", help='Comma-separated local windows, e.g. "22:00-06:00".')
-@click.option("--times", help='Comma-separated agreed look-in times, e.g. "23:00,03:00" ("" clears them).')
-@click.option("--tolerance", "tolerance_s", type=click.IntRange(0, 6 * 3600), help="Seconds either side of an agreed time.")
+@grant_change_options
 @_command_options
 def grant(ctx, home, as_staff, timeout, as_json, config_path, **given) -> None:
     """Change a resident's look-in grant (signed; the device checks the role and audits it)."""

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.configbase import HHMM, TimeWindow, check_hhmm
+from agent.configbase import HHMM, TimeWindow, TimeZone, check_hhmm
 from agent.errors import TryggError
 from agent.grant import night_of
+from agent.protocol.messages import first_error
 
 STATES = ("upcoming", "due", "seen", "not_seen", "retry_due", "visit_needed")
 OPEN = ("due", "not_seen", "retry_due")  # a look-in is expected now: the home must be reachable
@@ -43,22 +44,13 @@ class LookinPlan(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     camera: Literal["none", "synthetic", "opencv", "picamera2"]
-    timezone: str = Field(max_length=64)
+    timezone: TimeZone
     times: list[HHMM] = Field(max_length=24)
     tolerance_s: float = Field(ge=0, le=6 * 3600)
     windows: list[TimeWindow] = Field(max_length=16)
     max_per_night: int = Field(ge=0, le=50)
     privacy: Literal["none", "blur", "silhouette"]
     roles: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]] = Field(max_length=16)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError("expected an IANA time zone such as Europe/Stockholm") from None
-        return value
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -75,9 +67,7 @@ def parse_plan(body: object) -> LookinPlan:
     try:
         return LookinPlan.model_validate(body, strict=True)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ValueError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise ValueError(first_error(exc, "body")) from None
 
 
 def tonight(plan: LookinPlan, now: datetime) -> str:

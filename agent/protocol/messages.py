@@ -157,6 +157,11 @@ def decode(raw: bytes, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        raise ValueError(f"{where}: {first['msg']}") from None
+        raise ValueError(first_error(exc, "message")) from None
+
+
+def first_error(exc: ValidationError, whole: str) -> str:
+    """`field.path: what is wrong`, one line, from pydantic's first error (`whole` names the root)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or whole
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
