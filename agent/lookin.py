@@ -64,7 +64,7 @@ class LookIn:
         self.indicator = self.shutter = self.servo = None
         self.looking = False  # for tests and status: the camera is in use right now
 
-    # -- lifecycle: the indicator and shutter outputs are held while the daemon runs -------------
+    # -- lifecycle: the indicator, shutter and servo outputs are held while the daemon runs -------
     def open(self) -> None:
         from gpiozero import AngularServo, OutputDevice
 
