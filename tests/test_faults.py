@@ -182,7 +182,7 @@ def test_receiver_reports_and_skips_garbage_tampered_and_foreign_messages(lab, b
         [after] = home.simulate("alarm", kind="help")
         watch.wait_ids([after])
         assert watch.proc.poll() is None
-        own = ("audit", "device_health")  # what the device itself sends at start
+        own = ("audit", "device_health", "lookin_plan")  # what the device itself sends at start
         assert not [e for e in watch.events if e["id"] not in (first, after) and e["home"] == "hem-hostile"
                     and e["kind"] not in own]
     finally:
