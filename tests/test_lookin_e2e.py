@@ -11,7 +11,10 @@ import json
 import os
 import subprocess
 import tempfile
+import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
@@ -207,3 +210,23 @@ def test_a_technician_changes_the_grant_on_the_device_and_the_running_daemon_tel
     assert plan["body"]["tolerance_s"] == 600.0
     changes = [e["detail"] for e in home.audit() if e["kind"] == "lookin_grant_changed"]
     assert [(c["by"], c["changed"]) for c in changes] == [("technician tom", ["times", "tolerance_s"])]
+
+
+def test_the_receiver_shows_a_due_look_in_and_calls_a_visit_when_the_home_goes_offline(camera_home):
+    """The rounds through the real receiver: the nurse agrees a look-in time of now; `trygg center
+    watch` shows it due; the home's daemon stops (its link is gone) while it is due: a visit."""
+    lab, home, daemon = camera_home
+    with open(lab.center_config, "a") as f:
+        f.write("\n[rounds]\nevaluate_every_s = 0.2\n")
+    watch = lab.watch()
+    while "11:58" <= datetime.now(ZoneInfo("Europe/Stockholm")).strftime("%H:%M") <= "12:02":
+        time.sleep(10)  # a night turns at noon: an agreed time of "now" must not straddle it
+    now = datetime.now(ZoneInfo("Europe/Stockholm")).strftime("%H:%M")
+    assert center(lab, "grant", "hem-cam", "--as", "carl", "--times", now).returncode == 0
+    due = watch.wait_event(lambda e: e.get("type") == "lookin" and e["kind"] == "lookin_due")
+    assert (due["home"], due["body"]["slot"]) == ("hem-cam", now)
+    daemon.stop()  # a clean stop publishes "offline": the home is unreachable while a look-in is due
+    visit = watch.wait_event(lambda e: e.get("type") == "lookin" and e["kind"] == "visit_needed", timeout=20)
+    assert visit["class"] == "alarm" and "home unreachable" in visit["body"]["reason"]
+    rounds = center(lab, "rounds", "--json")
+    assert rounds.returncode == 0 and "visit_needed" in rounds.stdout
