@@ -49,6 +49,7 @@ class Daemon(Handlers):
         self.audit: AuditLog | None = None
         self._opened: list = []  # what start() opened, closed in reverse by stop()
         self._sent_plan: dict | None = None
+        self._plan_lock = threading.Lock()  # the command thread and housekeeping both send it
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -129,11 +130,12 @@ class Daemon(Handlers):
     def _send_plan(self) -> None:
         """Tell the center the look-in plan (agreed times, time zone) when it is new or changed,
         so its rounds know when a look-in is due. A change by `trygg grant set` is seen here too."""
-        plan = self.grant.plan()
-        if plan != self._sent_plan:
-            _, accepted = self.inject(Event("event", "lookin_plan", plan))
-            if accepted:
-                self._sent_plan = plan
+        with self._plan_lock:
+            plan = self.grant.plan()
+            if plan != self._sent_plan:
+                _, accepted = self.inject(Event("event", "lookin_plan", plan))
+                if accepted:
+                    self._sent_plan = plan
 
     def _presence_extra(self) -> dict:
         return {"clock_synced": bool(self.clock.synced()), "challenge": self.freshness.challenge}
