@@ -79,14 +79,13 @@ def watch(ctx, config_path, as_json: bool) -> None:
     from .console import Console
     from .homes import HomeRegistry
     from .receiver import Receiver
-    from .roundsdesk import RoundsDesk, center_keys
     from .store import EventStore
 
     cfg = _center_config(ctx, config_path)
     logs.setup(cfg.log.level if not as_json else "warning")
     store = EventStore(cfg.center.store)
     homes = HomeRegistry(cfg.center.homes_dir, store.replay_marks())
-    rounds = RoundsDesk(EventStore(cfg.center.store), center_keys(cfg), cfg.rounds.retry_after_s)
+    rounds = _rounds_desk(cfg)
     receiver = Receiver(cfg, load_private(cfg.center.key), homes, store,
                         Console(as_json), SystemClock(), keyring.opening_keys(cfg),
                         load_opening=lambda: keyring.opening_keys(cfg), rounds=rounds)

@@ -44,10 +44,14 @@ def alert_line(alert: Alert) -> str:
     """`PHYSICAL VISIT NEEDED  home-7  23:00 look-in: not seen on retry`"""
     s = alert.slot
     if alert.kind == "visit_needed":
-        return f"PHYSICAL VISIT NEEDED  {s.home}  {s.time} look-in: {s.reason}"
+        return _visit_line(s)
     if alert.kind == "lookin_retry":
         return f"LOOK AGAIN  {s.home}  {s.time} look-in: not seen, {s.next_text}"
     return f"LOOK-IN DUE  {s.home}  {s.time} look-in: {s.next_text}"
+
+
+def _visit_line(slot: Slot) -> str:
+    return f"PHYSICAL VISIT NEEDED  {slot.home}  {slot.time} look-in: {slot.reason}"
 
 
 def slot_line(slot: Slot) -> str:
@@ -60,7 +64,7 @@ def slot_line(slot: Slot) -> str:
 def verdict_line(slot: Slot) -> str:
     """What happens after staff recorded a verdict (`trygg center seen / not-seen`)."""
     if slot.state == "visit_needed":
-        return f"PHYSICAL VISIT NEEDED  {slot.home}  {slot.time} look-in: {slot.reason}"
+        return _visit_line(slot)
     if slot.state == "seen":
         return f"{slot.home}  {slot.time} look-in: seen (recorded by {slot.by})"
     return f"{slot.home}  {slot.time} look-in: not seen (recorded by {slot.by}); {slot.next_text}"
