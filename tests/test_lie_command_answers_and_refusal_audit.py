@@ -1,0 +1,131 @@
+"""What staff and auditors are told about commands must match what happened, once.
+
+In-process on the hostile-commands bench (the real `Commands`, trust.db, audit, staff registry,
+freshness and policy; a fake clock and a lock that records calls), and one test through the
+real daemon and broker:
+
+- two copies of one command judged at the same moment act once and get one answer;
+- a validly signed body that does not decode is refused, audited with its signer's name and role,
+  and (docs/protocol.md §13.6, step 4) gets no command_result: there is no command id to answer;
+- refusals held back by the per-minute audit limit are written as one summary when the
+  command handler stops (and when the daemon stops on SIGTERM), counted once.
+"""
+
+import threading
+
+import pytest
+
+from agent.protocol import topics
+from tests.support.lab import RawCenter, wait_for
+from tests.test_hostile_commands import HOME, STAFF, SUPPRESSED, TOPIC, Bench
+
+GARBAGE = b"\x01"  # refused at the envelope: "envelope: envelope too short"
+
+
+class BothPastTheReplayCheck:
+    """The bench's real Freshness, except that `seen()` lets no caller on until two have asked:
+    both copies of a command pass the replay-cache lookup before either records its id, which is
+    the race `Freshness.remember` decides (whichever inserts the id first acts)."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.barrier = threading.Barrier(2, timeout=5)
+
+    def seen(self, command_id: str) -> bool:
+        answer = self.real.seen(command_id)
+        self.barrier.wait()
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.fixture
+def bench(tmp_path):
+    b = Bench(tmp_path)
+    yield b
+    if b.commands.alive():
+        b.commands.stop()
+    b.db.close()
+
+
+def test_two_copies_of_one_command_judged_at_once_act_once_and_get_one_answer(bench):
+    bench.commands.freshness = BothPastTheReplayCheck(bench.freshness)
+    cmd = bench.command()
+    payload = bench.seal(cmd)
+    verdicts = []
+    threads = [threading.Thread(target=lambda: verdicts.append(bench.handle(payload))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(v.outcome for v in verdicts) == ["done", "refused"], verdicts
+    second = next(v for v in verdicts if v.outcome == "refused")
+    assert second.replay and second.reason == "replayed: this command id was already received"
+    assert bench.lock.calls == ["unlock"], "the door was driven twice for one command"
+    assert [(r.kind, r.body["command"], r.body["outcome"]) for r in bench.reports] == [
+        ("command_result", cmd.id, "done")], "staff got two answers to one command"
+    assert sorted(d["outcome"] for d in bench.audited()) == ["done", "refused"]  # both copies audited
+
+
+def test_two_copies_of_one_command_through_the_queue_act_once_and_get_one_answer(bench):
+    cmd = bench.command()
+    payload = bench.seal(cmd)
+    bench.commands.submit(TOPIC, payload)  # the broker delivered it twice (QoS 1 redelivery, or a replay)
+    bench.commands.submit(TOPIC, payload)
+    bench.commands.start()
+    wait_for(lambda: bench.commands.counts["done"] + bench.commands.counts["refused"] == 2, 5, "both copies judged")
+    bench.commands.stop()
+    assert bench.lock.calls == ["unlock"]
+    assert [(r.body["command"], r.body["outcome"]) for r in bench.reports] == [(cmd.id, "done")]
+    assert [(d["outcome"], d["command"]) for d in bench.audited()] == [("done", cmd.id), ("refused", cmd.id)]
+
+
+@pytest.mark.parametrize("signer", ["berit", "rut"])  # rut is revoked: still named, it is her key
+def test_malformed_command_validly_signed_is_refused_and_the_audit_names_its_signer(bench, signer):
+    body = b'{"v":1,"t":"command","id":"not-a-uuid","home":"' + HOME.encode() + b'"}'
+    verdict = bench.handle(bench.seal(body, signer=signer))
+    assert verdict.outcome == "refused" and verdict.reason.startswith("malformed command: ")
+    assert verdict.staff is not None and verdict.staff.name == signer
+    [entry] = bench.audited()
+    assert entry["outcome"] == "refused" and entry["reason"].startswith("malformed command: ")
+    assert (entry["staff"], entry["role"], entry["command"], entry["action"]) == (signer, STAFF[signer], None, None)
+    # No command_result: nothing decoded gives the id staff wait for (docs/protocol.md §13.6, step 4).
+    assert bench.reports == [] and bench.lock.calls == []
+
+
+def test_refusals_held_back_when_the_handler_stops_are_summarized_once(tmp_path):
+    b = Bench(tmp_path, per_min=2)
+    try:
+        b.commands.start()
+        for _ in range(5):
+            b.commands.submit(TOPIC, GARBAGE)
+        b.commands.submit(topics.ack(HOME), GARBAGE)
+        wait_for(lambda: b.commands.counts["refused"] == 6, 5, "the refusals to be judged")
+        assert len(b.audited()) == 2 and b.audited(SUPPRESSED) == []  # the minute is not over: nothing yet
+        b.commands.stop()  # well inside the minute
+        assert b.audited(SUPPRESSED) == [{"suppressed": 4, "by_reason": {"envelope": 3, "wrong topic": 1}}]
+        assert b.commands.limiter.take_summary(final=True) is None  # counted once, not again
+        assert b.audit.verify().ok
+    finally:
+        if b.commands.alive():
+            b.commands.stop()
+        b.db.close()
+
+
+def test_refusals_held_back_when_the_daemon_stops_are_in_its_audit_trail(lab):
+    home = lab.home("hem-held", commands={"refusals_audited_per_min": 2}).start()
+    raw = RawCenter(lab)
+    try:
+        for _ in range(6):
+            raw.publish(topics.command(home.id), GARBAGE)
+        wait_for(lambda: home.status()["commands"]["refused"] == 6, 15, "the six refusals to be judged")
+    finally:
+        raw.close()
+    assert home.stop() == 0
+    entries = home.audit()
+    assert [e["detail"]["outcome"] for e in entries if e["kind"] == "command"] == ["refused", "refused"]
+    stop = max(i for i, e in enumerate(entries) if e["kind"] == "stop")
+    summaries = [e["detail"] for e in entries if e["kind"] == SUPPRESSED]
+    assert summaries == [{"suppressed": 4, "by_reason": {"envelope": 4}}]
+    assert [e["kind"] for e in entries[stop:]] == ["stop", SUPPRESSED]  # written at the stop, not a minute later
