@@ -101,6 +101,8 @@ DEFAULT_LOCKS = {"front-door": {"relay": {"pin": 17}, "bolt": {"pin": 27}, "door
 class OutboxConfig(_Section):
     path: Path = Path("outbox.db")
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    reserve_bytes: int = Field(default=2 * 1024 * 1024, ge=0, le=1024**3)  # given back for alarms on a full disk
+    min_free_bytes: int = Field(default=16 * 1024 * 1024, ge=0)  # below this free space the outbox stops growing
     resend_after_s: Seconds = 30.0
     ttl_event_s: Seconds = 7 * 86400.0
     ttl_telemetry_s: Seconds = 86400.0

@@ -26,5 +26,9 @@ class StorageError(TryggError, OSError):
     """The local database cannot be used."""
 
 
+class DiskFullError(StorageError):
+    """The local database could not write for lack of disk space."""
+
+
 class DaemonNotRunning(TryggError, ConnectionError):
     """The CLI could not reach the daemon's control socket."""

@@ -5,6 +5,15 @@ with their routing metadata, hands them out alarms first, forgets them when deli
 keeps the file within its byte budget by dropping the least important rows first, counting
 every drop. It never talks to the network.
 
+Disk space is the SD card's, not ours alone: besides its own byte bound the outbox stops
+growing when the file system's free space falls below `min_free_bytes` (new rows then take
+the place of the oldest telemetry, then the oldest events), and it keeps a reserve file
+(diskspace.py) that is given back when a write still fails for lack of space, so an alarm is
+stored even on a full card. The WAL is kept small (`wal_autocheckpoint`, `journal_size_limit`,
+a truncating checkpoint when the outbox empties): worst case on disk is the database (at most
+about `max_bytes` plus SQLite's page slack), a WAL of about WAL_PAGES pages plus the largest
+group commit, the 32 KiB shared-memory file, and the reserve (bench/outbox_disk.py measures it).
+
 The standard `sqlite3` module is used directly (not sqlite-utils) because every commit's
 durability matters here: WAL mode with synchronous=FULL, explicit transactions, and an
 AUTOINCREMENT key so sequence numbers are never reused after deletes (the uplink's send
@@ -20,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import StorageError
+from .diskspace import Reserve, free_bytes
+from .errors import DiskFullError, StorageError
 from .protocol.topics import CLASSES
 
 log = logging.getLogger(__name__)
@@ -30,6 +40,8 @@ ROW_OVERHEAD = 128  # bytes of index, key and page slack counted per row against
 SANE_EPOCH = 1704067200.0  # 2024-01-01: a clock before this has not been set since boot
 SCHEMA_VERSION = 1
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+WAL_PAGES = 64  # checkpoint once the WAL holds this many pages (SQLite's default is 1000: 4 MiB)
+WAL_LIMIT = 256 * 1024  # what a checkpointed WAL is truncated back to
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,6 +92,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
     return conn
 
 
@@ -130,13 +144,21 @@ class Outbox:
         max_bytes: int,
         ttl_s: dict[str, float | None],
         clock: Callable[[], float] = time.time,
+        reserve_bytes: int = 0,
+        min_free_bytes: int = 0,
+        on_disk_full: Callable[[Exception], None] = lambda exc: None,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes
         self.ttl_s = {**ttl_s, "alarm": None}  # alarms never expire
         self._clock = clock
         self._lock = threading.Lock()
         self._conn, self.recovered_from = open_checked(self.path)
+        self.reserve = Reserve(self.path.with_name(self.path.name + ".reserve"), reserve_bytes)
+        self.reserve.ensure(keep_free=0)  # before anything else can fill the card
+        self.disk_full_count = 0  # writes that failed for lack of space, since start
+        self._on_disk_full = on_disk_full  # told even when the reserve then saves the write
         with self._lock:
             self._recount()
 
@@ -145,10 +167,27 @@ class Outbox:
         """Commit rows in one durable transaction; True for each row accepted.
 
         A row is refused (False, counted as dropped) only when it is not an alarm and the
-        outbox is full of rows at least as important. Accepted means fsynced.
+        outbox is full of rows at least as important. Accepted means fsynced. When the disk
+        is full the alarm reserve is given back and the write tried once more; DiskFullError
+        if even that fails (nothing of the batch is then stored).
         """
+        try:
+            return self._put_many(rows)
+        except DiskFullError as exc:
+            self.disk_full_count += 1
+            self._on_disk_full(exc)
+            freed = self.reserve.release()
+            if not freed:
+                raise
+            log.error("outbox: %s; gave back the %d-byte alarm reserve and tried again", exc, freed)
+            accepted = self._put_many(rows)
+            self.checkpoint()  # give the WAL's space back at once
+            return accepted
+
+    def _put_many(self, rows: list[Row]) -> list[bool]:
         accepted: list[bool] = []
         with self._lock, self._transaction():
+            self._bound = self._room_bound()
             for row in rows:
                 ok = self._make_room(row.prio, len(row.payload) + ROW_OVERHEAD)
                 if ok:
@@ -162,23 +201,33 @@ class Outbox:
                 accepted.append(ok)
         return accepted
 
+    def _room_bound(self) -> int:
+        """The byte bound for this write: max_bytes, or less when the disk's free space runs low
+        (then the file may not grow past what it holds now plus what is free above the margin)."""
+        try:
+            above_margin = free_bytes(self.path.parent) - self.min_free_bytes
+        except OSError:
+            return self.max_bytes
+        return min(self.max_bytes, self._bytes + max(above_margin, 0))
+
     def _make_room(self, prio: int, need: int) -> bool:
         """Drop oldest telemetry, then oldest events (never alarms, never more important rows).
 
         A row that would not fit even after every droppable row is gone is refused up front,
         so nothing is dropped in vain; an alarm is always accepted.
         """
-        if self._bytes + need <= self.max_bytes:
+        bound = self._bound
+        if self._bytes + need <= bound:
             return True
         if prio != 0:
             droppable = self._conn.execute(
                 "SELECT COALESCE(SUM(size), 0) + COUNT(*) * ? FROM outbox WHERE prio >= ? AND prio > 0",
                 (ROW_OVERHEAD, prio),
             ).fetchone()[0]
-            if self._bytes - droppable + need > self.max_bytes:
+            if self._bytes - droppable + need > bound:
                 return False
         for victim_prio in (2, 1):
-            while self._bytes + need > self.max_bytes and victim_prio >= prio:
+            while self._bytes + need > bound and victim_prio >= prio:
                 victims = self._conn.execute(
                     "SELECT seq, size FROM outbox WHERE prio=? ORDER BY seq LIMIT 64", (victim_prio,)
                 ).fetchall()
@@ -188,9 +237,9 @@ class Outbox:
                     self._conn.execute("DELETE FROM outbox WHERE seq=?", (seq,))
                     self._account(victim_prio, -1, -size)
                     self._count("dropped", CLASSES[victim_prio], 1)
-                    if self._bytes + need <= self.max_bytes:
+                    if self._bytes + need <= bound:
                         break
-        return self._bytes + need <= self.max_bytes or prio == 0
+        return self._bytes + need <= bound or prio == 0
 
     def delete(self, ids: Iterable[str]) -> int:
         """Forget delivered rows; returns how many were still here."""
@@ -207,7 +256,38 @@ class Outbox:
                 removed += len(gone)
                 for prio, size in gone:
                     self._account(prio, -1, -size)
+        if removed and not any(self._depth):
+            self.checkpoint()  # drained: the WAL goes back to nothing
         return removed
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (after a drain, after a full disk)."""
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # the data is safe in the WAL; only its space is not back yet
+                log.warning("outbox: checkpoint failed: %s", exc)
+
+    def keep_reserve(self) -> bool:
+        """Make the alarm reserve whole again once the disk has room for it and the margin."""
+        return self.reserve.ensure(keep_free=self.min_free_bytes)
+
+    def disk(self) -> dict:
+        """The file system under the outbox: what the center and `trygg status` show."""
+        try:
+            free = free_bytes(self.path.parent)
+        except OSError:
+            free = None
+        files = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+                    if p.exists())
+        return {
+            "free_bytes": free,
+            "low": free is not None and free < self.min_free_bytes,
+            "file_bytes": files,
+            "reserve_bytes": self.reserve.held,
+            "reserve_target_bytes": self.reserve.size,
+            "disk_full_writes": self.disk_full_count,
+        }
 
     def expire(self) -> int:
         """Delete event/telemetry rows older than their TTL; alarms never expire.
@@ -351,7 +431,10 @@ class _Transaction:
         self.on_rollback = on_rollback
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
@@ -363,7 +446,7 @@ class _Transaction:
                 exc = err
         self._rollback()
         if isinstance(exc, sqlite3.Error):
-            raise StorageError(f"outbox write failed: {exc}") from exc
+            raise _storage_error(exc) from exc
         return False
 
     def _rollback(self) -> None:
@@ -373,3 +456,9 @@ class _Transaction:
                 self.conn.execute("ROLLBACK")
         finally:
             self.on_rollback()
+
+
+def _storage_error(exc: sqlite3.Error) -> StorageError:
+    """A full disk is told apart: it is the one failure the outbox can make room for itself."""
+    full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return (DiskFullError if full else StorageError)(f"outbox write failed: {exc}")

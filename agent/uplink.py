@@ -4,8 +4,13 @@ Owns the MQTT connection and its thread, nothing else. Sends rows in the outbox'
 a window of QoS 1 messages in flight (pipelining against the broker's PUBACKs) and a second,
 end-to-end window of messages the center has not yet acknowledged, so a drained backlog never
 overruns the receiver's queue at the broker (Mosquitto silently drops beyond
-max_queued_messages). Rows are deleted only on the center's signed acknowledgement and
-re-sent when it does not come in time; alarms are never held back by the end-to-end window.
+max_queued_messages). Rows are deleted only on the center's signed acknowledgement; alarms
+are never held back by the end-to-end window. Re-sends follow the acks, not a clock alone: a
+message sent before one the center has since acknowledged was lost on the way and goes again
+at once; with no ack at all (a stalled receiver) only the alarms and one probe go again per
+`resend_after_s`, because a whole window re-sent into silence fills the receiver's queue at
+the broker, which then drops what is new - a fall included. Rows the outbox could not store
+(a full disk) are held in memory here, sent first and kept until the center acknowledges them.
 Reconnects with capped, jittered exponential backoff. Publishes signed retained presence (online on
 connect, every heartbeat and when the command challenge changes; offline as the last will).
 Commands arriving on the home's command topic are handed, unjudged, to the command handler.
@@ -17,7 +22,7 @@ import random
 import socket
 import threading
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import paho.mqtt.client as mqtt
 
@@ -32,6 +37,14 @@ from .protocol import envelope, topics
 from .protocol.messages import AckMessage, decode
 
 log = logging.getLogger(__name__)
+
+REORDER_S = 1.0  # a message this much older than one acknowledged after it was lost, not late
+MAX_HELD = {0: 1000, 1: 100, 2: 0}  # rows held in memory per class priority when the disk is full
+
+
+class _Sent(NamedTuple):
+    at: float  # monotonic time of the last send
+    prio: int
 
 
 class Uplink:
@@ -56,6 +69,9 @@ class Uplink:
         self._direct_lock = threading.Lock()
         self._direct: list[_Direct] = []  # waiting for the uplink thread to publish
         self._direct_sent: dict[int, _Direct] = {}  # mid -> published, waiting for the PUBACK
+        self._held_lock = threading.Lock()
+        self._held: OrderedDict[str, Row] = OrderedDict()  # not stored (disk full): kept until acknowledged
+        self.held_dropped = 0  # held rows given up because memory's bound was reached
         self._reset_session()
         self.link = "disconnected"
         self.connected_since: float | None = None
@@ -91,6 +107,23 @@ class Uplink:
         except (BlockingIOError, OSError):
             pass  # already woken, or closing
 
+    def hold(self, row: Row) -> bool:
+        """Send a row the outbox could not store and keep it in memory until the center has it.
+
+        False when memory's bound for its class is reached (the caller counts it as lost); the
+        oldest held row of the class makes way for a new alarm."""
+        with self._held_lock:
+            same = [i for i, r in self._held.items() if r.prio == row.prio]
+            if len(same) >= MAX_HELD[row.prio]:
+                if row.prio != 0 or not same:
+                    self.held_dropped += 1
+                    return False
+                del self._held[same[0]]
+                self.held_dropped += 1
+            self._held[row.id] = row
+        self.wake()
+        return True
+
     def send_now(self, topic: str, payload: bytes, timeout: float) -> str | None:
         """Publish once over the live link and wait for the broker's PUBACK; None when it has it,
         else why not. For what must not outlive the moment (a look-in picture): never written to
@@ -116,6 +149,8 @@ class Uplink:
             "published": self.published,
             "in_flight": len(self._inflight),
             "awaiting_ack": len(self._awaiting),
+            "held_in_memory": len(self._held),
+            "held_dropped": self.held_dropped,
         }
 
     # -- connection loop -----------------------------------------------------------------
@@ -204,20 +239,26 @@ class Uplink:
     def _reset_session(self) -> None:
         """A new connection starts from scratch: everything unacknowledged is eligible again."""
         self._cursor: dict[int, int] = {}
-        self._awaiting: OrderedDict[str, float] = OrderedDict()  # id -> monotonic time sent
+        self._awaiting: OrderedDict[str, _Sent] = OrderedDict()  # in order of the last send
+        self._acked_sent_at = float("-inf")  # when the newest message the center acknowledged was sent
+        self._probed_at = float("-inf")  # the last re-send of a non-alarm into silence
+        with self._held_lock:
+            self._held_unsent = set(self._held)  # held rows not yet sent on this connection
         self._inflight: dict[int, Row] = {}
         self._published_at: dict[int, float] = {}  # mid -> monotonic time of its PUBLISH
         self._acked: list[str] = []
 
     def _send(self, client: mqtt.Client, now: float) -> None:
-        """Fill the in-flight window: new alarms, then due re-sends, then new rows in order.
+        """Fill the in-flight window: rows held in memory, new alarms, due re-sends, new rows in order.
 
         New alarms go past everything: neither re-sends nor the end-to-end window hold them back.
         """
         window = self.cfg.uplink.inflight
         if window - len(self._inflight) <= 0:
             return
-        ok = self._publish(client, now, self.outbox.next_batch(self._cursor, window - len(self._inflight), classes=1))
+        ok = self._publish(client, now, self._unsent_held(window - len(self._inflight)))
+        ok = ok and self._publish(client, now, self.outbox.next_batch(self._cursor, window - len(self._inflight),
+                                                                      classes=1))
         ok = ok and self._publish(client, now, self._due_resends(now, window - len(self._inflight)))
         limit = min(window - len(self._inflight), self.cfg.uplink.max_unacked - len(self._awaiting))
         if ok and limit > 0:
@@ -232,24 +273,40 @@ class Uplink:
             self.published += 1
             self._inflight[info.mid] = row
             self._published_at[info.mid] = now
-            self._cursor[row.prio] = max(self._cursor.get(row.prio, 0), row.seq)
-            self._awaiting[row.id] = now
+            if row.seq:  # a held row was never stored: it has no place in the outbox's order
+                self._cursor[row.prio] = max(self._cursor.get(row.prio, 0), row.seq)
+            self._held_unsent.discard(row.id)
+            self._awaiting[row.id] = _Sent(now, row.prio)
             self._awaiting.move_to_end(row.id)
         return True
 
+    def _unsent_held(self, limit: int) -> list[Row]:
+        with self._held_lock:
+            self._held_unsent &= self._held.keys()
+            return [r for i, r in self._held.items() if i in self._held_unsent][:limit]
+
     def _due_resends(self, now: float, limit: int) -> list[Row]:
-        """Messages the center has not acknowledged within resend_after_s."""
-        due = []
-        cutoff = now - self.cfg.outbox.resend_after_s
-        for event_id, sent in self._awaiting.items():
-            if sent > cutoff or len(due) >= limit:
+        """Messages to send again, alarms first: every one overtaken (sent more than REORDER_S
+        before a message the center has acknowledged since), and, after resend_after_s without
+        an ack, every alarm and the oldest other message as a probe."""
+        overtaken = self._acked_sent_at - REORDER_S
+        timed_out = now - self.cfg.outbox.resend_after_s
+        due, probed = [], now - self._probed_at < self.cfg.outbox.resend_after_s
+        for event_id, sent in self._awaiting.items():  # oldest send first
+            if sent.at >= max(overtaken, timed_out) or len(due) >= limit:
                 break
-            due.append(event_id)
+            if sent.at < overtaken or sent.prio == 0:
+                due.append(event_id)
+            elif not probed:
+                due.append(event_id)
+                probed, self._probed_at = True, now
         if not due:
             return []
-        rows = self.outbox.get(due)
+        with self._held_lock:
+            held = [self._held[i] for i in due if i in self._held]
+        rows = sorted(self.outbox.get(due) + held, key=lambda r: (r.prio, r.seq))
         for event_id in set(due) - {r.id for r in rows}:
-            del self._awaiting[event_id]  # no longer in the outbox: acknowledged meanwhile
+            del self._awaiting[event_id]  # no longer waiting anywhere: acknowledged meanwhile
         if rows:
             log.info("uplink: re-sending %d unacknowledged messages", len(rows))
         return rows
@@ -341,7 +398,12 @@ class Uplink:
             return
         acked, self._acked = self._acked, []
         for event_id in acked:
-            self._awaiting.pop(event_id, None)
+            sent = self._awaiting.pop(event_id, None)
+            if sent is not None:
+                self._acked_sent_at = max(self._acked_sent_at, sent.at)
+        with self._held_lock:
+            for event_id in acked:
+                self._held.pop(event_id, None)
         self.outbox.delete(acked)
 
 

@@ -111,6 +111,18 @@ class Console:
             note = {"silent": "  -- no heartbeat: check the home's link or visit"}.get(state, "")
             self._write(self.out, f"{now.astimezone():%Y-%m-%d %H:%M:%S}  home   {home}  {state.upper()}{note}")
 
+    def storage(self, home: str, state: str, free_bytes: int | None) -> None:
+        """A home's card is low or failing (or well again): its alarms then live in its memory only."""
+        free = None if free_bytes is None else round(free_bytes / 1048576, 1)
+        if self.as_json:
+            self._write(self.err, json.dumps({"type": "storage", "home": home, "state": state, "free_mib": free,
+                                              "time": iso(datetime.now(timezone.utc))}))
+            return
+        note = {"low": "  -- card nearly full: old telemetry is being dropped",
+                "failing": "  -- card full or failing: a restart now loses unsent alarms; visit or replace"}.get(state, "")
+        self._write(self.out, f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S}  home   {home}  STORAGE {state.upper()}"
+                              f" ({free if free is not None else '?'} MiB free){note}")
+
     def link(self, state: str, detail: str) -> None:
         """The receiver's own link to the broker: staff must know when the console is blind."""
         if self.as_json:

@@ -452,6 +452,9 @@ class ListSink:
     def presence(self, home, state):
         self.presences.append((home, state))
 
+    def storage(self, home, state, free_bytes):
+        self.presences.append((home, f"storage {state}"))
+
     def rejected(self, topic, reason):
         self.rejects.append((topic, reason))
 

@@ -86,6 +86,8 @@ class StatusMessage(_Strict):
     heartbeat_s: int = Field(ge=1, le=86400)
     clock_synced: bool | None = None
     challenge: Challenge | None = None
+    storage: Literal["ok", "low", "failing"] | None = None  # the device's card: see agent/storageguard.py
+    free_bytes: int | None = Field(default=None, ge=0, le=2**53)
 
 
 ACTION_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
