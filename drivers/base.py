@@ -7,6 +7,8 @@ so there is no callback logic racing the timers. Everything outside - emit, cloc
 factory, time zone, persistent state - is injected, so tests drive the real code with
 gpiozero's MockFactory and a clock they move. A crash closes the devices, is reported as a
 `fault` event and the driver is set up again after a doubling backoff; the daemon never stops.
+An emit that fails (a full or failing card) slows the driver's timers down (0.25 s doubling to
+2 s, so an alarm timer is late by seconds at most), never into a loop; pin edges still wake it.
 Never imports MQTT, crypto or SQLite.
 """
 
@@ -23,6 +25,7 @@ from .contact import Contact
 
 IDLE_S = 10.0  # look at least this often (schedule edges, day changes) even with nothing due
 STABLE_S = 60.0  # running this long after a crash counts as recovered
+EMIT_BACKOFF_S = (0.25, 2.0)  # after a failed emit, timers wait at least this long, doubling to the cap
 
 
 class Driver:
@@ -49,6 +52,8 @@ class Driver:
         self._thread: threading.Thread | None = None
         self.is_open = False
         self._faulted = False  # crashed, and not yet running a minute since
+        self.emit_failures = 0  # in a row; reset by the next emit that works
+        self._emit_quiet_until = float("-inf")  # monotonic: no timer-driven poll before this
 
     @property
     def component(self) -> str:
@@ -155,19 +160,31 @@ class Driver:
                 self.emit("event", "fault_cleared", {"component": self.component,
                                                      "detail": f"running again after {self.crashes} crash(es)"})
                 self.error, self._faulted = None, False
-            wait = IDLE_S if due is None else min(max(due - self.clock.monotonic(), 0.0), IDLE_S)
-            self.clock.wait(self._wake, wait)
+            now = self.clock.monotonic()
+            wait = IDLE_S if due is None else min(max(due - now, 0.0), IDLE_S)
+            self.clock.wait(self._wake, max(wait, self._emit_quiet_until - now))
 
     # -- helpers for subclasses ----------------------------------------------------------------
     def emit(self, cls: str, kind: str, body: dict | None = None) -> bool:
         """Hand an event to the agent; a failure is logged and reported, never fatal to the driver."""
         event = Event(cls, kind, {self.kind: self.name, **(body or {})})
         try:
-            return bool(self._emit(event))
+            ok = bool(self._emit(event))
         except Exception as exc:  # storage trouble must not silence the sensor for good
             self.error = f"emit failed: {type(exc).__name__}: {exc}"[:200]
             self.log.exception("driver %s could not emit %s/%s", self.component, cls, kind)
-            return False
+            ok = False
+        self._note_emit(ok)
+        return ok
+
+    def _note_emit(self, ok: bool) -> None:
+        """Back off after failed emits, so a driver whose events cannot be taken never spins."""
+        if ok:
+            self.emit_failures, self._emit_quiet_until = 0, float("-inf")
+            return
+        self.emit_failures += 1
+        first, cap = EMIT_BACKOFF_S
+        self._emit_quiet_until = self.clock.monotonic() + min(first * 2 ** (self.emit_failures - 1), cap)
 
     def local_now(self) -> datetime:
         return self.clock.now().astimezone(self.zone)

@@ -412,3 +412,43 @@ def test_config_every_problem_is_listed():
     assert any(line.startswith("buttons.wrist.input.pin: ") for line in lines)
     assert any(line.startswith("motion.hall.input.pull: ") for line in lines)
 
+
+
+class Eager(Driver):
+    """A driver that has something to emit at every step and asks to be polled again at once:
+    the worst case for a card that refuses every event."""
+
+    kind = "eager"
+
+    def __init__(self, emit, clock) -> None:
+        super().__init__("x", emit, clock, pin_factory=MockFactory())
+        self.attempts = 0
+
+    def step(self, now: float) -> float | None:
+        self.attempts += 1
+        if self.attempts >= 40:
+            self._stop.set()
+        self.emit("telemetry", "reading", {"n": self.attempts})
+        return now  # due again right away
+
+
+def test_a_driver_whose_emits_fail_backs_off_instead_of_spinning():
+    clock = FakeClock(WALL)
+    driver = Eager(Recorder(fail=True), clock)
+    start = clock.monotonic()
+    driver._run(start)  # the runner loop itself, on a clock that moves only when it waits
+    spent = clock.monotonic() - start
+    # 39 waits after failed emits: 0.25, 0.5, 1, then 2 s each - not 39 immediate polls
+    assert spent >= 0.25 + 0.5 + 1.0 + 2.0 * 35, f"40 failing emits in {spent:.2f} s of driver time"
+    assert driver.emit_failures == 40
+
+
+def test_a_driver_polls_on_time_again_once_an_emit_works():
+    clock = FakeClock(WALL)
+    events = Recorder(fail=True)
+    driver = Eager(events, clock)
+    driver.emit("telemetry", "reading")
+    assert driver.emit_failures == 1
+    events.fail = False
+    driver.emit("telemetry", "reading")
+    assert driver.emit_failures == 0 and driver._emit_quiet_until == float("-inf")
