@@ -195,7 +195,10 @@ class Commands:
     def _audit_summary(self, final: bool = False) -> None:
         summary = self.limiter.take_summary(final)
         if summary:
-            self.audit.append("command_refusals_suppressed", summary)
+            try:
+                self.audit.append("command_refusals_suppressed", summary)
+            except Exception:  # on the command thread: a full disk must not end the judging of commands
+                log.exception("commands: could not audit the refusal summary %s", summary)
 
     # -- judging --------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, size: int | None = None) -> Verdict:

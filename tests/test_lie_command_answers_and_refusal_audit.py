@@ -11,6 +11,7 @@ real daemon and broker:
   command handler stops (and when the daemon stops on SIGTERM), counted once.
 """
 
+import sqlite3
 import threading
 
 import pytest
@@ -129,3 +130,43 @@ def test_refusals_held_back_when_the_daemon_stops_are_in_its_audit_trail(lab):
     summaries = [e["detail"] for e in entries if e["kind"] == SUPPRESSED]
     assert summaries == [{"suppressed": 4, "by_reason": {"envelope": 4}}]
     assert [e["kind"] for e in entries[stop:]] == ["stop", SUPPRESSED]  # written at the stop, not a minute later
+
+
+class AuditFailingOnce:
+    """The bench's real audit log, except that writing one kind of entry fails once (a full SD card)."""
+
+    def __init__(self, real, kind: str) -> None:
+        self.real, self.kind, self.failed = real, kind, 0
+
+    def append(self, kind: str, detail: dict, conn=None):
+        if kind == self.kind and not self.failed:
+            self.failed += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.real.append(kind, detail, conn)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_refusal_summary_that_cannot_be_written_does_not_stop_commands_being_judged(tmp_path):
+    # The summary is written on the command thread between messages; if writing it raised, that
+    # thread ended and no unlock was judged again until the daemon restarted: every staff command
+    # then ended as "no answer". The summary's counts go to the log instead, and judging goes on.
+    b = Bench(tmp_path, per_min=1)
+    try:
+        b.commands.audit = AuditFailingOnce(b.audit, SUPPRESSED)
+        b.commands.start()
+        for _ in range(3):
+            b.commands.submit(TOPIC, GARBAGE)
+        wait_for(lambda: b.commands.counts["refused"] == 3, 5, "the refusals to be judged")
+        b.clock.advance(61)  # minute over: the thread writes the summary, which fails
+        wait_for(lambda: b.commands.audit.failed == 1, 5, "the summary write to fail")
+        cmd = b.command()
+        b.commands.submit(TOPIC, b.seal(cmd))
+        wait_for(lambda: b.commands.counts["done"] == 1, 5, "the next command to be judged after the failed write")
+        assert b.commands.alive() and b.lock.calls == ["unlock"]
+        assert [(r.body["command"], r.body["outcome"]) for r in b.reports] == [(cmd.id, "done")]
+    finally:
+        if b.commands.alive():
+            b.commands.stop()
+        b.db.close()
