@@ -126,9 +126,12 @@ def test_envelope_layout_and_info(name):
     data = _h(vector["envelope_hex"])
     kem = device_kem()
     header = data[:10]
-    assert header.hex() == vector["header_hex"] and header == bytes([1, 1]) + kem.public.kid
+    assert header.hex() == vector["header_hex"] and header == bytes([2, 1]) + kem.public.kid
     assert _h(vector["info_hex"]) == b"trygg/v1 seal\x00" + vector["topic"].encode() + b"\x00" + header
-    assert len(data) == vector["envelope_len"] == 10 + 32 + len(_h(vector["signed_hex"])) + 16
+    # padded (§4.5): 4-byte length, the signed message, zeros; the whole envelope is one of the sizes
+    assert len(data) == vector["envelope_len"] == 10 + 32 + vector["plaintext_len"] + 16
+    assert vector["plaintext_len"] == 4 + len(_h(vector["signed_hex"])) + vector["padding_len"]
+    assert vector["envelope_len"] in (1024, 8192)  # the smallest size; the largest command the device takes
 
 
 def test_command_envelope_opens_with_the_device_key_and_verifies_with_the_staff_key():

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from agent.errors import EnvelopeError
 from agent.keys import PublicIdentity
 from agent.presence import verify_status
-from agent.protocol import envelope, messages, topics
-from agent.protocol.envelope import Opened, open_sealed, sign, verify
+from agent.protocol import envelope, messages, padding, topics
+from agent.protocol.envelope import LEGACY_VERSION, VERSION, Opened, open_sealed, sign, verify
 from agent.protocol.ids import is_valid_id
 from agent.protocol.kem import KemPrivate
 from tests.support import vectorkeys
@@ -132,10 +132,15 @@ def test_sealed_vector_opens_to_the_body(name):
     data = _h(sealed["envelope_hex"])
     recipient = kem_private(sealed["recipient"])
     assert len(data) == sealed["envelope_len"] == 10 + sealed["enc_len"] + sealed["ciphertext_len"]
-    assert sealed["ciphertext_len"] == len(_h(message["signed_hex"])) + 16  # Poly1305 tag
+    assert sealed["ciphertext_len"] == sealed["plaintext_len"] + 16  # Poly1305 tag
+    # padded: 4-byte length || signed message || zeros, to one of the fixed sizes
+    assert sealed["signed_len"] == len(_h(message["signed_hex"]))
+    assert sealed["plaintext_len"] == 4 + sealed["signed_len"] + sealed["padding_len"]
+    assert sealed["envelope_len"] in VECTORS["padding"]["sizes"] == list(padding.SIZES)
+    assert sealed["envelope_len"] == {1: 1024, 2: 2048}[sealed["suite"]]
     header = data[:10]
     assert header.hex() == sealed["header_hex"]
-    assert header == bytes([1, sealed["suite"]]) + recipient.public.kid
+    assert header == bytes([VERSION, sealed["suite"]]) + recipient.public.kid
     assert _h(sealed["info_hex"]) == b"trygg/v1 seal\x00" + message["topic"].encode() + b"\x00" + header
     others = [kem_private("device.kem_x25519"), kem_private("center.kem_x25519"),
               kem_private("center.kem_mlkem768_x25519")]
@@ -143,6 +148,25 @@ def test_sealed_vector_opens_to_the_body(name):
     assert opened.body == _h(message["body_hex"])
     assert opened.signer_kid == _h(message["signed_hex"])[:8]
     assert messages.encode(messages.decode(opened.body, MODELS[message["model"]])) == opened.body
+    assert opened.version == VERSION == 2
+
+
+def test_legacy_version_1_envelope_still_opens():
+    """Sealed before padding (issue 13): an alarm in an outbox at the upgrade must still be delivered."""
+    legacy = VECTORS["event"]["legacy_v1"]
+    data = _h(legacy["envelope_hex"])
+    assert data[0] == LEGACY_VERSION and len(data) == legacy["envelope_len"] == 10 + 32 + 72 + 251 + 16
+    opened = open_sealed(data, VECTORS["event"]["topic"], [kem_private(legacy["recipient"])], lookup_for("device.sign"))
+    assert (opened.body, opened.version) == (_h(VECTORS["event"]["body_hex"]), LEGACY_VERSION)
+
+
+@pytest.mark.parametrize("case", VECTORS["malformed_padding"], ids=[c["case"] for c in VECTORS["malformed_padding"]])
+def test_malformed_padding_vectors_are_refused(case):
+    data = _h(case["envelope_hex"])
+    assert len(data) == case["envelope_len"]
+    with pytest.raises(EnvelopeError) as info:
+        open_sealed(data, case["topic"], [kem_private(case["recipient"])], lookup_for("device.sign"))
+    assert case["contains"] in str(info.value)
 
 
 def test_fresh_seal_of_the_vector_body_opens_too():
@@ -220,14 +244,18 @@ ANY_SIGNER = lookup_for("device.sign", "center.sign")
 TOPICS = st.one_of(st.text(max_size=80), st.sampled_from([m["topic"] for m, _ in SEALED.values()]))
 
 
-def _headers() -> st.SearchStrategy[bytes]:
+def _headers(version: int) -> st.SearchStrategy[bytes]:
     """Headers this receiver will actually try to open, so the HPKE path is exercised too."""
-    return st.sampled_from([bytes([1, k.suite_id]) + k.public.kid for k in ALL_RECIPIENTS])
+    return st.sampled_from([bytes([version, k.suite_id]) + k.public.kid for k in ALL_RECIPIENTS])
 
 
 PAYLOADS = st.one_of(
     st.binary(max_size=300),
-    st.builds(lambda h, tail: h + tail, _headers(), st.binary(max_size=1500)),
+    st.builds(lambda h, tail: h + tail, _headers(LEGACY_VERSION), st.binary(max_size=1500)),
+    st.builds(lambda h, tail: h + tail, _headers(VERSION), st.binary(max_size=1500)),
+    # exactly one of the padded sizes, so a version-2 payload gets past the size check into HPKE
+    st.builds(lambda h, tail, size: (h + tail + bytes(size))[:size], _headers(VERSION), st.binary(max_size=1500),
+              st.sampled_from([1024, 2048])),
 )
 
 

@@ -1,14 +1,16 @@
-"""The envelope: sign with Ed25519, then seal with HPKE to the recipient, bound to the topic.
+"""The envelope: sign with Ed25519, pad, then seal with HPKE to the recipient, bound to the topic.
 
 Sealed envelope (the MQTT payload), all integers big-endian:
 
-    0   1  version            0x01
+    0   1  version            0x02 (0x01: unpadded, still opened, never sealed; see below)
     1   1  suite id           0x01 X25519, 0x02 ML-KEM-768+X25519 (see kem.py)
     2   8  recipient key id   SHA-256(recipient public key)[:8]
-    10  .. HPKE single-shot   enc || AEAD ciphertext of the signed message
+    10  .. HPKE single-shot   enc || AEAD ciphertext of the padded signed message
            info = b"trygg/v1 seal\\x00" + topic + b"\\x00" + bytes 0..9 of this header
 
-Signed message (the HPKE plaintext):
+Padded signed message (the HPKE plaintext, padding.py): a 4-byte length n, the signed message
+(n bytes), then zero bytes so that the whole envelope is one of padding.SIZES - so a fall and a
+missed dose are the same length on the broker. Signed message:
 
     0   8  signer key id      SHA-256(Ed25519 public key)[:8]
     8   64 Ed25519 signature  over b"trygg/v1 sign\\x00" + topic + b"\\x00" + body
@@ -17,6 +19,8 @@ Signed message (the HPKE plaintext):
 The topic names the home, so both the seal and the signature bind home and topic: a message
 moved to another home or topic fails to open. The same signature framing, without the seal,
 is used for presence messages that carry no personal data (`sign` / `verify`).
+Version 1 (the same without the length and padding) is still opened so that envelopes sealed
+before an upgrade - an alarm waiting in a device's outbox - are delivered; nothing seals it.
 This module never does I/O and never returns unverified bytes.
 """
 
@@ -28,12 +32,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ..errors import EnvelopeError
+from . import padding
 from .kem import KemPrivate, KemPublic, key_id, suite
 
-VERSION = 1
+VERSION = 2  # padded (padding.py)
+LEGACY_VERSION = 1  # unpadded: opened, never sealed
 HEADER = struct.Struct(">BB8s")
 SIG_LEN = 64
 MAX_ENVELOPE = 1 << 20  # 1 MiB: anything larger is refused before any crypto runs
+assert padding.MAX_SIZE == MAX_ENVELOPE
 _SEAL_CTX = b"trygg/v1 seal\x00"
 _SIGN_CTX = b"trygg/v1 sign\x00"
 
@@ -46,6 +53,7 @@ class Opened:
 
     body: bytes
     signer_kid: bytes
+    version: int = VERSION  # of the envelope it came in (verify: the current one)
 
 
 def signer_kid(public: ed25519.Ed25519PublicKey) -> bytes:
@@ -82,10 +90,17 @@ def verify(signed: bytes, topic: str, lookup: SignerLookup) -> Opened:
 
 
 def seal(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey, recipient: KemPublic) -> bytes:
-    """Sign body with the sender's key and seal it to the recipient, bound to topic."""
+    """Sign body with the sender's key, pad it and seal it to the recipient, bound to topic.
+
+    The result is exactly one of padding.SIZES long (EnvelopeError if the message is too large
+    for the largest); every sender gets the padding here, none needs to think about it.
+    """
     header = HEADER.pack(VERSION, recipient.suite_id, recipient.kid)
     info = _SEAL_CTX + topic.encode() + b"\x00" + header
-    return header + suite(recipient.suite_id).encrypt(sign(body, topic, signer), recipient.hpke_key, info=info)
+    plain = padding.pad(sign(body, topic, signer), recipient.suite_id, topic)
+    sealed = header + suite(recipient.suite_id).encrypt(plain, recipient.hpke_key, info=info)
+    assert len(sealed) == len(plain) + padding.overhead(recipient.suite_id)  # the suites' enc lengths
+    return sealed
 
 
 def open_sealed(data: bytes, topic: str, recipients: list[KemPrivate], lookup: SignerLookup) -> Opened:
@@ -100,8 +115,10 @@ def open_sealed(data: bytes, topic: str, recipients: list[KemPrivate], lookup: S
     if len(data) > MAX_ENVELOPE:
         raise EnvelopeError(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE}")
     version, suite_id, kid = HEADER.unpack_from(data)
-    if version != VERSION:
+    if version not in (VERSION, LEGACY_VERSION):
         raise EnvelopeError(f"unsupported envelope version {version}")
+    if version == VERSION:
+        padding.check_size(len(data), topic)
     key = next((k for k in recipients if k.suite_id == suite_id and k.public.kid == kid), None)
     if key is None:
         raise EnvelopeError(f"sealed to a key we do not hold ({kid.hex()}, suite {suite_id})")
@@ -110,4 +127,5 @@ def open_sealed(data: bytes, topic: str, recipients: list[KemPrivate], lookup: S
         plain = suite(suite_id).decrypt(data[HEADER.size :], key.hpke_key, info=info)
     except Exception:  # cryptography raises InvalidTag or ValueError for malformed input
         raise EnvelopeError("envelope does not open (tampered, truncated or wrong topic)") from None
-    return verify(plain, topic, lookup)
+    opened = verify(padding.unpad(plain) if version == VERSION else plain, topic, lookup)
+    return Opened(opened.body, opened.signer_kid, version)

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from agent.audit import GENESIS, entry_hash
 from agent.config import DEFAULT_ROLES
 from agent.keys import PublicIdentity
-from agent.protocol import envelope, topics
-from agent.protocol.envelope import HEADER, VERSION
+from agent.protocol import envelope, padding, topics
+from agent.protocol.envelope import HEADER, SIG_LEN, VERSION
 from agent.protocol.ids import is_valid_id
 from agent.protocol.kem import KemPrivate, key_id, suite
 from agent.protocol.messages import CommandMessage, EventMessage, decode, encode, iso
@@ -87,6 +87,7 @@ CMD_ID = command_id(ISSUED, "c3d" "9e11" "d00000000001")
 CMD_ID_NO_CHALLENGE = command_id(ISSUED, "c3d" "9e11" "d00000000002")
 CMD_ID_LONG = command_id(ISSUED, "c3d" "9e11" "d00000000003")
 CMD_ID_OTHER_HOME = command_id(ISSUED, "c3d" "9e11" "d00000000004")
+CMD_ID_LARGEST = command_id(ISSUED, "c3d" "9e11" "d00000000005")
 RESULT_EVENT_ID = command_id(ARRIVAL, "e5a" "8e5a" "5e1f0a1b2c3d")  # the command_result example event
 
 
@@ -101,21 +102,26 @@ def _kem_entry(key: KemPrivate, label: str | None) -> dict:
             "kid_hex": key.public.kid.hex()}
 
 
-def _seal_signed(signed: bytes, topic: str, recipient: KemPrivate) -> bytes:
-    """HPKE-seal an already signed message (so a deliberately bad signature can be sealed)."""
+def _seal_signed(signed: bytes, topic: str, recipient: KemPrivate, bad_padding: bool = False) -> bytes:
+    """Pad and HPKE-seal an already signed message (so a deliberately bad signature, or padding
+    with a non-zero byte, can be sealed)."""
     header = HEADER.pack(VERSION, recipient.suite_id, recipient.public.kid)
-    return header + suite(recipient.suite_id).encrypt(signed, recipient.public.hpke_key,
+    plain = padding.pad(signed, recipient.suite_id, topic)
+    if bad_padding:  # the last padding byte
+        plain = plain[:-1] + b"\x01"
+    return header + suite(recipient.suite_id).encrypt(plain, recipient.public.hpke_key,
                                                       info=base._seal_info(topic, header))
 
 
 def _message(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey, signer_name: str, recipient: KemPrivate,
-             description: str, tamper_signature: bool = False) -> dict:
+             description: str, tamper_signature: bool = False, bad_padding: bool = False) -> dict:
     signed = envelope.sign(body, topic, signer)
     if tamper_signature:
         signed = signed[:8] + bytes([signed[8] ^ 0x01]) + signed[9:]
-    sealed = _seal_signed(signed, topic, recipient)
+    sealed = _seal_signed(signed, topic, recipient, bad_padding)
     header = sealed[: HEADER.size]
-    if not tamper_signature:  # self-check: it opens with the device key and yields the body
+    assert len(sealed) in padding.SIZES
+    if not (tamper_signature or bad_padding):  # self-check: it opens with the device key and yields the body
         opened = envelope.open_sealed(sealed, topic, [recipient], lambda kid: signer.public_key())
         assert opened.body == body
     return {
@@ -129,6 +135,8 @@ def _message(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey, signer_
         "recipient": "device.kem_x25519",
         "header_hex": header.hex(),
         "info_hex": base._seal_info(topic, header).hex(),
+        "plaintext_len": len(sealed) - padding.overhead(recipient.suite_id),
+        "padding_len": len(sealed) - padding.overhead(recipient.suite_id) - padding.LENGTH.size - len(signed),
         "envelope_len": len(sealed),
         "envelope_hex": sealed.hex(),
     }
@@ -139,6 +147,22 @@ def _command(**changes) -> CommandMessage:
               "expires": EXPIRES, "challenge": CHALLENGE}
     fields.update(changes)
     return CommandMessage(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _largest_command() -> CommandMessage:
+    """An unlock whose padded envelope is exactly MAX_COMMAND_BYTES: 15 extra string args of 4-byte
+    characters (the policy refuses unknown args, but only after everything before it passed)."""
+    extra = [f"x{i:02d}" for i in range(15)]
+    want = padding.max_signed(MAX_COMMAND_BYTES, 1) - SIG_LEN - 8
+    args = {"lock": "front-door", **{k: "" for k in extra}}
+    left = want - len(encode(_command(id=CMD_ID_LARGEST, args=args)))
+    for k in extra:
+        take = min(left, 1020)
+        args[k] = "\U0001d11e" * (take // 4) + {0: "", 1: "a", 2: "\u00f8", 3: "\u20ac"}[take % 4]
+        left -= take
+    cmd = _command(id=CMD_ID_LARGEST, args=args)
+    assert len(encode(cmd)) == want and left == 0
+    return cmd
 
 
 def build() -> dict:
@@ -177,7 +201,12 @@ def build() -> dict:
                                           "(delivered on this home's topic)", topic=other_topic),
         "malformed": _message(malformed, topic, staff_sign, "staff.sign", device_kem,
                               "the command body with an extra field, signed by enrolled staff"),
+        "largest": msg(_largest_command(), f"an unlock padded to exactly {MAX_COMMAND_BYTES} bytes, the most the "
+                                           "device accepts: 15 extra args (refused by policy, after every other check)"),
+        "bad_padding": msg(cmd, "the command, signed and sealed correctly, but the last padding byte is 0x01",
+                           bad_padding=True),
     }
+    assert others["largest"]["envelope_len"] == MAX_COMMAND_BYTES
     for entry in others.values():
         entry["model"] = "CommandMessage"
 
@@ -286,6 +315,14 @@ def _variants(envelope_len: int, topic: str, other_topic: str, staff_kid: str) -
          {"op": "append", "append_zeros": MAX_COMMAND_BYTES + 1 - envelope_len}, topic, _device(), nurse,
          [_expect(refused, f"oversized: {MAX_COMMAND_BYTES + 1} bytes (limit {MAX_COMMAND_BYTES})",
                   result_event=False)]),
+        ("padded to no allowed size: one zero byte appended", "command", {"op": "append", "append_zeros": 1},
+         topic, _device(), nurse,
+         [_expect(refused, f"envelope: envelope of {envelope_len + 1} bytes is not a padded size", result_event=False)]),
+        ("a non-zero padding byte inside a correctly sealed envelope", "bad_padding", no_op, topic, _device(), nurse,
+         [_expect(refused, "envelope: malformed padding: non-zero padding byte", result_event=False)]),
+        (f"the largest command the device accepts ({MAX_COMMAND_BYTES} bytes padded) is judged, not refused as "
+         "oversized", "largest", no_op, topic, _device(), nurse,
+         [_expect(refused, "not allowed: unknown argument(s) for unlock: x00, x01")]),
         ("malformed body from enrolled staff", "malformed", no_op, topic, _device(), nurse,
          [_expect(refused, "malformed command: note: Extra inputs are not permitted", result_event=False)]),
         ("body names another home", "other_home_body", no_op, topic, _device(), nurse,

@@ -22,10 +22,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.keys import PublicIdentity
-from agent.protocol import envelope, topics
-from agent.protocol.envelope import HEADER, VERSION
+from agent.protocol import envelope, padding, topics
+from agent.protocol.envelope import HEADER, LEGACY_VERSION, VERSION
 from agent.protocol.ids import is_valid_id
-from agent.protocol.kem import KemPrivate, key_id
+from agent.protocol.kem import KemPrivate, key_id, suite
 from agent.protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode
 
 OUT = Path(__file__).with_name("envelope_v1.json")
@@ -71,6 +71,9 @@ def _sealed_entry(body: bytes, topic: str, signer, recipient: KemPrivate, recipi
     # Self-check before anything is written: it opens with the library and yields the body.
     opened = envelope.open_sealed(sealed, topic, [recipient], lambda kid: signer.public_key())
     assert opened.body == body
+    signed_len = len(envelope.sign(body, topic, signer))
+    plaintext_len = len(sealed) - HEADER.size - enc_len - 16
+    assert len(sealed) in padding.SIZES
     return {
         "suite": recipient.suite_id,
         "recipient": recipient_name,
@@ -78,9 +81,50 @@ def _sealed_entry(body: bytes, topic: str, signer, recipient: KemPrivate, recipi
         "info_hex": _seal_info(topic, header).hex(),
         "enc_len": enc_len,
         "ciphertext_len": len(sealed) - HEADER.size - enc_len,
+        "plaintext_len": plaintext_len,
+        "signed_len": signed_len,
+        "padding_len": plaintext_len - padding.LENGTH.size - signed_len,
         "envelope_len": len(sealed),
         "envelope_hex": sealed.hex(),
     }
+
+
+def _seal_plain(plain: bytes, topic: str, recipient: KemPrivate, version: int = VERSION) -> bytes:
+    """Seal an arbitrary plaintext under a version-`version` header (for the legacy and refused vectors)."""
+    header = HEADER.pack(version, recipient.suite_id, recipient.public.kid)
+    return header + suite(recipient.suite_id).encrypt(plain, recipient.public.hpke_key, info=_seal_info(topic, header))
+
+
+def _padding_cases(signed: bytes, topic: str, recipient: KemPrivate, recipient_name: str) -> list[dict]:
+    """Correctly sealed (the AEAD opens) envelopes whose padding is wrong: each must be refused."""
+    room = padding.max_signed(padding.SIZES[0], recipient.suite_id)
+    zeros = bytes(room - len(signed))
+    length = padding.LENGTH.pack
+    cases = [
+        ("a non-zero padding byte (the last)", length(len(signed)) + signed + zeros[:-1] + b"\x01",
+         "malformed padding: non-zero padding byte"),
+        ("a non-zero padding byte (the first)", length(len(signed)) + signed + b"\x80" + zeros[1:],
+         "malformed padding: non-zero padding byte"),
+        ("length overruns the plaintext", length(room + 1) + signed + zeros, "malformed padding: length"),
+        ("length one short: the last signed byte is left as padding", length(len(signed) - 1) + signed + zeros,
+         "malformed padding: non-zero padding byte"),
+        ("not padded: the envelope is not one of the sizes", length(len(signed)) + signed, "is not a padded size"),
+        ("padded to a size that is not one of the sizes", length(len(signed)) + signed + zeros + bytes(100),
+         "is not a padded size"),
+    ]
+    out = []
+    for name, plain, text in cases:
+        data = _seal_plain(plain, topic, recipient)
+        try:
+            envelope.open_sealed(data, topic, [recipient], lambda kid: None)
+        except envelope.EnvelopeError as exc:
+            assert text in str(exc), (name, exc)
+        else:
+            raise AssertionError(name)
+        out.append({"case": name, "topic": topic, "recipient": recipient_name, "plaintext_len": len(plain),
+                    "envelope_len": len(data), "envelope_hex": data.hex(), "error": "EnvelopeError",
+                    "contains": text})
+    return out
 
 
 def _message_entry(model, message, topic: str, signer) -> tuple[dict, bytes]:
@@ -127,6 +171,12 @@ def build() -> dict:
         _sealed_entry(event_body, event_topic, device_sign, center_x, "center.kem_x25519"),
         _sealed_entry(event_body, event_topic, device_sign, center_pq, "center.kem_mlkem768_x25519"),
     ]
+    # the same event as version 1 (unpadded, before issue 13): still opened, never sealed any more
+    event_signed = envelope.sign(event_body, event_topic, device_sign)
+    legacy = _seal_plain(event_signed, event_topic, center_x, LEGACY_VERSION)
+    assert envelope.open_sealed(legacy, event_topic, [center_x], lambda kid: device_sign.public_key()).body == event_body
+    event_entry["legacy_v1"] = {"suite": 1, "recipient": "center.kem_x25519", "header_hex": legacy[:10].hex(),
+                                "envelope_len": len(legacy), "envelope_hex": legacy.hex()}
 
     # -- ack (center -> device), sealed to the device's X25519 key ------------------------------
     ack_topic = topics.ack(HOME)
@@ -171,6 +221,11 @@ def build() -> dict:
         "event": event_entry,
         "ack": ack_entry,
         "status": status_entry,
+        "padding": {"sizes": list(padding.SIZES), "picture_sizes": list(padding.PICTURE),
+                    "plaintext": "length of the signed message (4 bytes, big-endian) || signed message || zero "
+                                 "bytes, so that the whole envelope is the smallest size that holds it "
+                                 "(on trygg/v1/<home>/lookin: the smallest of picture_sizes)"},
+        "malformed_padding": _padding_cases(event_signed, event_topic, center_x, "center.kem_x25519"),
         "altered": _altered_cases(event_topic),
     }
 
@@ -193,6 +248,8 @@ def _altered_cases(event_topic: str) -> list[dict]:
     s1, s2 = "event.sealed.suite1", "event.sealed.suite2"
     cases = [
         (s1, "flip version byte", {"op": "flip", "offset": 0, "mask": 1}, env, "unsupported envelope version"),
+        (s1, "version byte 2 -> 1 (padded bytes read as unpadded)", {"op": "flip", "offset": 0, "mask": 3}, env,
+         "does not open"),
         (s1, "flip suite id byte", {"op": "flip", "offset": 1, "mask": 2}, env, "sealed to a key we do not hold"),
         (s1, "flip first key id byte", {"op": "flip", "offset": 2, "mask": 0x80}, env,
          "sealed to a key we do not hold"),
@@ -205,10 +262,13 @@ def _altered_cases(event_topic: str) -> list[dict]:
         (s1, "wrong topic: other home", {"op": "topic", "topic": topics.up(OTHER_HOME, "alarm")}, env,
          "does not open"),
         (s1, "truncated to header only", {"op": "truncate", "length": 10}, env, "envelope too short"),
-        (s1, "truncated to header + 1", {"op": "truncate", "length": 11}, env, "does not open"),
-        (s1, "truncated by one byte", {"op": "truncate", "length": -1}, env, "does not open"),
+        (s1, "truncated to header + 1", {"op": "truncate", "length": 11}, env, "is not a padded size"),
+        (s1, "truncated by one byte", {"op": "truncate", "length": -1}, env, "is not a padded size"),
+        (s1, "truncated to half", {"op": "truncate", "length": 512}, env, "is not a padded size"),
         (s1, "empty", {"op": "truncate", "length": 0}, env, "envelope too short"),
-        (s1, "extended by one byte", {"op": "append", "hex": "00"}, env, "does not open"),
+        (s1, "extended by one byte", {"op": "append", "hex": "00"}, env, "is not a padded size"),
+        (s1, "flip a byte of the padding region (last ciphertext byte before the tag)",
+         {"op": "flip", "offset": -17, "mask": 1}, env, "does not open"),
         (s1, "wrong signer (lookup knows only another key)", {"op": "lookup", "key": "other.sign"}, env,
          "signed by an unknown key"),
         (s1, "signer key substituted for the same key id", {"op": "lookup_substitute", "key": "other.sign"}, env,
@@ -222,8 +282,9 @@ def _altered_cases(event_topic: str) -> list[dict]:
          "does not open"),
         (s2, "wrong topic: other class", {"op": "topic", "topic": topics.up(HOME, "telemetry")}, env,
          "does not open"),
-        (s2, "truncated inside enc", {"op": "truncate", "length": 500}, env, "does not open"),
-        (s2, "truncated by one byte", {"op": "truncate", "length": -1}, env, "does not open"),
+        (s2, "truncated to the smallest size (inside enc)", {"op": "truncate", "length": 1024}, env,
+         "does not open"),
+        (s2, "truncated by one byte", {"op": "truncate", "length": -1}, env, "is not a padded size"),
         (s2, "wrong signer (lookup knows only another key)", {"op": "lookup", "key": "center.sign"}, env,
          "signed by an unknown key"),
         ("ack.sealed.suite1", "ack moved to another home's topic", {"op": "topic", "topic": topics.ack(OTHER_HOME)},
