@@ -42,6 +42,8 @@ SCHEMA_VERSION = 1
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 WAL_PAGES = 64  # checkpoint once the WAL holds this many pages (SQLite's default is 1000: 4 MiB)
 WAL_LIMIT = 256 * 1024  # what a checkpointed WAL is truncated back to
+BUSY_TIMEOUT_S = 30.0  # how long to wait for another connection's lock before calling the database unusable
+NEARLY_FULL = 64 * 1024  # below this much free space an I/O error is taken to be the full disk (-shm, -wal)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -89,7 +91,7 @@ class _Corrupt(Exception):
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
@@ -102,7 +104,8 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
 
     Returns the connection and, when the old file was unusable, a note saying what happened.
     Only real corruption moves the file aside; a locked, read-only or failing disk raises
-    StorageError instead, because those rows are healthy and must still be sent.
+    StorageError instead (DiskFullError for a full one), because those rows are healthy and must
+    still be sent.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +122,8 @@ def open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
         if conn is not None:
             conn.close()
         if not isinstance(exc, _Corrupt) and getattr(exc, "sqlite_errorcode", None) not in _CORRUPT_CODES:
-            raise StorageError(f"cannot open outbox {path}: {exc}") from exc
+            full = _disk_full(exc, path.parent)
+            raise (DiskFullError if full else StorageError)(f"cannot open outbox {path}: {exc}") from exc
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         n = 1
         while Path(str(aside)).exists():  # never overwrite an earlier corrupt copy: it may hold alarms
@@ -154,11 +158,19 @@ class Outbox:
         self.ttl_s = {**ttl_s, "alarm": None}  # alarms never expire
         self._clock = clock
         self._lock = threading.Lock()
-        self._conn, self.recovered_from = open_checked(self.path)
         self.reserve = Reserve(self.path.with_name(self.path.name + ".reserve"), reserve_bytes)
-        self.reserve.ensure(keep_free=0)  # before anything else can fill the card
         self.disk_full_count = 0  # writes that failed for lack of space, since start
         self._on_disk_full = on_disk_full  # told even when the reserve then saves the write
+        try:
+            self._conn, self.recovered_from = open_checked(self.path)
+        except DiskFullError as exc:  # even opening needs room (-shm, -wal): the alarms in it must still go
+            self.disk_full_count += 1
+            on_disk_full(exc)
+            if not self.reserve.release():
+                raise
+            log.error("outbox: %s; gave back the alarm reserve to open it", exc)
+            self._conn, self.recovered_from = open_checked(self.path)
+        self.reserve.ensure(keep_free=0)  # before anything else can fill the card
         with self._lock:
             self._recount()
 
@@ -456,6 +468,20 @@ class _Transaction:
                 self.conn.execute("ROLLBACK")
         finally:
             self.on_rollback()
+
+
+def _disk_full(exc: sqlite3.Error, directory: Path) -> bool:
+    """SQLITE_FULL, or an I/O error on a nearly full file system: growing the -shm file reports
+    no space as SQLITE_IOERR_SHMSIZE, so opening an outbox on a full card looks like a failing disk."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return True
+    if code is None or code & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
+    try:
+        return free_bytes(directory) < NEARLY_FULL
+    except OSError:
+        return False
 
 
 def _storage_error(exc: sqlite3.Error) -> StorageError:
