@@ -27,13 +27,13 @@ from .devices import HomeDevices
 from .events import Event
 from .freshness import Freshness
 from .grant import Grant
-from .keys import load_private
+from .keys import check_database, check_private, create_private, load_private
 from .lookin import LookIn
 from .outbox import Outbox
 from .policy import Policy
 from .sealer import Sealer
 from .staff import StaffRegistry
-from .trustdb import TrustDB
+from .trustdb import AtRest, TrustDB
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,15 @@ class Daemon(Handlers):
     def _start(self) -> None:
         cfg = self.cfg
         self.device = load_private(cfg.keys.device)
+        check_private(cfg.broker.key, "TLS private key")  # at-rest check: refuse files others can read
+        check_database(cfg.outbox.path, "the outbox")
         # The socket first: it refuses to start beside a running daemon, before we touch its outbox
         # or take over its broker session.
         self.control = self._open(ControlServer(cfg.control.socket, self))
         self.trust = self._open(TrustDB(cfg.trust.path))
-        self.audit = AuditLog(self.trust, self.clock)
         self.center = CenterKeys(cfg.keys.center, cfg.keys.center_next, self.trust)
+        self.trust.at_rest = AtRest(cfg.home.id, self.device, lambda: self.center.active.kem)  # before the audit
+        self.audit = AuditLog(self.trust, self.clock)
         self.policy = Policy(cfg, self.clock)
         saved_alarm = self.trust.setting("last_alarm")
         if saved_alarm:
@@ -78,6 +81,7 @@ class Daemon(Handlers):
         self._saved_alarm = saved_alarm
         self.freshness = Freshness(self.trust, self.clock, cfg.commands,
                                    on_new_challenge=lambda: self.uplink.refresh_presence())
+        create_private(cfg.outbox.path)  # 0600 from the start; SQLite gives -wal and -shm its mode
         self.outbox = self._open(Outbox(
             cfg.outbox.path,
             cfg.outbox.max_bytes,
@@ -149,14 +153,9 @@ class Daemon(Handlers):
         shown = json.dumps(for_display(self.cfg), sort_keys=True)
         digest = hashlib.sha256(shown.encode()).hexdigest()
         with self.trust.write() as conn:
-            old = conn.execute("SELECT value FROM settings WHERE key = 'config'").fetchone()
-            if old is not None and old[0] != shown:
-                before, after = json.loads(old[0]), json.loads(shown)
-                changed = sorted(f"{sec}.{key}" for sec in set(before) | set(after)
-                                 for key in set(before.get(sec) or {}) | set(after.get(sec) or {})
-                                 if (before.get(sec) or {}).get(key) != (after.get(sec) or {}).get(key))
+            changed = self.trust.remember_config(conn, json.loads(shown))  # digests only: no names at rest
+            if changed:
                 self.audit.append("config_changed", {"changed": changed, "config_sha256": digest}, conn)
-            TrustDB.put_setting(conn, "config", shown)
             self.audit.append("start", {"config_sha256": digest, "center_key": center_kid(self.center.active)}, conn)
 
     def stop(self) -> None:
@@ -273,7 +272,7 @@ class Daemon(Handlers):
             try:
                 _, accepted = self.inject(Event("event", "audit", entry.to_json()))
             except ValueError:  # too large to send: the center still learns it exists
-                _, accepted = self.inject(Event("event", "audit", {**entry.to_json(), "detail": {"truncated": True}}))
+                _, accepted = self.inject(Event("event", "audit", {**entry.to_json(), "detail": {"truncated": True}, "sealed": None}))
             if not accepted:
                 return
             self.audit.mark_sent(entry.seq)

@@ -2,8 +2,16 @@
 emit path, the clock, the time zone and one pin factory (the Pi's pins, or gpiozero's
 MockFactory for simulation and tests). Also gives drivers somewhere to keep the little state
 they must not forget over a restart (doses left, today's counts), in trust.db.
+
+That state is about the resident (when they moved, which doses were taken), so DriverState
+keeps readable only the fields a driver names in PLAIN_STATE (a dispenser's doses left, the
+day); the rest is sealed to this device's own key (trustdb.AtRest) and opened when the driver
+starts again. Not to the center's key: the device itself must read it back after a restart to
+finish the day's summary and not dispense a dose twice. Drivers keep only today's counts and
+the doses still in a window; older history was sent to the center and is dropped.
 """
 
+import base64
 import json
 import logging
 from dataclasses import dataclass, field
@@ -29,19 +37,33 @@ log = logging.getLogger(__name__)
 
 
 class DriverState:
-    """A driver's small persistent state: one JSON document in trust.db's settings."""
+    """A driver's small persistent state: one JSON document in trust.db's settings, its fields
+    outside `plain` sealed to the device's own key under "sealed" (plain JSON without AtRest,
+    and as older versions wrote it: both are read)."""
 
-    def __init__(self, trust: TrustDB, key: str) -> None:
-        self.trust, self.key = trust, f"driver:{key}"
+    def __init__(self, trust: TrustDB, key: str, plain: tuple[str, ...] = ()) -> None:
+        self.trust, self.key, self.plain = trust, f"driver:{key}", frozenset(plain)
 
     def load(self) -> dict:
         try:
             value = json.loads(self.trust.setting(self.key) or "{}")
-        except ValueError:
+            if not isinstance(value, dict):
+                return {}
+            sealed = value.pop("sealed", None)
+            if sealed is not None and self.trust.at_rest is not None:
+                value.update(json.loads(self.trust.at_rest.open_device(self.key, base64.b64decode(sealed))))
+        except (ValueError, TypeError):
             return {}  # a damaged state is forgotten, not fatal: counts restart
-        return value if isinstance(value, dict) else {}
+        return value
 
     def save(self, value: dict) -> None:
+        at_rest = self.trust.at_rest
+        if at_rest is not None:
+            private = {k: v for k, v in value.items() if k not in self.plain}
+            value = {k: v for k, v in value.items() if k in self.plain}
+            if private:
+                sealed = at_rest.for_device(self.key, json.dumps(private, sort_keys=True).encode())
+                value["sealed"] = base64.b64encode(sealed).decode()
         with self.trust.write() as conn:
             TrustDB.put_setting(conn, self.key, json.dumps(value, sort_keys=True))
 
@@ -85,7 +107,8 @@ def build(cfg: DeviceConfig, emit, clock, trust: TrustDB | None, factory, after_
               "restart": (cfg.gpio.restart_min_s, cfg.gpio.restart_max_s)}
 
     def state(kind: str, name: str):
-        return DriverState(trust, f"{kind}:{name}") if trust is not None else MemoryState()
+        driver = {"motion": Motion, "dispenser": Dispenser}[kind]
+        return DriverState(trust, f"{kind}:{name}", driver.PLAIN_STATE) if trust is not None else MemoryState()
 
     drivers: list[Driver] = []
     drivers += [Lock(n, c, emit, clock, **common) for n, c in cfg.locks.items()]
@@ -115,10 +138,12 @@ class HomeDevices:
     """The daemon's drivers: built from the config, started after the uplink, stopped before it.
 
     With [simulate] enabled every driver is on mock pins in a SimWorld and sees the scenario's
-    faster clock; every event it emits is marked simulated, with the simulated local time.
+    faster clock; every event it emits is marked simulated, with the simulated local time, and
+    goes through `inject` (the daemon's path that authorizes nothing) instead of `emit`: a
+    scenario is a script, not a sensor, so its alarms never open a door.
     """
 
-    def __init__(self, cfg: DeviceConfig, emit, clock, trust: TrustDB) -> None:
+    def __init__(self, cfg: DeviceConfig, emit, clock, trust: TrustDB, *, inject) -> None:
         self.player = None
         zone = ZoneInfo(cfg.home.timezone)
         health = (emit, clock)
@@ -135,7 +160,7 @@ class HomeDevices:
             except scenarios.ScenarioError as exc:
                 raise ConfigError(str(exc)) from None
             clock = scenarios.ScaledClock(scenarios.start_at(scenario, zone), cfg.simulate.speed or scenario.speed or 900.0)
-            emit = _marked_simulated(emit, clock, zone)
+            emit = _marked_simulated(inject, clock, zone)
         self.devices = build(cfg, emit, clock, trust, factory, after_open=world and world.after_open, health=health)
         if simulate:
             try:
@@ -174,10 +199,11 @@ class HomeDevices:
         return {d.name: d.health() for d in self.devices.drivers}
 
 
-def _marked_simulated(emit, clock, zone):
+def _marked_simulated(inject, clock, zone):
     """A simulated event must never be mistaken for a real one; it also says when it happened
-    in the scenario, since its own time is the real one."""
-    def marked(event: Event):
+    in the scenario, since its own time is the real one. It is committed through `inject`, which
+    never authorizes anything; the driver is told only whether it was accepted."""
+    def marked(event: Event) -> bool:
         sim_time = clock.now().astimezone(zone).isoformat(timespec="seconds")
-        return emit(Event(event.cls, event.kind, {**event.body, "simulated": True, "sim_time": sim_time}))
+        return inject(Event(event.cls, event.kind, {**event.body, "simulated": True, "sim_time": sim_time}))[1]
     return marked

@@ -5,18 +5,39 @@ key (kem.py). Private files are JSON with base64 raw keys, created with O_EXCL a
 loading refuses a private file that group or others can read, because a leaked device key
 lets anyone forge that home's alarms. Public files are what technicians carry between the
 center and devices. This module never logs or prints key material.
+
+Also the two things both sides need about private files at rest:
+- `check_private`: a key or database file must be 0600 (0640 is accepted when its group is
+  the service's own group); the daemon and the receiver refuse to start otherwise, naming the
+  file, its mode and the chmod to run. `create_private` makes such a file 0600 from the start
+  (SQLite then gives its -wal and -shm files the database file's mode).
+- `seal_at_rest` / `open_at_rest`: a record sealed to a recipient's HPKE key for storage, the
+  same HPKE single-shot as the envelope (protocol/envelope.py, kem.py) with its own context
+  string, and no signature: what is stored is protected by the store's own integrity (the
+  audit's hash chain), and what travels is inside a signed envelope.
+
+      0   1  version            0x01
+      1   1  suite id           as the envelope's
+      2   8  recipient key id   SHA-256(recipient public key)[:8]
+      10  .. HPKE single-shot   enc || ciphertext;  info = b"trygg/v1 rest\x00" + context
+                                + b"\x00" + bytes 0..9
 """
 
 import base64
 import json
 import os
+import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from .errors import KeyFileError
-from .protocol.kem import KEM_NAMES, SUITE_IDS, KemPrivate, KemPublic
+from .protocol.kem import KEM_NAMES, SUITE_IDS, KemPrivate, KemPublic, suite
+
+_REST_HEADER = struct.Struct(">BB8s")
+_REST_CTX = b"trygg/v1 rest\x00"
 
 PRIVATE_FORMAT = "trygg-private-key-v1"
 PUBLIC_FORMAT = "trygg-public-key-v1"
@@ -119,12 +140,9 @@ def _read_json(path: Path) -> object:
 def load_private(path: Path) -> Identity:
     """Load our identity; refuse a file that anyone but the owner can read."""
     path = Path(path)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: key file not found") from None
-    if mode & 0o077:
-        raise KeyFileError(f"{path}: private key is readable by others (mode {mode:o}); run chmod 600 {path}")
+    if not path.exists():
+        raise KeyFileError(f"{path}: key file not found")
+    check_private(path, "private key")
     return _parse(_read_json(path), path, PRIVATE_FORMAT, Identity, ed25519.Ed25519PrivateKey.from_private_bytes,
                   KemPrivate, "kem_private")
 
@@ -152,3 +170,59 @@ def _parse(data: object, path, fmt: str, identity_cls, sign_from_bytes, kem_cls,
     except ValueError as exc:
         raise KeyFileError(f"{path}: {exc}") from None
     return identity_cls(str(data.get("name", "")), sign, kem)
+
+
+# -- private files at rest ----------------------------------------------------------------------
+def check_private(path: Path, what: str = "private file") -> None:
+    """Refuse a key or database file that others can read or anyone but the owner can write.
+
+    0600 always passes; 0640 passes when the file's group is this process's own group (the
+    service group, e.g. a root-owned file the trygg user reads). A missing file passes: it will
+    be created 0600. The message names the file, its mode and the chmod that fixes it.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    group_read_ok = st.st_gid == os.getegid() and not mode & 0o030
+    if mode & 0o007 or (mode & 0o070 and not (group_read_ok and mode & 0o070 == 0o040)):
+        raise KeyFileError(f"{path}: {what} is readable by others (mode {mode:o}); run chmod 600 {path}")
+
+
+def check_database(path: Path, what: str = "database") -> None:
+    """check_private for an SQLite file and the -wal / -shm files beside it."""
+    path = Path(path)
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        check_private(each, what)
+
+
+def create_private(path: Path) -> None:
+    """Create path empty at 0600 if it does not exist (never widen an existing file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
+def seal_at_rest(recipient: KemPublic, plain: bytes, context: str) -> bytes:
+    """Seal a record for storage to the recipient's HPKE key, bound to context (see the module doc)."""
+    header = _REST_HEADER.pack(1, recipient.suite_id, recipient.kid)
+    info = _REST_CTX + context.encode() + b"\x00" + header
+    return header + suite(recipient.suite_id).encrypt(plain, recipient.hpke_key, info=info)
+
+
+def open_at_rest(keys: list[KemPrivate], sealed: bytes, context: str) -> bytes:
+    """Open a record sealed by seal_at_rest with one of our keys; KeyFileError when none fits."""
+    sealed = bytes(sealed)
+    if len(sealed) <= _REST_HEADER.size:
+        raise KeyFileError("sealed record too short")
+    version, suite_id, kid = _REST_HEADER.unpack_from(sealed)
+    key = next((k for k in keys if k.suite_id == suite_id and k.public.kid == kid), None)
+    if version != 1 or key is None:
+        raise KeyFileError(f"sealed record for a key we do not hold ({kid.hex()}, suite {suite_id})")
+    info = _REST_CTX + context.encode() + b"\x00" + sealed[: _REST_HEADER.size]
+    try:
+        return suite(suite_id).decrypt(sealed[_REST_HEADER.size :], key.hpke_key, info=info)
+    except Exception:  # InvalidTag or ValueError for a tampered or truncated record
+        raise KeyFileError("sealed record does not open (tampered, or sealed for another record)") from None

@@ -3,6 +3,12 @@
 They work on trust.db directly, with or without the daemon running (SQLite serializes the
 writes); the daemon sees enrollment changes at the next command and forwards new audit
 entries to the center within a second. Thin: parse, call one function, print.
+
+They open trust.db with the keys it is sealed with (trustdb.AtRest: the device key, the
+active center key), as the daemon does, so what they write is sealed the same way, staff names
+can be shown, and a trust.db from an older version is sealed on first use. `audit show`
+shows what the device can read of each entry (seq, time, kind, the non-personal fields); the
+full trail is read at the center.
 """
 
 import json
@@ -15,13 +21,13 @@ import click
 
 from . import config as cfgmod
 from .audit import AuditLog
-from .centerkeys import center_kid
+from .centerkeys import CenterKeys, center_kid
 from .clock import SystemClock
 from .cliutil import config_option, friendly_errors, grant_change_options, resolve_config
 from .errors import ConfigError, TryggError
-from .keys import load_public
+from .keys import load_private, load_public
 from .staff import StaffRegistry
-from .trustdb import TrustDB
+from .trustdb import AtRest, TrustDB
 
 EXIT_AUDIT_BROKEN = 2
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -30,6 +36,12 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 def _open(ctx, config_path) -> tuple[cfgmod.DeviceConfig, TrustDB, AuditLog]:
     cfg = cfgmod.load(resolve_config(ctx, config_path))
     db = TrustDB(cfg.trust.path)
+    try:
+        center = CenterKeys(cfg.keys.center, cfg.keys.center_next, db)
+        db.at_rest = AtRest(cfg.home.id, load_private(cfg.keys.device), lambda: center.active.kem)
+    except BaseException:
+        db.close()
+        raise
     return cfg, db, AuditLog(db, SystemClock())
 
 
@@ -116,18 +128,19 @@ def audit_group() -> None:
 @click.pass_context
 @friendly_errors
 def audit_show(ctx, since: str | None, as_json: bool, config_path) -> None:
-    """The audit entries, oldest first."""
+    """The audit entries, oldest first: what the device can read (the rest is read at the center)."""
     _, db, audit = _open(ctx, config_path)
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     with db:
         entries = audit.entries(since=start)
     for e in entries:
-        if as_json:
-            click.echo(json.dumps(e.to_json(), ensure_ascii=False))
+        if as_json:  # "sealed": true when the rest of the detail is sealed to the center
+            click.echo(json.dumps({**e.to_json(), "sealed": e.sealed is not None}, ensure_ascii=False))
             continue
         when = datetime.fromtimestamp(e.time).astimezone().isoformat(timespec="seconds")
         detail = " ".join(f"{k}={v}" for k, v in e.detail.items() if v not in (None, ""))
-        click.echo(f"{e.seq:6} {when}{'' if e.synced else '?'} {e.kind:22} {detail}")
+        more = " (+sealed)" if e.sealed is not None else ""
+        click.echo(f"{e.seq:6} {when}{'' if e.synced else '?'} {e.kind:22} {detail}{more}".rstrip())
 
 
 @audit_group.command("verify")

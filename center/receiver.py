@@ -13,6 +13,14 @@ Look-in rounds (roundsdesk.py, when given): each new plan, camera fault and look
 passed to the desk as it is shown, and a thread of its own asks the desk for new rounds
 alerts every few seconds — also while the broker is unreachable, since a look-in falls due
 by the clock — and marks each shown only after the sink showed it.
+
+Audit events: a home's audit entry arrives with its detail sealed to the center key, as the
+device stores it (agent/audit.py); it is opened here with the center's keys and shown with the
+full detail. The record keeps the envelope as received. A detail that does not open is shown
+as sealed, with the reason, never dropped: the entry's existence still counts.
+
+At start the receiver refuses a TLS key that others can read (the center key and center.db are
+checked where they are opened: agent/keys.py, store.py).
 """
 
 import logging
@@ -26,7 +34,8 @@ import paho.mqtt.client as mqtt
 from agent import mqttconn
 from agent.config import CenterConfig
 from agent.errors import EnvelopeError, TryggError
-from agent.keys import Identity
+from agent.audit import open_detail
+from agent.keys import Identity, check_private
 from agent.protocol.kem import KemPrivate
 from agent.presence import verify_status
 from agent.protocol import envelope, topics
@@ -60,6 +69,7 @@ class Receiver:
                  sink: Sink, clock, opening: list[KemPrivate] | None = None,
                  load_opening: Callable[[], list[KemPrivate]] | None = None,
                  rounds: RoundsDesk | None = None) -> None:
+        check_private(config.broker.key, "TLS private key")  # before anything connects
         self.cfg = config
         self.identity = identity
         self.opening = opening or [identity.kem]  # current key, plus next and retired ones during a rotation
@@ -238,9 +248,27 @@ class Receiver:
         event = decode(opened.body, EventMessage)
         if event.home != where.home or event.cls != where.cls:
             raise ValueError(f"event for {event.home}/{event.cls} arrived on {message.topic}")
+        if event.kind == "audit" and event.body.get("sealed"):
+            event = self._open_audit(event)
         self.homes.seen(where.home, self.clock.monotonic())
         received = Received(event.id, event.home, event.cls, message.topic, bytes(message.payload), self.clock.time())
         return event, received
+
+    def _open_audit(self, event: EventMessage) -> EventMessage:
+        """The audit entry with its sealed detail opened (or, if it will not open, marked so)."""
+        body = dict(event.body)
+        try:
+            try:
+                detail = open_detail(body, event.home, self.opening)
+            except TryggError:
+                if not self._reload_opening_keys():
+                    raise
+                detail = open_detail(body, event.home, self.opening)
+        except (TryggError, ValueError, KeyError, TypeError) as exc:
+            log.warning("receiver: audit entry %s of %s: detail does not open: %s", body.get("seq"), event.home, exc)
+            return event.model_copy(update={"body": {**body, "sealed": True, "unopened": str(exc)}})
+        body.pop("sealed", None)
+        return event.model_copy(update={"body": {**body, "detail": detail}})
 
     def _reload_opening_keys(self) -> bool:
         """A key rotation began while we run (center.next.key appeared): read the keys again,

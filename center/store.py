@@ -8,12 +8,18 @@ because the home deletes an alarm as soon as we acknowledge it: the row must be 
 Also the look-in rounds' state (roundsdesk.py): each home's plan and camera state, the staff's
 verdicts and which rounds alerts were shown. Those contents arrive here already sealed to the
 center key; the plaintext columns are routing only (home, night, slot time, alert kind).
+
+The file is created 0600 (SQLite gives its -wal and -shm files the same mode) and refused,
+naming the chmod to run, when it or they are readable by others: the routing columns (which
+home sent what class when, and how long it was) are themselves a record of every home's
+alarm times, readable only by the receiver's own user.
 """
 
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.keys import check_database, create_private
 from agent.sqltx import immediate
 
 _SCHEMA = """
@@ -67,7 +73,8 @@ class Received:
 
 class EventStore:
     def __init__(self, path: Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        check_database(Path(path), "the center's event store")
+        create_private(Path(path))
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")

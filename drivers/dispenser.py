@@ -9,6 +9,13 @@ nurse refills before a dose is missed. A daily `dose_summary` (taken, missed, la
 faults, power interruptions) goes out as telemetry after midnight. Counts are kept in the
 injected state store, so a restart or power cut does not forget them; a start that finds the
 store marked running counts as a power interruption.
+
+What is kept, and why: what the dispenser decides with after a restart (doses left and
+whether the warning was given, the day, whether it was running), readable (PLAIN_STATE); the
+open dose and the doses handled today and yesterday (so a dose is never dispensed twice; older
+ones are dropped, no window reaches back further) and today's counts (for the day's summary),
+which the store seals. Whether and when each dose was taken is not kept: it went to the
+center as dose_taken / dose_missed.
 """
 
 from datetime import datetime, timedelta
@@ -19,6 +26,7 @@ from .base import Driver, soonest
 class Dispenser(Driver):
     kind = "dispenser"
     INPUTS = {"taken": ("removed", "returned"), "empty": ("empty", "ok"), "jam": ("jammed", "ok")}
+    PLAIN_STATE = ("left", "warned", "day", "running")  # readable in a store; the rest is about the resident
 
     def __init__(self, name, config, emit, clock, state, **kw) -> None:
         super().__init__(name, emit, clock, **kw)
@@ -135,7 +143,8 @@ class Dispenser(Driver):
         elif dose is not None:
             return
         self.reminder.off()
-        self.s["done"] = (self.s["done"] + [self.current["key"]])[-50:]
+        since = (local - timedelta(days=1)).date().isoformat()  # a window starts today or yesterday
+        self.s["done"] = [k for k in self.s["done"] + [self.current["key"]] if k[:10] >= since][-50:]
         self.current = self.s["current"] = None
         self._save()
 

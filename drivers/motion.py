@@ -4,6 +4,10 @@
 from the window's start, so a night's sleep is not inactivity); `activity_resumed` when motion
 returns after that alarm. Each local day's motion counts per hour go out as `activity_summary`
 telemetry after midnight. The counts are kept in the injected state store across restarts.
+
+What is kept, and why: only today's per-hour counts (to send the whole day's summary after a
+restart) and the day they belong to; a finished day is sent and dropped. The counts say when
+the resident was up, so only `day` is named in PLAIN_STATE: the store seals the rest.
 """
 
 from .base import Driver, soonest
@@ -12,6 +16,7 @@ from .base import Driver, soonest
 class Motion(Driver):
     kind = "motion"
     INPUTS = {"motion": ("motion", "still")}
+    PLAIN_STATE = ("day",)  # the state fields a store may keep readable; the rest is about the resident
 
     def __init__(self, name, config, emit, clock, state, **kw) -> None:
         super().__init__(name, emit, clock, **kw)

@@ -15,6 +15,7 @@ from agent.protocol import envelope, topics
 from agent.protocol.ids import new_id
 from agent.protocol.messages import CommandMessage, encode
 from tests.support.lab import RawCenter, trygg, wait_for
+from tests.test_at_rest import audit_at_center
 
 HOME = "hem-hostile"
 UTC = timezone.utc
@@ -57,7 +58,7 @@ def test_hostile_mqtt_traffic_is_refused_audited_and_never_delays_alarms(lab):
         assert result(unlock, "done")["state"] == "unlocked"
         raw.publish(topic, captured)  # a replay: refused and audited, not answered (the original was)
         wait_for(lambda: any(e["kind"] == "command" and e["detail"]["command"] == unlock.id
-                             and e["detail"]["reason"].startswith("replayed") for e in home.audit()),
+                             and e["detail"]["reason"].startswith("replayed") for e in audit_at_center(lab, home)),
                  10, "the replay to be refused")
         lock, _ = send("lock")
         assert result(lock, "done")["state"] == "locked"
@@ -87,7 +88,7 @@ def test_hostile_mqtt_traffic_is_refused_audited_and_never_delays_alarms(lab):
         assert counts["done"] == 2 and counts["failed"] == 0
         assert counts["refused"] + counts["dropped"] > 10 * PER_MIN, counts  # the flood did reach the daemon
 
-        entries = home.audit()
+        entries = audit_at_center(lab, home)  # who and why are sealed to the center
         refused = [e["detail"] for e in entries if e["kind"] == "command" and e["detail"]["outcome"] == "refused"]
         assert all(d["reason"] for d in refused)
         assert any(d["reason"].startswith("envelope:") for d in refused)

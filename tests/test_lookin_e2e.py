@@ -28,6 +28,7 @@ from agent.errors import EnvelopeError
 from agent.keys import load_private
 from agent.protocol import envelope, topics
 from tests.support.lab import TRYGG, ENV, wait_for
+from tests.test_at_rest import audit_at_center
 
 ALL_DAY = [{"start": "00:00", "end": "00:00"}]
 CAMERA = {"camera": "synthetic", "windows": ALL_DAY, "max_per_night": 2, "privacy": "blur",
@@ -90,7 +91,8 @@ def test_the_count_the_role_and_the_audit(camera_home, tmp_path):
     assert (lookins["used"], lookins["left"], lookins["refused"]) == (2, 0, 1)
     shown = subprocess.run([*TRYGG, "status", "--config", str(home.config)], capture_output=True, text=True, env=ENV)
     assert "look-ins tonight: 2 used, 0 left of 2, 1 refused" in shown.stdout
-    audited = [e["detail"] for e in home.audit() if e["kind"] == "command" and e["detail"]["action"] == "lookin"]
+    audited = [e["detail"] for e in audit_at_center(lab, home)  # who is sealed to the center
+               if e["kind"] == "command" and e["detail"]["action"] == "lookin"]
     assert [(a["staff"], a["outcome"]) for a in audited] == [
         ("anna", "done"), ("anna", "done"), ("anna", "refused"), ("carl", "refused")]
 
@@ -208,7 +210,7 @@ def test_a_technician_changes_the_grant_on_the_device_and_the_running_daemon_tel
     assert (grant["times"], grant["tolerance_s"], grant["max_per_night"]) == (["23:30"], 600.0, 2)
     plan = watch.wait_event(lambda e: e.get("kind") == "lookin_plan" and e["body"]["times"] == ["23:30"])
     assert plan["body"]["tolerance_s"] == 600.0
-    changes = [e["detail"] for e in home.audit() if e["kind"] == "lookin_grant_changed"]
+    changes = [e["detail"] for e in audit_at_center(lab, home) if e["kind"] == "lookin_grant_changed"]
     assert [(c["by"], c["changed"]) for c in changes] == [("technician tom", ["times", "tolerance_s"])]
 
 
