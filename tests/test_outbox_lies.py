@@ -536,6 +536,7 @@ def test_the_reserve_is_given_back_on_a_full_card_and_made_again_once_there_is_r
     assert ob.reserve.held == 0 and not ob.reserve.path.exists()
     assert ob.disk_full_count == 1 and len(told) == 1 and isinstance(told[0], DiskFullError)
     assert ob.disk()["reserve_bytes"] == 0 and ob.disk()["disk_full_writes"] == 1
+    assert (card / "outbox.db-wal").stat().st_size == 0, "the WAL's space was not given back after the full disk"
     assert ob.keep_reserve() is False, "no room yet for the reserve"
     assert waiting(ob) == ["alarm-00000", "alarm-00001"]
     assert_counts_true(ob)
@@ -558,3 +559,53 @@ def test_the_reserve_is_made_only_when_the_margin_stays_free(tmpfs):
 
     none = Reserve(card / "none", 0)
     assert none.ensure(keep_free=10**15) is True and none.held == 0 and not none.path.exists()
+
+
+# -- what status and the uplink read ------------------------------------------------------------
+
+
+def test_a_drained_outbox_gives_its_wal_back(open_outbox, tmp_path):
+    ob = open_outbox()
+    ob.put_many([row("telemetry", i, size=4000) for i in range(50)] + [row("alarm", 0)])
+    wal = tmp_path / "outbox.db-wal"
+    assert wal.stat().st_size > 0
+    ob.delete([f"telemetry-{i:05d}" for i in range(50)])
+    assert wal.stat().st_size > 0, "an alarm still waits: no truncating checkpoint yet"
+    ob.delete(["alarm-00000"])
+    assert wal.stat().st_size == 0
+
+
+def test_disk_and_stats_say_what_is_on_the_card_and_how_old_the_oldest_row_is(open_outbox, clock, tmp_path):
+    ob = open_outbox(reserve_bytes=64 * 1024)
+    ob.put_many([row("telemetry", 0, created=T0 - 30), row("telemetry", 1), row("event", 0, created=T0 + 50),
+                 row("alarm", 0, created=T0 - 12.5)])
+    ob.min_free_bytes = 10**15  # the card is now below the margin
+
+    disk = ob.disk()
+    files = sum(p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith("outbox.db") and
+                not p.name.endswith(".reserve"))
+    assert disk["file_bytes"] == files > 0
+    assert disk["low"] is True and 0 < disk["free_bytes"] < 10**15
+    assert (disk["reserve_bytes"], disk["reserve_target_bytes"], disk["disk_full_writes"]) == (64 * 1024, 64 * 1024, 0)
+
+    ages = {c: v["oldest_age_s"] for c, v in ob.stats()["classes"].items()}
+    assert ages == {"alarm": 12.5, "event": 0.0, "telemetry": 30.0}  # a row from the future is 0 s old, not negative
+    ob.delete(["alarm-00000"])
+    assert ob.stats()["classes"]["alarm"] == {"depth": 0, "oldest_age_s": None}
+
+
+def test_alarms_only_batches_hold_no_other_class(open_outbox):
+    ob = open_outbox()
+    ob.put_many([row("telemetry", 0), row("event", 0), row("alarm", 0), row("alarm", 1)])
+    assert [r.id for r in ob.next_batch({}, 10, classes=1)] == ["alarm-00000", "alarm-00001"]
+    first = ob.next_batch({}, 10, classes=1)[0]
+    assert [r.id for r in ob.next_batch({0: first.seq}, 10, classes=1)] == ["alarm-00001"]
+    assert [r.id for r in ob.next_batch({}, 3)] == ["alarm-00000", "alarm-00001", "event-00000"]
+
+
+def test_an_outbox_in_a_directory_not_yet_made_is_made(tmp_path, clock):
+    ob = Outbox(tmp_path / "state" / "trygg" / "outbox.db", 10**6, dict(TTL), clock=clock)
+    try:
+        assert ob.put_many([row("alarm", 0)]) == [True]
+    finally:
+        ob.close()
