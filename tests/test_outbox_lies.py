@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent import outbox as outbox_module
+from agent.commit import GroupCommitter
 from agent.config import DeviceConfig
 from agent.diskspace import Reserve, free_bytes
 from agent.errors import DiskFullError, StorageError
@@ -609,3 +610,35 @@ def test_an_outbox_in_a_directory_not_yet_made_is_made(tmp_path, clock):
         assert ob.put_many([row("alarm", 0)]) == [True]
     finally:
         ob.close()
+
+
+# -- group commit: callers hear of every failure --------------------------------------------------
+
+
+def test_callers_of_the_group_committer_hear_a_storage_failure_instead_of_waiting(open_outbox, monkeypatch):
+    monkeypatch.setattr(outbox_module, "BUSY_TIMEOUT_S", 0.2)
+    ob = open_outbox()
+    committer = GroupCommitter(ob, 0.0)
+    holder = sqlite3.connect(ob.path, isolation_level=None, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StorageError, match="locked"):
+            committer.put(row("telemetry", 0))
+        with pytest.raises(StorageError, match="locked"):
+            committer.put(row("alarm", 0))  # in the caller's own thread
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert committer.alive(), "one failed commit must not stop the writer"
+    assert committer.put(row("telemetry", 1)) is True
+    committer.close()
+    assert not committer.alive()
+    assert waiting(ob) == ["telemetry-00001"]
+
+
+def test_a_row_queued_after_the_writer_stopped_is_an_error_not_a_hang(open_outbox):
+    committer = GroupCommitter(open_outbox(), 0.0)
+    committer.close()
+    assert not committer.alive()
+    with pytest.raises(StorageError, match="writer has stopped"):
+        committer.put(row("event", 0))  # noticed at the first 5 s check
