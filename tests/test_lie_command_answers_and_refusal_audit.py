@@ -16,6 +16,9 @@ import threading
 
 import pytest
 
+from agent.actions import build_actions
+from agent.commands import Commands
+from agent.config import CommandsConfig
 from agent.protocol import topics
 from tests.support.lab import RawCenter, wait_for
 from tests.test_hostile_commands import HOME, STAFF, SUPPRESSED, TOPIC, Bench
@@ -170,3 +173,49 @@ def test_a_refusal_summary_that_cannot_be_written_does_not_stop_commands_being_j
         if b.commands.alive():
             b.commands.stop()
         b.db.close()
+
+
+def test_each_minutes_refusal_summary_counts_only_that_minute(bench):
+    # A minute's suppressed refusals and drops are written once, in that minute's summary: never
+    # again in the next one, never moved into an earlier one.
+    limiter = bench.new_commands(CommandsConfig(refusals_audited_per_min=1)).limiter
+    assert limiter.allow("envelope: one") and not limiter.allow("envelope: two")
+    limiter.suppress("dropped: command queue full")
+    bench.clock.advance(61)
+    limiter.suppress("dropped: command queue full")  # the first thing counted in minute two
+    assert limiter.take_summary() == {"suppressed": 2, "by_reason": {"envelope": 1, "dropped": 1}}
+    assert limiter.allow("envelope: three")  # minute two's budget of one: the drop did not use it
+    assert not limiter.allow("envelope: four")
+    bench.clock.advance(61)
+    assert limiter.take_summary() == {"suppressed": 2, "by_reason": {"dropped": 1, "envelope": 1}}
+    bench.clock.advance(61)
+    assert limiter.take_summary() is None and limiter.take_summary(final=True) is None
+
+
+class SlowLock:
+    """A lock whose bolt takes a while: unlock() returns once the test lets it."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def unlock(self, by: str = "") -> dict:
+        self.started.set()
+        assert self.release.wait(5)
+        return {"state": "unlocked"}
+
+
+def test_stopping_waits_for_the_command_being_carried_out_so_its_answer_and_audit_are_not_lost(bench):
+    # The daemon closes the audit and the outbox right after the command handler stops: an unlock
+    # still moving the bolt then must be answered and audited before stop() returns.
+    slow = SlowLock()
+    actions = build_actions({"front-door": slow}, status=lambda: {}, switch_center_key=lambda kid: kid)
+    commands = Commands(HOME, bench.device, bench.staff, bench.freshness, bench.policy, bench.audit, actions,
+                        bench.reports.append, bench.cfg.commands, bench.clock)
+    commands.start()
+    cmd = bench.command()
+    commands.submit(TOPIC, bench.seal(cmd))
+    assert slow.started.wait(5)
+    threading.Timer(0.3, slow.release.set).start()
+    commands.stop()
+    assert [(r.body["command"], r.body["outcome"]) for r in bench.reports] == [(cmd.id, "done")]
+    assert [(d["command"], d["outcome"]) for d in bench.audited()] == [(cmd.id, "done")]
