@@ -158,12 +158,14 @@ def status(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
 @main.command()
 @config_option
 @click.argument("cls", metavar="CLASS", type=click.Choice(["alarm", "event", "telemetry"]))
-@click.option("--kind", help="Event kind, e.g. fall, door_open, dose_missed.")
+@click.option("--kind", help="Required: a kind a driver sends as CLASS (e.g. fall, door_open, dose_missed), or test.")
 @click.option("--count", default=1, show_default=True, type=click.IntRange(1, control.MAX_SIMULATE))
 @click.pass_context
 @friendly_errors
 def simulate(ctx: click.Context, config_path: Path | None, cls: str, kind: str | None, count: int) -> None:
-    """Inject events as a driver would; prints each id once it is committed."""
+    """Send simulated events (marked so) as a driver would; prints each id once it is committed.
+
+    A simulated alarm reaches the night staff but authorizes nothing: it never opens the door."""
     refused = 0
     for answer in control.request(_socket_path(ctx, config_path),
                                   {"op": "simulate", "class": cls, "kind": kind, "count": count}):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import DaemonNotRunning, TryggError
-from .events import CLASSES, Event
+from .events import CLASSES, Event, simulate_kinds
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 4096
@@ -30,7 +30,8 @@ class Handlers:
         raise NotImplementedError
 
     def inject(self, event: Event) -> tuple[str, bool]:
-        """Emit one event as a driver would; return (id, accepted) after it is committed."""
+        """Commit one simulated event; return (id, accepted) after it is committed. It is sent
+        like a driver's, but authorizes nothing (a simulated alarm opens no door)."""
         raise NotImplementedError
 
     def refill(self, dispenser: str, count: int | None) -> dict:
@@ -60,8 +61,13 @@ def _parse_simulate(req: dict) -> tuple[Event, int]:
     count = req.get("count", 1)
     if not isinstance(count, int) or not 1 <= count <= MAX_SIMULATE:
         raise ValueError(f"count must be 1-{MAX_SIMULATE}")
-    kind = req.get("kind") or {"alarm": "help", "event": "door_open", "telemetry": "room_climate"}[cls]
-    # Always marked: a simulated alarm must never be mistaken for a real one at the center.
+    kind, allowed = req.get("kind"), simulate_kinds(cls)
+    if kind is None:  # no default: a test alarm must say what it pretends to be
+        raise ValueError(f"no kind given: simulate {cls} needs --kind, one of {', '.join(allowed)}")
+    if kind not in allowed:
+        raise ValueError(f"no driver sends {kind!r} as {cls}: --kind must be one of {', '.join(allowed)}")
+    # Always marked: a simulated alarm must never be mistaken for a real one at the center. The
+    # daemon commits it through inject(), which never opens the night staff's unlock window.
     return Event(cls, kind, {"simulated": True}), count
 
 

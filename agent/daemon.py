@@ -111,7 +111,7 @@ class Daemon(Handlers):
 
     def _start_commands(self) -> None:
         cfg = self.cfg
-        self.devices = self._open(HomeDevices(cfg, self.emit, self.clock, self.trust))
+        self.devices = self._open(HomeDevices(cfg, self.emit, self.clock, self.trust, inject=self.inject))
         self.locks = self.devices.of_kind("lock")
         self.grant = Grant(cfg.lookin, cfg.home.timezone, self.clock, self.trust, cfg.roles)
         self.lookin = None
@@ -192,12 +192,17 @@ class Daemon(Handlers):
 
     # -- the emit path -------------------------------------------------------------------
     def emit(self, event: Event) -> bool:
-        """What drivers call: seal, commit durably, wake the uplink. True once accepted."""
+        """What real drivers call: seal, commit durably, wake the uplink. True once accepted.
+
+        Only this path opens the night staff's unlock window, and only real drivers get it;
+        `trygg simulate` and the simulated world come in through inject(), whatever the body says.
+        """
+        if event.cls == "alarm":
+            self.policy.note_alarm()  # night staff may now unlock where the lock's rule says "alarm"
         return self.inject(event)[1]
 
     def inject(self, event: Event) -> tuple[str, bool]:
-        if event.cls == "alarm":
-            self.policy.note_alarm()  # night staff may now unlock where the lock's rule says "alarm"
+        """Seal, commit and send an event that authorizes nothing (simulated, or the daemon's own)."""
         message, row = self.sealer.seal(event)
         accepted = self.committer.put(row)
         if accepted:

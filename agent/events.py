@@ -1,7 +1,9 @@
 """Events as drivers produce them: a class, a kind and a body; nothing else.
 
 Drivers import only this module from the agent, so it imports no crypto, storage or network
-code. Ids, times, signing and sealing are added by the agent (sealer.py).
+code. Ids, times, signing and sealing are added by the agent (sealer.py). Also the one list of
+the kinds the drivers send per class (DRIVER_KINDS): `trygg simulate` may send only those, or
+`test`, so a simulated event always looks like something a real device sends.
 """
 
 import re
@@ -11,6 +13,23 @@ from typing import Any, Callable
 CLASSES = ("alarm", "event", "telemetry")  # most important first
 KIND_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 _KIND_RE = re.compile(KIND_PATTERN)
+
+# What the drivers (drivers/*.py) send, per class: the one registry of kinds. A driver that sends
+# a new kind adds it here; tests/test_simulated_alarms.py reads every driver's emit calls and
+# fails when this list and the drivers disagree. door_open is an alarm at night, an event by day.
+DRIVER_KINDS: dict[str, tuple[str, ...]] = {
+    "alarm": ("bed_exit", "door_open", "dose_missed", "fall", "help", "inactivity"),
+    "event": ("activity_resumed", "almost_empty", "bed_return", "dispenser_empty", "dispenser_jam",
+              "dispenser_refilled", "door_closed", "door_open", "dose_taken", "fault", "fault_cleared",
+              "help_cancelled", "lock_fault", "manual_unlock", "mat_clear", "visit"),
+    "telemetry": ("activity_summary", "device_health", "dose_summary"),
+}
+TEST_KIND = "test"  # an installation check: any class, sent by `trygg simulate CLASS --kind test`
+
+
+def simulate_kinds(cls: str) -> tuple[str, ...]:
+    """The kinds `trygg simulate` may send as this class: a driver's kinds, then `test`."""
+    return (*DRIVER_KINDS[cls], TEST_KIND)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ Checked on the device, whatever the center believes, as digital home-care locks 
 lists the actions it may give ([roles]); each lock says per role whether unlocking is
 allowed always, never, only while an alarm from this home is open, only inside a planned
 visit window, or either ([locks.NAME]). A role or lock not named is refused (fail closed).
+Only a real driver's alarm opens it: the daemon calls note_alarm() from the path real drivers
+emit through, never for `trygg simulate`, a test alarm or a simulated home's scenario, since
+anyone with the CLI or the config can make those.
 Open alarms are timed on the monotonic clock, so they need no trusted wall time; visit
 windows are local wall times, so without a synchronized clock they cannot be established
 and are refused with that reason. Pure decisions: no I/O.
@@ -35,7 +38,8 @@ class Policy:
         self.last_alarm_wall: float | None = None  # for the daemon to keep across a restart
 
     def note_alarm(self) -> None:
-        """An alarm was raised in this home: night staff may come in for a while."""
+        """A real driver raised an alarm in this home: night staff may come in for a while.
+        (Simulated and test alarms never get here; the daemon keeps only this time across a restart.)"""
         self._last_alarm = self.clock.monotonic()
         self.last_alarm_wall = self.clock.time() if self.clock.synced() else None
 

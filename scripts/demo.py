@@ -7,8 +7,11 @@ home's keys, the broker's files. The story it plays:
      cabinet, dispenser, alarm button, motion) on gpiozero mock pins, playing the built-in
      compressed night (drivers/scenarios/night.txt, 22:00-07:30 in about 40 s): a missed dose,
      the door opened at 03:00, a fall on the floor mat, a bed exit, a help button press;
-  2. after the fall, night staff member anna (enrolled on the device with her own key) unlocks
-     the door with a signed command, which the device allows because an alarm is open; the lock
+  2. after the fall, night staff member anna (enrolled on the device with her own key) tries to
+     unlock the door with a signed command, and the device refuses: the fall is the scenario's,
+     and a simulated alarm (like `trygg simulate alarm --kind test`) never opens the door to night
+     staff - only a real driver's alarm does, and nothing in a simulated home is real. Berit, the
+     nurse on call, unlocks it instead (the default rule lets a nurse unlock always); the lock
      confirms its bolt moved, locks itself again and records the visit;
   2b. anna looks in on the resident through the synthetic camera (the simulation's demo grant):
      the picture is blurred on the device, sealed to her key and written to demo/lookin.jpg;
@@ -71,9 +74,10 @@ def main() -> None:
     with open(home_cfg, "a") as f:
         f.write("\n[uplink]\nbackoff_min_s = 0.5\nbackoff_max_s = 2.0\nheartbeat_s = 5\n")
 
-    say("staff keys: trygg center staff-key anna; on the device: trygg staff add anna --role night-staff")
-    anna_pub = trygg("center", "staff-key", "anna", "--config", center_cfg).strip()
-    print(trygg("staff", "add", "anna", "--key", anna_pub, "--role", "night-staff", "--config", home_cfg))
+    say("staff keys: trygg center staff-key NAME; on the device: trygg staff add NAME --role ROLE")
+    for name, role in (("anna", "night-staff"), ("berit", "nurse")):
+        pub = trygg("center", "staff-key", name, "--config", center_cfg).strip()
+        print(trygg("staff", "add", name, "--key", pub, "--role", role, "--config", home_cfg))
 
     procs = []
     try:
@@ -84,8 +88,14 @@ def main() -> None:
         say("the home: trygg run --simulate (a compressed night, 22:00-07:30 at 900x; log in demo/home.log)")
         procs.append(subprocess.Popen([*TRYGG, "run", "--simulate", "--config", home_cfg], stdout=home_log, stderr=home_log))
         time.sleep(30)  # 22:00 + 30 s x 900 = 05:30: past the fall at 04:11
-        say("night staff: trygg center unlock hem-0042 --as anna (signed by anna, allowed: an alarm is open)")
-        print(trygg("center", "unlock", HOME, "--as", "anna", "--config", center_cfg))
+        say("night staff: trygg center unlock hem-0042 --as anna (refused: the fall was simulated, so no alarm is open)")
+        refused = subprocess.run([*TRYGG, "center", "unlock", HOME, "--as", "anna", "--config", center_cfg],
+                                 capture_output=True, text=True)
+        print((refused.stdout + refused.stderr).strip())
+        if refused.returncode != 4:  # 4 = refused by the device; anything else means the demo is wrong
+            sys.exit(f"expected the device to refuse anna's unlock (exit 4), got exit {refused.returncode}")
+        say("nurse: trygg center unlock hem-0042 --as berit (allowed: a nurse may always unlock)")
+        print(trygg("center", "unlock", HOME, "--as", "berit", "--config", center_cfg))
         say("night staff: trygg center lookin hem-0042 --as anna --out demo/lookin.jpg (blurred, sealed to anna)")
         print(trygg("center", "lookin", HOME, "--as", "anna", "--out", str(WORK / "lookin.jpg"), "--config", center_cfg))
         time.sleep(2)

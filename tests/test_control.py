@@ -11,11 +11,13 @@ import stat
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent import control
 from agent.control import MAX_REQUEST, MAX_SIMULATE, ControlServer, Handlers, request
 from agent.errors import DaemonNotRunning, TryggError
-from agent.events import Event
+from agent.events import CLASSES, DRIVER_KINDS, Event, simulate_kinds
 
 STATUS = {"home": "hem-1", "uptime_s": 12.0, "link": "connected", "clock_synced": True}
 
@@ -119,21 +121,45 @@ def test_simulate_injects_each_event_and_reports_its_id(shared):
     assert daemon.injected == [Event("alarm", "fall", {"simulated": True})] * 3
 
 
-def test_simulate_without_kind_uses_a_sensible_default_per_class(shared):
+def test_simulate_without_a_kind_is_refused_naming_the_kinds_of_that_class(shared):
     path, daemon = shared
-    for cls in ("alarm", "event", "telemetry"):
-        list(request(path, {"op": "simulate", "class": cls}))
-    assert [(e.cls, e.kind) for e in daemon.injected] == [("alarm", "help"), ("event", "door_open"),
-                                                         ("telemetry", "room_climate")]
+    for cls in CLASSES:
+        with pytest.raises(TryggError) as err:
+            list(request(path, {"op": "simulate", "class": cls, "kind": None}))
+        assert f"no kind given: simulate {cls} needs --kind, one of {', '.join(simulate_kinds(cls))}" in str(err.value)
+    assert daemon.injected == []
+
+
+def test_simulate_sends_a_drivers_kind_of_that_class_or_test(shared):
+    path, daemon = shared
+    for cls in CLASSES:
+        list(request(path, {"op": "simulate", "class": cls, "kind": DRIVER_KINDS[cls][0]}))
+        list(request(path, {"op": "simulate", "class": cls, "kind": "test"}))
+    assert [(e.cls, e.kind) for e in daemon.injected] == [
+        (cls, kind) for cls in CLASSES for kind in (DRIVER_KINDS[cls][0], "test")]
+    with pytest.raises(TryggError, match="no driver sends 'banana' as alarm: --kind must be one of bed_exit, "):
+        list(request(path, {"op": "simulate", "class": "alarm", "kind": "banana"}))
+    assert len(daemon.injected) == 2 * len(CLASSES)
+
+
+@given(cls=st.sampled_from(CLASSES), kind=st.one_of(st.none(), st.integers(), st.text(max_size=45),
+                                                  st.sampled_from([k for ks in DRIVER_KINDS.values() for k in ks])))
+def test_simulate_accepts_a_kind_exactly_when_a_driver_sends_it_as_that_class_or_it_is_test(cls, kind):
+    req = {"op": "simulate", "class": cls, "kind": kind}
+    if kind == "test" or kind in DRIVER_KINDS[cls]:
+        assert control._parse_simulate(req) == (Event(cls, kind, {"simulated": True}), 1)
+    else:
+        with pytest.raises(ValueError, match="--kind"):
+            control._parse_simulate(req)
 
 
 def test_refused_event_is_reported_not_accepted(shared):
     path, daemon = shared
     daemon.accept = False
-    answers = list(request(path, {"op": "simulate", "class": "telemetry"}))
+    answers = list(request(path, {"op": "simulate", "class": "telemetry", "kind": "device_health"}))
     assert answers == [{"id": "id-1", "accepted": False}, {"done": True}]
     # simulated events are always marked so, whatever the request says
-    assert daemon.injected == [Event("telemetry", "room_climate", {"simulated": True})]
+    assert daemon.injected == [Event("telemetry", "device_health", {"simulated": True})]
 
 
 # -- malformed requests ----------------------------------------------------------------------
@@ -157,6 +183,11 @@ MALFORMED = {
     "kind-too-long": json.dumps({"op": "simulate", "class": "alarm", "kind": "f" * 41}).encode() + b"\n",
     "kind-trailing-newline": b'{"op": "simulate", "class": "alarm", "kind": "fall\\n"}\n',
     "kind-not-a-string": b'{"op": "simulate", "class": "alarm", "kind": 5}\n',
+    "kind-missing": b'{"op": "simulate", "class": "alarm"}\n',
+    "kind-null": b'{"op": "simulate", "class": "alarm", "kind": null}\n',
+    "kind-no-driver-sends": b'{"op": "simulate", "class": "alarm", "kind": "banana"}\n',
+    "kind-of-another-class": b'{"op": "simulate", "class": "telemetry", "kind": "fall"}\n',
+    "kind-event-only-as-alarm": b'{"op": "simulate", "class": "alarm", "kind": "visit"}\n',
     "body-list": b'{"op": "simulate", "class": "alarm", "body": [1, 2]}\n',
     "body-string": b'{"op": "simulate", "class": "alarm", "body": "fall"}\n',
     "over-long-line": json.dumps({"op": "status", "pad": "x" * (3 * MAX_REQUEST)}).encode() + b"\n",
