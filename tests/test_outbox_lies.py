@@ -558,6 +558,10 @@ def test_the_reserve_is_made_only_when_the_margin_stays_free(tmpfs):
     assert reserve.held == RESERVE
     assert reserve.release() == RESERVE and reserve.release() == 0
 
+    fill(card)  # room by the numbers asked for, none on the card: the write fails and nothing half-made stays
+    assert reserve.ensure(keep_free=-(2**40)) is False
+    assert reserve.held == 0 and not reserve.path.exists()
+
     none = Reserve(card / "none", 0)
     assert none.ensure(keep_free=10**15) is True and none.held == 0 and not none.path.exists()
 
@@ -642,3 +646,38 @@ def test_a_row_queued_after_the_writer_stopped_is_an_error_not_a_hang(open_outbo
     assert not committer.alive()
     with pytest.raises(StorageError, match="writer has stopped"):
         committer.put(row("event", 0))  # noticed at the first 5 s check
+
+
+def test_a_corrupt_outbox_finds_a_free_name_even_when_several_are_taken(tmp_path, open_outbox):
+    import time
+
+    db = tmp_path / "outbox.db"
+    taken = []
+    now = time.time()
+    for second in range(4):  # every name the next few seconds could give, and its first alternative
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now + second))
+        for name in (f"outbox.db.corrupt-{stamp}", f"outbox.db.corrupt-{stamp}-1"):
+            (tmp_path / name).write_bytes(name.encode())
+            taken.append(tmp_path / name)
+    db.write_bytes(b"garbage, not a database" + bytes(1000))
+
+    fresh = open_outbox()
+
+    assert fresh.recovered_from is not None
+    assert all(p.read_bytes() == p.name.encode() for p in taken), "an earlier corrupt copy was overwritten"
+    new = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name and p not in taken]
+    assert [p.read_bytes()[:23] for p in new] == [b"garbage, not a database"]
+
+
+def test_the_outbox_keeps_to_max_bytes_when_free_space_cannot_be_read(tmp_path, clock):
+    import shutil
+
+    home = tmp_path / "gone"
+    ob = Outbox(home / "outbox.db", 3 * ROW_COST, dict(TTL), clock=clock, min_free_bytes=10**15)
+    try:
+        ob.put_many([row("alarm", 0)])
+        shutil.rmtree(home)  # statvfs now fails; the open files live on
+        assert ob.put_many([row("telemetry", 0), row("telemetry", 1), row("telemetry", 2)]) == [True, True, True]
+        assert waiting(ob) == ["alarm-00000", "telemetry-00001", "telemetry-00002"]  # max_bytes, not "no room"
+    finally:
+        ob.close()
