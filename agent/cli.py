@@ -139,6 +139,12 @@ def status(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
     for cls, c in answer["outbox"]["classes"].items():
         age = "-" if c["oldest_age_s"] is None else f"{c['oldest_age_s']:.0f} s"
         click.echo(f"  {cls:9} waiting {c['depth']:6}  oldest {age}")
+    storage = answer.get("storage") or {}
+    if storage:
+        free = "unknown" if storage["free_bytes"] is None else f"{storage['free_bytes'] / 1048576:.1f} MiB"
+        click.echo(f"  storage {storage['state'].upper()}  free {free}  reserve {storage['reserve_bytes'] // 1024} KiB"
+                   + (f"  error: {storage['error']}" if storage.get("error") else "")
+                   + (f"  HELD IN MEMORY: {answer['held_in_memory']}" if answer.get("held_in_memory") else ""))
     alarms = answer["unacked_alarms"]
     if alarms["depth"]:
         click.echo(f"  UNACKNOWLEDGED ALARMS: {alarms['depth']} (oldest {alarms['oldest_age_s']:.0f} s)")
@@ -173,6 +179,9 @@ def simulate(ctx: click.Context, config_path: Path | None, cls: str, kind: str |
             break
         if answer["accepted"]:
             click.echo(answer["id"])
+            if answer.get("stored") is False:
+                click.echo(f"{answer['id']}: accepted but NOT STORED (the card is full or failing): sent and held in "
+                           "memory until the center acknowledges it; a restart before that loses it", err=True)
         else:
             refused += 1
     if refused:

@@ -13,7 +13,7 @@ import socketserver
 import stat
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from .errors import DaemonNotRunning, TryggError
 from .events import CLASSES, Event, simulate_kinds
@@ -23,15 +23,25 @@ MAX_REQUEST = 4096
 MAX_SIMULATE = 100_000
 
 
+class Injected(NamedTuple):
+    """What became of an event: accepted (it will reach the center) and stored (on disk, so it
+    also survives a crash) - accepted but not stored when a full card left only memory."""
+
+    id: str
+    accepted: bool
+    stored: bool
+
+
 class Handlers:
     """What the daemon offers over the socket; the daemon implements these."""
 
     def status(self) -> dict:
         raise NotImplementedError
 
-    def inject(self, event: Event) -> tuple[str, bool]:
-        """Commit one simulated event; return (id, accepted) after it is committed. It is sent
-        like a driver's, but authorizes nothing (a simulated alarm opens no door)."""
+    def inject(self, event: Event) -> Injected:
+        """Commit one simulated event; return once committed, or accepted but not stored when a
+        full card left only memory. It is sent like a driver's, but authorizes
+        nothing (a simulated alarm opens no door)."""
         raise NotImplementedError
 
     def refill(self, dispenser: str, count: int | None) -> dict:
@@ -89,8 +99,8 @@ class _Handler(socketserver.StreamRequestHandler):
             elif op == "simulate":
                 event, count = _parse_simulate(req)
                 for _ in range(count):
-                    event_id, accepted = handlers.inject(event)
-                    self._send({"id": event_id, "accepted": accepted})
+                    result = handlers.inject(event)
+                    self._send({"id": result.id, "accepted": result.accepted, "stored": result.stored})
                 self._send({"done": True})
             elif op == "refill":
                 self._send({**handlers.refill(*_parse_refill(req)), "done": True})

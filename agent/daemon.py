@@ -22,17 +22,19 @@ from .clock import SystemClock
 from .commands import Commands
 from .commit import GroupCommitter
 from .config import DeviceConfig, for_display
-from .control import ControlServer, Handlers
+from .control import ControlServer, Handlers, Injected
 from .devices import HomeDevices
+from .errors import StorageError
 from .events import Event
 from .freshness import Freshness
 from .grant import Grant
 from .keys import check_database, check_private, create_private, load_private
 from .lookin import LookIn
-from .outbox import Outbox
+from .outbox import Outbox, Row
 from .policy import Policy
 from .sealer import Sealer
 from .staff import StaffRegistry
+from .storageguard import StorageGuard
 from .trustdb import AtRest, TrustDB
 from .uplink import Uplink
 
@@ -74,6 +76,7 @@ class Daemon(Handlers):
         self.center = CenterKeys(cfg.keys.center, cfg.keys.center_next, self.trust)
         self.trust.at_rest = AtRest(cfg.home.id, self.device, lambda: self.center.active.kem)  # before the audit
         self.audit = AuditLog(self.trust, self.clock)
+        self.storage = StorageGuard()
         self.policy = Policy(cfg, self.clock)
         saved_alarm = self.trust.setting("last_alarm")
         if saved_alarm:
@@ -87,6 +90,9 @@ class Daemon(Handlers):
             cfg.outbox.max_bytes,
             {"event": cfg.outbox.ttl_event_s, "telemetry": cfg.outbox.ttl_telemetry_s},
             clock=self.clock.time,
+            reserve_bytes=cfg.outbox.reserve_bytes,
+            min_free_bytes=cfg.outbox.min_free_bytes,
+            on_disk_full=self.storage.failed,
         ))
         self.committer = self._open(GroupCommitter(self.outbox, cfg.outbox.group_commit_ms / 1000))
         self.sealer = Sealer(cfg.home.id, self.device, self.center.active.kem, self.clock)
@@ -137,12 +143,31 @@ class Daemon(Handlers):
         with self._plan_lock:
             plan = self.grant.plan()
             if plan != self._sent_plan:
-                _, accepted = self.inject(Event("event", "lookin_plan", plan))
-                if accepted:
+                if self.inject(Event("event", "lookin_plan", plan)).accepted:
                     self._sent_plan = plan
 
     def _presence_extra(self) -> dict:
-        return {"clock_synced": bool(self.clock.synced()), "challenge": self.freshness.challenge}
+        return {"clock_synced": bool(self.clock.synced()), "challenge": self.freshness.challenge, **self._storage()}
+
+    def _storage(self) -> dict:
+        """The card as the center sees it in every heartbeat: ok, low or failing, and the free space."""
+        disk = self.outbox.disk()
+        return {"storage": self.storage.state(disk), "free_bytes": disk["free_bytes"]}
+
+    def _report_losses(self) -> None:
+        """One data_lost event for what the outbox dropped or expired and what could not be kept at all."""
+        losses = self.outbox.unreported_losses()
+        not_stored = self.storage.take_lost()
+        if not losses.total() and not any(not_stored.values()):
+            return
+        body = {"dropped": losses.dropped, "expired": losses.expired, "not_stored": not_stored}
+        if not self.inject(Event("event", "data_lost", body)).accepted:
+            self.storage.give_back(not_stored)
+            return
+        try:
+            self.outbox.mark_reported(losses)
+        except StorageError as exc:  # reported again next time: better twice than never
+            log.warning("could not record the data_lost report: %s", exc)
 
     def _switch_center_key(self, kid: str) -> str:
         self.sealer.center = self.center.switch(kid, self.audit).kem
@@ -201,25 +226,60 @@ class Daemon(Handlers):
             self.policy.note_alarm()  # night staff may now unlock where the lock's rule says "alarm"
         return self.inject(event)[1]
 
-    def inject(self, event: Event) -> tuple[str, bool]:
-        """Seal, commit and send an event that authorizes nothing (simulated, or the daemon's own)."""
+    def inject(self, event: Event, hold: bool = True) -> Injected:
+        """Seal, commit and send an event that authorizes nothing (simulated, or the daemon's own).
+
+        hold=False for what is kept elsewhere and sent again anyway (audit entries): not held in
+        memory when the outbox cannot store it."""
         message, row = self.sealer.seal(event)
-        accepted = self.committer.put(row)
+        try:
+            stored = accepted = self.committer.put(row)
+        except StorageError as exc:
+            self.storage.failed(exc)
+            stored, accepted = False, hold and self._hold(row)
         if accepted:
             self.uplink.wake()
         else:
-            log.warning("outbox full: %s %s refused", event.cls, message.id)
-        return message.id, accepted
+            log.warning("%s %s refused: %s", event.cls, message.id, self.storage.error or "the outbox is full")
+        self._report_storage_fault()
+        return Injected(message.id, accepted, stored)
+
+    def _hold(self, row: Row) -> bool:
+        """The card could not take the row even after making room: it goes straight to the uplink and
+        stays in memory until the center acknowledges it."""
+        held = self.uplink.hold(row)
+        if not held:
+            self.storage.lost(row.cls)
+            log.warning("not stored and not held in memory: %s %s lost", row.cls, row.id)
+        return held
+
+    def _report_storage_fault(self) -> None:
+        """The center hears at once when a write fails, and once more when storage is well again."""
+        error = self.storage.take_fault_due()
+        if error is not None:
+            log.error("storage failing: %s; what cannot be stored is held in memory until acknowledged", error)
+            self.inject(Event("event", "fault", {"component": "storage", "detail": error}))
+            self.uplink.refresh_presence()  # the heartbeat's storage state, now rather than in a minute
+
+    def _check_storage(self) -> None:
+        """Storage is well again once the alarm reserve is whole and the free space above the margin."""
+        if not self.outbox.keep_reserve() or self.storage.error is None or self.outbox.disk()["low"]:
+            return
+        was = self.storage.recovered()
+        log.info("storage works again (was: %s)", was)
+        self.inject(Event("event", "fault_cleared", {"component": "storage", "detail": f"room again; was: {was}"}))
 
     # -- status and housekeeping ---------------------------------------------------------
     def status(self) -> dict:
-        outbox = self.outbox.stats()
+        outbox, disk = self.outbox.stats(), self.outbox.disk()
         return {
             "home": self.cfg.home.id,
             "uptime_s": round(self.clock.monotonic() - self.started_at, 1),
             "clock_synced": self.clock.synced(),
             **self.uplink.status(),
             "outbox": outbox,
+            "storage": {**disk, "state": self.storage.state(disk), "error": self.storage.error,
+                        "failed_writes": self.storage.failures},
             "unacked_alarms": outbox["classes"]["alarm"],
             "commands": self.commands.status(),
             "alarm_open": self.policy.alarm_open(),
@@ -275,23 +335,23 @@ class Daemon(Handlers):
         """Send audit entries not yet sent to the center, each as an `audit` event, in order."""
         for entry in self.audit.unsent(100):
             try:
-                _, accepted = self.inject(Event("event", "audit", entry.to_json()))
+                stored = self.inject(Event("event", "audit", entry.to_json()), hold=False).stored
             except ValueError:  # too large to send: the center still learns it exists
-                _, accepted = self.inject(Event("event", "audit", {**entry.to_json(), "detail": {"truncated": True}, "sealed": None}))
-            if not accepted:
+                detail = {**entry.to_json(), "detail": {"truncated": True}, "sealed": None}
+                stored = self.inject(Event("event", "audit", detail), hold=False).stored
+            if not stored:
                 return
             self.audit.mark_sent(entry.seq)
 
     def sweep(self) -> None:
-        """Expire old rows, then tell the center about anything lost since the last report."""
-        self.outbox.expire()
-        self.freshness.prune()
-        losses = self.outbox.unreported_losses()
-        if losses.total():
-            body = {"dropped": losses.dropped, "expired": losses.expired}
-            _, accepted = self.inject(Event("event", "data_lost", body))
-            if accepted:
-                self.outbox.mark_reported(losses)
+        """Expire old rows, make the alarm reserve whole, then tell the center about anything lost
+        since the last report. Each step on its own: a full card must not stop the report."""
+        for step in (self.outbox.expire, self._check_storage, self.freshness.prune):
+            try:
+                step()
+            except StorageError as exc:
+                log.warning("housekeeping: %s", exc)
+        self._report_losses()
         stats = self.outbox.stats()["classes"]
         sdnotify.notify(
             f"STATUS=link {self.uplink.link}; outbox "

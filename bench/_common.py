@@ -96,11 +96,9 @@ def depth(st: dict) -> int:
     return sum(c["depth"] for c in st["outbox"]["classes"].values())
 
 
-def simulate(sock: Path, cls: str, count: int = 1, kind: str | None = None) -> list[str]:
+def simulate(sock: Path, cls: str, count: int = 1, kind: str = "test") -> list[str]:
     """Inject events through the control socket (fixed simulated body); ids of those accepted."""
-    req = {"op": "simulate", "class": cls, "count": count}
-    if kind:
-        req["kind"] = kind
+    req = {"op": "simulate", "class": cls, "count": count, "kind": kind}
     for attempt in range(50):
         try:
             return [a["id"] for a in control.request(sock, req, timeout=120) if not a.get("done") and a.get("accepted")]

@@ -59,6 +59,7 @@ class Sink(Protocol):
 
     def event(self, message: EventMessage, received: float) -> None: ...
     def presence(self, home: str, state: str) -> None: ...
+    def storage(self, home: str, state: str, free_bytes: int | None) -> None: ...
     def rejected(self, topic: str, reason: str) -> None: ...
     def link(self, state: str, detail: str) -> None: ...
     def lookin(self, alert: Alert) -> None: ...
@@ -76,6 +77,7 @@ class Receiver:
         self._load_opening = load_opening
         self._opening_loaded_at = -1e9
         self.homes = homes
+        self._storage: dict[str, str] = {}  # each home's last reported card state
         self.store = store
         self.sink = sink
         self.clock = clock
@@ -297,6 +299,10 @@ class Receiver:
             self.homes.seen(home, self.clock.monotonic() - max(self.clock.time() - stamp, 0.0))
         if self.homes.set_state(home, status.state, status.heartbeat_s):
             self._show(self.sink.presence, home, status.state)
+        if status.storage is not None and self._storage.get(home, "ok") != status.storage:
+            self._show(self.sink.storage, home, status.storage, status.free_bytes)
+        if status.storage is not None:
+            self._storage[home] = status.storage  # a full card is shown when it starts and when it ends
 
     def _acknowledge(self, client: mqtt.Client, events: list[EventMessage]) -> None:
         """One signed, sealed ack per home per batch, covering every id (duplicates too)."""

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import control
-from agent.control import MAX_REQUEST, MAX_SIMULATE, ControlServer, Handlers, request
+from agent.control import MAX_REQUEST, MAX_SIMULATE, ControlServer, Handlers, Injected, request
 from agent.errors import DaemonNotRunning, TryggError
 from agent.events import CLASSES, DRIVER_KINDS, Event, simulate_kinds
 
@@ -33,10 +33,10 @@ class FakeDaemon(Handlers):
     def status(self) -> dict:
         return dict(STATUS)
 
-    def inject(self, event: Event) -> tuple[str, bool]:
+    def inject(self, event: Event) -> Injected:
         with self.lock:
             self.injected.append(event)
-            return f"id-{len(self.injected)}", self.accept
+            return Injected(f"id-{len(self.injected)}", self.accept, self.accept)
 
 
 @pytest.fixture
@@ -116,8 +116,8 @@ def test_status_is_answered_with_done(shared):
 def test_simulate_injects_each_event_and_reports_its_id(shared):
     path, daemon = shared
     answers = list(request(path, {"op": "simulate", "class": "alarm", "kind": "fall", "count": 3}))
-    assert answers == [{"id": "id-1", "accepted": True}, {"id": "id-2", "accepted": True},
-                       {"id": "id-3", "accepted": True}, {"done": True}]
+    assert answers == [{"id": "id-1", "accepted": True, "stored": True}, {"id": "id-2", "accepted": True, "stored": True},
+                       {"id": "id-3", "accepted": True, "stored": True}, {"done": True}]
     assert daemon.injected == [Event("alarm", "fall", {"simulated": True})] * 3
 
 
@@ -157,7 +157,7 @@ def test_refused_event_is_reported_not_accepted(shared):
     path, daemon = shared
     daemon.accept = False
     answers = list(request(path, {"op": "simulate", "class": "telemetry", "kind": "device_health"}))
-    assert answers == [{"id": "id-1", "accepted": False}, {"done": True}]
+    assert answers == [{"id": "id-1", "accepted": False, "stored": False}, {"done": True}]
     # simulated events are always marked so, whatever the request says
     assert daemon.injected == [Event("telemetry", "device_health", {"simulated": True})]
 

@@ -37,7 +37,7 @@ def test_nothing_readable_on_disk_or_at_the_broker(lab, broker):
     spy.loop_start()
     try:
         home = lab.home("hem-disk").start()  # no receiver: the event stays in the outbox
-        home.simulate("alarm", kind="dose_missed_secret_marker")
+        home.simulate("alarm", kind="dose_missed")
         wait_for(lambda: seen, 10, "the broker to relay the sealed alarm")
     finally:
         spy.loop_stop()
@@ -46,7 +46,7 @@ def test_nothing_readable_on_disk_or_at_the_broker(lab, broker):
     on_disk = b"".join(p.read_bytes() for p in home.dir.glob("outbox.db*"))
     assert b"hem-disk" in on_disk or on_disk  # the file exists and has content
     for blob in [on_disk, *seen]:
-        assert b"dose_missed_secret_marker" not in blob
+        assert b"dose_missed" not in blob
         assert b"simulated" not in blob
 
 

@@ -144,8 +144,9 @@ class Home:
             raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
         return trygg("status", "--json", "--config", self.config, check=False).returncode == 0
 
-    def simulate(self, cls: str, kind: str | None = None, count: int = 1) -> list[str]:
-        args = ["simulate", cls, "--count", count, "--config", self.config] + (["--kind", kind] if kind else [])
+    def simulate(self, cls: str, kind: str = "test", count: int = 1) -> list[str]:
+        """`trygg simulate`: a test event of this class unless a driver's kind is given."""
+        args = ["simulate", cls, "--kind", kind, "--count", count, "--config", self.config]
         return trygg(*args).stdout.split()
 
     def status(self) -> dict:
