@@ -5,12 +5,10 @@ a window of QoS 1 messages in flight (pipelining against the broker's PUBACKs) a
 end-to-end window of messages the center has not yet acknowledged, so a drained backlog never
 overruns the receiver's queue at the broker (Mosquitto silently drops beyond
 max_queued_messages). Rows are deleted only on the center's signed acknowledgement; alarms
-are never held back by the end-to-end window. Re-sends follow the acks, not a clock alone: a
-message sent before one the center has since acknowledged was lost on the way and goes again
-at once; with no ack at all (a stalled receiver) only the alarms and one probe go again per
-`resend_after_s`, because a whole window re-sent into silence fills the receiver's queue at
-the broker, which then drops what is new - a fall included. Rows the outbox could not store
-(a full disk) are held in memory here, sent first and kept until the center acknowledges them.
+are never held back by the end-to-end window. Re-sends follow the acks (resend.py): what a
+later acknowledgement overtook goes again at once, into silence only alarms and probes. Rows
+the outbox could not store (a full disk) are held in memory here, sent first and kept until
+the center acknowledges them.
 Reconnects with capped, jittered exponential backoff. Publishes signed retained presence (online on
 connect, every heartbeat and when the command challenge changes; offline as the last will).
 Commands arriving on the home's command topic are handed, unjudged, to the command handler.
@@ -22,7 +20,7 @@ import random
 import socket
 import threading
 from collections import OrderedDict
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -35,16 +33,11 @@ from .outbox import Outbox, Row
 from .presence import signed_status
 from .protocol import envelope, topics
 from .protocol.messages import AckMessage, decode
+from .resend import Resends
 
 log = logging.getLogger(__name__)
 
-REORDER_S = 1.0  # a message this much older than one acknowledged after it was lost, not late
 MAX_HELD = {0: 1000, 1: 100, 2: 0}  # rows held in memory per class priority when the disk is full
-
-
-class _Sent(NamedTuple):
-    at: float  # monotonic time of the last send
-    prio: int
 
 
 class Uplink:
@@ -239,9 +232,7 @@ class Uplink:
     def _reset_session(self) -> None:
         """A new connection starts from scratch: everything unacknowledged is eligible again."""
         self._cursor: dict[int, int] = {}
-        self._awaiting: OrderedDict[str, _Sent] = OrderedDict()  # in order of the last send
-        self._acked_sent_at = float("-inf")  # when the newest message the center acknowledged was sent
-        self._probed_at = float("-inf")  # the last re-send of a non-alarm into silence
+        self._awaiting = Resends(self.cfg.outbox.resend_after_s, self.cfg.uplink.inflight)
         with self._held_lock:
             self._held_unsent = set(self._held)  # held rows not yet sent on this connection
         self._inflight: dict[int, Row] = {}
@@ -276,8 +267,7 @@ class Uplink:
             if row.seq:  # a held row was never stored: it has no place in the outbox's order
                 self._cursor[row.prio] = max(self._cursor.get(row.prio, 0), row.seq)
             self._held_unsent.discard(row.id)
-            self._awaiting[row.id] = _Sent(now, row.prio)
-            self._awaiting.move_to_end(row.id)
+            self._awaiting.sent(row.id, row.prio, now)
         return True
 
     def _unsent_held(self, limit: int) -> list[Row]:
@@ -286,27 +276,15 @@ class Uplink:
             return [r for i, r in self._held.items() if i in self._held_unsent][:limit]
 
     def _due_resends(self, now: float, limit: int) -> list[Row]:
-        """Messages to send again, alarms first: every one overtaken (sent more than REORDER_S
-        before a message the center has acknowledged since), and, after resend_after_s without
-        an ack, every alarm and the oldest other message as a probe."""
-        overtaken = self._acked_sent_at - REORDER_S
-        timed_out = now - self.cfg.outbox.resend_after_s
-        due, probed = [], now - self._probed_at < self.cfg.outbox.resend_after_s
-        for event_id, sent in self._awaiting.items():  # oldest send first
-            if sent.at >= max(overtaken, timed_out) or len(due) >= limit:
-                break
-            if sent.at < overtaken or sent.prio == 0:
-                due.append(event_id)
-            elif not probed:
-                due.append(event_id)
-                probed, self._probed_at = True, now
+        """Messages to send again now (resend.py decides which), alarms first."""
+        due = self._awaiting.due(now, limit)
         if not due:
             return []
         with self._held_lock:
             held = [self._held[i] for i in due if i in self._held]
         rows = sorted(self.outbox.get(due) + held, key=lambda r: (r.prio, r.seq))
         for event_id in set(due) - {r.id for r in rows}:
-            del self._awaiting[event_id]  # no longer waiting anywhere: acknowledged meanwhile
+            self._awaiting.forget(event_id)  # no longer waiting anywhere: acknowledged meanwhile
         if rows:
             log.info("uplink: re-sending %d unacknowledged messages", len(rows))
         return rows
@@ -397,10 +375,7 @@ class Uplink:
         if not self._acked:
             return
         acked, self._acked = self._acked, []
-        for event_id in acked:
-            sent = self._awaiting.pop(event_id, None)
-            if sent is not None:
-                self._acked_sent_at = max(self._acked_sent_at, sent.at)
+        self._awaiting.acked(acked, self.clock.monotonic())
         with self._held_lock:
             for event_id in acked:
                 self._held.pop(event_id, None)

@@ -26,7 +26,7 @@ from agent.diskspace import Reserve, free_bytes
 from agent.errors import DiskFullError, StorageError
 from agent.outbox import CLASSES, ROW_OVERHEAD, SANE_EPOCH, WAL_LIMIT, WAL_PAGES, Losses, Outbox, Row
 from agent.protocol import topics
-from agent.uplink import Uplink, _Sent
+from agent.uplink import Uplink
 
 HOME = "hem-1"
 T0 = 1_750_000_000.0  # a synchronized wall clock
@@ -362,8 +362,9 @@ def test_the_uplink_re_sends_overtaken_messages_alarms_first(tmp_path, open_outb
         uplink._held[held.id] = held
         sent_order = ["telemetry-00000", "event-00000", "alarm-held", "telemetry-00001", "alarm-00000", "event-00001"]
         for at, event_id in enumerate(sent_order):
-            uplink._awaiting[event_id] = _Sent(float(at), CLASSES.index(event_id.split("-")[0]))
-        uplink._acked_sent_at = 100.0  # the center acknowledged something sent long after all of these
+            uplink._awaiting.sent(event_id, CLASSES.index(event_id.split("-")[0]), float(at))
+        uplink._awaiting.sent("later", 1, 100.0)
+        uplink._awaiting.acked(["later"], 100.5)  # the center acknowledged something sent long after all of these
 
         again = uplink._due_resends(now=101.0, limit=10)
 

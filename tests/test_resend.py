@@ -1,0 +1,93 @@
+"""What the uplink sends again (agent/resend.py): lost messages at once, into silence only alarms and probes."""
+
+from agent.resend import MIN_RTO_S, REORDER_S, Resends
+
+RESEND_S = 30.0
+
+
+def resends(max_round: int = 100) -> Resends:
+    return Resends(RESEND_S, max_round)
+
+
+def test_a_message_overtaken_by_a_later_acknowledged_one_goes_again_at_once():
+    r = resends()
+    r.sent("lost", 2, 0.0)
+    r.sent("kept", 2, REORDER_S + 0.5)
+    r.acked(["kept"], REORDER_S + 0.6)
+    assert r.due(REORDER_S + 0.6, 10) == ["lost"]
+
+
+def test_a_message_acknowledged_out_of_order_within_the_reorder_slack_is_not_sent_again():
+    r = resends()
+    r.sent("slow", 2, 0.0)
+    r.sent("fast", 2, REORDER_S - 0.5)
+    r.acked(["fast"], REORDER_S - 0.4)
+    assert r.due(REORDER_S, 10) == []
+
+
+def test_into_silence_only_alarms_and_one_probe_go_again():
+    r = resends()
+    r.sent("fall", 0, 0.0)
+    for i in range(500):
+        r.sent(f"t{i}", 2, 0.0)
+    assert r.due(RESEND_S - 0.1, 100) == []
+    assert r.due(RESEND_S, 100) == ["fall", "t0"]
+    for id_ in ("fall", "t0"):
+        r.sent(id_, 0 if id_ == "fall" else 2, RESEND_S)
+    assert r.due(RESEND_S + 0.1, 100) == []  # the probe's round is not answered yet
+    total = 2
+    for t in range(31, 600):  # ten minutes of a stalled receiver
+        due = r.due(float(t), 100)
+        for id_ in due:
+            r.sent(id_, 0 if id_ == "fall" else 2, float(t))
+        total += len(due)
+    assert total <= 2 * (600 // RESEND_S + 1), f"{total} messages re-sent into ten minutes of silence"
+
+
+def test_a_tail_whose_acknowledgement_was_lost_comes_back_in_doubling_rounds():
+    r = resends()
+    r.sent("earlier", 2, 0.0)
+    r.acked(["earlier"], 0.05)  # the center answers within 50 ms: the time-out is MIN_RTO_S
+    tail = [f"t{i}" for i in range(100)]
+    for id_ in tail:
+        r.sent(id_, 2, 0.1)
+    # ... and the one ack covering the whole tail is lost.
+    now, rounds = 0.1 + MIN_RTO_S, 0
+    waiting = set(tail)
+    while waiting:
+        due = r.due(now, 100)
+        assert due, f"nothing due at {now:.2f} s with {len(waiting)} still unacknowledged"
+        for id_ in due:
+            r.sent(id_, 2, now)
+        now += 0.01
+        r.acked(due, now)  # the center acknowledges each round at once
+        waiting -= set(due)
+        rounds += 1
+    assert rounds <= 8, f"{rounds} rounds for a tail of 100"
+    assert now < 0.1 + MIN_RTO_S + 1.0, "the rounds after the first must not wait for a time-out"
+
+
+def test_an_unanswered_probe_round_starts_again_from_one():
+    r = resends()
+    for i in range(10):
+        r.sent(f"t{i}", 2, 0.0)
+    first = r.due(RESEND_S, 10)
+    assert first == ["t0"]
+    r.sent("t0", 2, RESEND_S)
+    r.acked(["t0"], RESEND_S + 0.1)
+    second = r.due(RESEND_S + 0.1, 10)
+    assert second == ["t1", "t2"]  # the round came back: twice as many
+    for id_ in second:
+        r.sent(id_, 2, RESEND_S + 0.1)
+    timeout = r.timeout(RESEND_S + 0.2)
+    assert r.due(RESEND_S + 0.1 + timeout - 0.01, 10) == []
+    assert r.due(RESEND_S + 0.1 + timeout, 10) == ["t3"]  # no answer: one at a time again
+
+
+def test_the_time_out_follows_the_round_trip_and_falls_back_when_the_center_is_quiet():
+    r = resends()
+    assert r.timeout(0.0) == RESEND_S
+    r.sent("a", 2, 0.0)
+    r.acked(["a"], 3.0)
+    assert r.timeout(3.0) == 12.0  # four round trips of 3 s
+    assert r.timeout(3.0 + RESEND_S) == RESEND_S
