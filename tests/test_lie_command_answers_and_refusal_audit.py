@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from agent.actions import build_actions
-from agent.commands import Commands
+from agent.commands import MAX_COMMAND_BYTES, Commands
 from agent.config import CommandsConfig
 from agent.protocol import topics
 from tests.support.lab import RawCenter, wait_for
@@ -220,3 +220,32 @@ def test_stopping_waits_for_the_command_being_carried_out_so_its_answer_and_audi
     commands.stop()
     assert [(r.body["command"], r.body["outcome"]) for r in bench.reports] == [(cmd.id, "done")]
     assert [(d["command"], d["outcome"]) for d in bench.audited()] == [(cmd.id, "done")]
+
+
+def test_a_command_of_exactly_the_size_limit_is_judged_and_one_byte_more_is_refused_unopened(bench):
+    at_limit = bench.handle(b"\x01" * MAX_COMMAND_BYTES)
+    assert at_limit.outcome == "refused" and at_limit.reason.startswith("envelope: "), at_limit  # opened, not sized out
+    over = bench.handle(b"\x01" * (MAX_COMMAND_BYTES + 1))
+    assert over.reason == f"oversized: {MAX_COMMAND_BYTES + 1} bytes (limit {MAX_COMMAND_BYTES})"
+
+
+def test_an_allowed_action_this_device_cannot_carry_out_fails_with_that_reason(bench):
+    actions = build_actions({"front-door": bench.lock}, status=lambda: {}, switch_center_key=lambda kid: kid)
+    del actions["ping"]  # a device built without it (as one without a camera has no lookin)
+    commands = Commands(HOME, bench.device, bench.staff, bench.freshness, bench.policy, bench.audit, actions,
+                        bench.reports.append, bench.cfg.commands, bench.clock)
+    cmd = bench.command(action="ping", args={})
+    verdict = commands.handle(TOPIC, bench.seal(cmd))
+    assert (verdict.outcome, verdict.reason) == ("failed", "this device cannot ping")
+    assert [(r.body["command"], r.body["outcome"], r.body["reason"]) for r in bench.reports] == [
+        (cmd.id, "failed", "this device cannot ping")]
+    assert [(d["outcome"], d["reason"]) for d in bench.audited()] == [("failed", "this device cannot ping")]
+
+
+def test_the_command_thread_reports_alive_while_it_runs_and_not_after_stop(bench):
+    # alive() feeds the daemon's systemd watchdog: a false "dead" restarts the home, a false "alive" hides a hang.
+    assert bench.commands.alive() is False
+    bench.commands.start()
+    assert bench.commands.alive() is True
+    bench.commands.stop()
+    assert bench.commands.alive() is False
