@@ -250,6 +250,12 @@ def test_without_a_reserve_a_full_card_is_disk_full_not_corrupt(tmpfs, open_outb
         open_outbox(db)
 
     assert db.read_bytes() == before and no_aside(card)
+    with pytest.raises(DiskFullError):
+        open_outbox(card / "fresh.db")  # a new file on a full card: SQLITE_FULL
+    (card / "taken.db").mkdir()
+    with pytest.raises(StorageError) as caught:
+        open_outbox(card / "taken.db")  # full card, but this failure is not the lack of space
+    assert not isinstance(caught.value, DiskFullError)
     filler.unlink()
     assert waiting(open_outbox(db)) == [f"alarm-{i:05d}" for i in range(5)]
 
@@ -522,6 +528,7 @@ def test_with_room_above_the_margin_the_outbox_grows(tmp_path, open_outbox):
     ob.put_many([row("telemetry", i) for i in range(20)])
     assert ob.put_many([row("telemetry", 20)]) == [True]
     assert len(waiting(ob)) == 21 and ob.stats()["dropped"]["telemetry"] == 0
+    assert ob.disk()["low"] is False
 
 
 def test_the_reserve_is_given_back_on_a_full_card_and_made_again_once_there_is_room(tmpfs, open_outbox):
@@ -546,6 +553,10 @@ def test_the_reserve_is_given_back_on_a_full_card_and_made_again_once_there_is_r
     filler.unlink()
     assert ob.keep_reserve() is True
     assert ob.reserve.held == RESERVE and ob.disk()["reserve_bytes"] == RESERVE
+    ob.min_free_bytes = free_bytes(card)  # exactly at the margin is not low; a byte below is
+    assert ob.disk()["low"] is False
+    ob.min_free_bytes += 1
+    assert ob.disk()["low"] is True
 
 
 def test_the_reserve_is_made_only_when_the_margin_stays_free(tmpfs):
@@ -680,5 +691,15 @@ def test_the_outbox_keeps_to_max_bytes_when_free_space_cannot_be_read(tmp_path, 
         shutil.rmtree(home)  # statvfs now fails; the open files live on
         assert ob.put_many([row("telemetry", 0), row("telemetry", 1), row("telemetry", 2)]) == [True, True, True]
         assert waiting(ob) == ["alarm-00000", "telemetry-00001", "telemetry-00002"]  # max_bytes, not "no room"
+        assert (ob.disk()["free_bytes"], ob.disk()["low"]) == (None, False)
     finally:
         ob.close()
+
+
+def test_a_row_that_is_not_a_row_fails_the_whole_batch(open_outbox):
+    ob = open_outbox()
+    bad = Row("bogus-0", "bogus", "t/bogus", b"x", T0)  # a class the outbox does not know
+    with pytest.raises(KeyError):
+        ob.put_many([row("alarm", 0), bad])
+    assert waiting(ob) == []
+    assert_counts_true(ob)
