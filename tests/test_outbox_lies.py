@@ -679,6 +679,7 @@ def test_a_corrupt_outbox_finds_a_free_name_even_when_several_are_taken(tmp_path
     assert all(p.read_bytes() == p.name.encode() for p in taken), "an earlier corrupt copy was overwritten"
     new = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name and p not in taken]
     assert [p.read_bytes()[:23] for p in new] == [b"garbage, not a database"]
+    assert new[0].name.endswith("-2"), f"the next free name is the second alternative, got {new[0].name}"
 
 
 def test_the_outbox_keeps_to_max_bytes_when_free_space_cannot_be_read(tmp_path, clock):
