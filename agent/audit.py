@@ -241,7 +241,10 @@ def _verify_rows(conn: sqlite3.Connection) -> Verdict:
         prev, expected_seq = stored_hash, seq + 1
     count = expected_seq - 1
     if head is not None and head[0] != f"{count}:{prev}":
-        head_seq = int(head[0].split(":")[0])
+        head_seq_text = head[0].partition(":")[0]
+        if not head_seq_text.isdigit():
+            return Verdict(False, count, count, f"the recorded head {head[0][:80]!r} is damaged (not <seq>:<hash>)")
+        head_seq = int(head_seq_text)
         if head_seq > count:
             return Verdict(False, count, count + 1, f"entries {count + 1}..{head_seq} were removed from the end")
         return Verdict(False, count, head_seq, f"entry {head_seq} does not match the recorded head")

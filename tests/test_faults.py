@@ -131,6 +131,7 @@ def test_corrupt_outbox_is_moved_aside_and_reported_as_fault(lab):
     home = lab.home("hem-corrupt")
     db = home.dir / "outbox.db"
     db.write_bytes(b"SQLite format 3\x00" + os.urandom(8192))
+    db.chmod(0o600)  # as the daemon made it: only the content is damaged
     watch = lab.watch()
     home.start()
     fault = wait_for(lambda: [e for e in watch.events if e["kind"] == "fault"], 15, "a fault event")

@@ -393,12 +393,14 @@ def _audit_example(staff_kid: str, envelope_len: int) -> dict:
         digest = hashlib.sha256(f"{prev}\n{content}".encode()).hexdigest()
         assert digest == entry_hash(prev, seq, when, True, kind, detail_json)
         entries.append({"entry": {"seq": seq, "time": when, "synced": True, "kind": kind, "detail": detail,
-                                  "prev": prev, "hash": digest},
+                                  "prev": prev, "hash": digest, "sealed": None},
                         "detail_json": detail_json, "hash_input_utf8": f"{prev}\n{content}"})
         prev = digest
     return {
         "note": "after the `valid` variant (staff enrolled as nurse, then the unlock), both at the device time "
-                "of arrival with a synchronized clock; each entry is also the body of an `audit` event",
+                "of arrival with a synchronized clock; each entry is also the body of an `audit` event. These are "
+                "plain-form entries (`sealed` null), as an audit log without the at-rest keys writes them; the "
+                "daemon seals each detail to the center (docs/operations.md, At rest)",
         "entries": entries,
     }
 
