@@ -231,11 +231,8 @@ class Outbox:
         bound = self._bound
         if self._bytes + need <= bound:
             return True
-        if prio != 0:
-            droppable = self._conn.execute(
-                "SELECT COALESCE(SUM(size), 0) + COUNT(*) * ? FROM outbox WHERE prio >= ? AND prio > 0",
-                (ROW_OVERHEAD, prio),
-            ).fetchone()[0]
+        if prio != 0:  # counted in memory: a full outbox must not scan its table for every new row
+            droppable = sum(self._class_bytes[p] for p in range(prio, len(CLASSES)))
             if self._bytes - droppable + need > bound:
                 return False
         for victim_prio in (2, 1):
@@ -408,12 +405,13 @@ class Outbox:
 
     def _recount(self) -> None:
         """Bytes and rows per class from the table itself (at start and after a rollback)."""
-        self._bytes, self._depth = 0, [0] * len(CLASSES)
+        self._bytes, self._depth, self._class_bytes = 0, [0] * len(CLASSES), [0] * len(CLASSES)
         for prio, n, size in self._conn.execute("SELECT prio, COUNT(*), SUM(size) FROM outbox GROUP BY prio"):
             self._account(prio, n, size)
 
     def _account(self, prio: int, rows: int, payload_bytes: int) -> None:
         self._depth[prio] += rows
+        self._class_bytes[prio] += payload_bytes + rows * ROW_OVERHEAD
         self._bytes += payload_bytes + rows * ROW_OVERHEAD
 
     def _count(self, kind: str, cls: str, n: int) -> None:
