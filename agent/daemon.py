@@ -72,18 +72,9 @@ class Daemon(Handlers):
         # The socket first: it refuses to start beside a running daemon, before we touch its outbox
         # or take over its broker session.
         self.control = self._open(ControlServer(cfg.control.socket, self))
-        self.trust = self._open(TrustDB(cfg.trust.path))
-        self.center = CenterKeys(cfg.keys.center, cfg.keys.center_next, self.trust)
-        self.trust.at_rest = AtRest(cfg.home.id, self.device, lambda: self.center.active.kem)  # before the audit
-        self.audit = AuditLog(self.trust, self.clock)
+        # The outbox before trust.db: on a full card it gives back its alarm reserve, which is what
+        # lets the rest open (SQLite needs room even to read a WAL).
         self.storage = StorageGuard()
-        self.policy = Policy(cfg, self.clock)
-        saved_alarm = self.trust.setting("last_alarm")
-        if saved_alarm:
-            self.policy.restore_alarm(float(saved_alarm))
-        self._saved_alarm = saved_alarm
-        self.freshness = Freshness(self.trust, self.clock, cfg.commands,
-                                   on_new_challenge=lambda: self.uplink.refresh_presence())
         create_private(cfg.outbox.path)  # 0600 from the start; SQLite gives -wal and -shm its mode
         self.outbox = self._open(Outbox(
             cfg.outbox.path,
@@ -94,6 +85,17 @@ class Daemon(Handlers):
             min_free_bytes=cfg.outbox.min_free_bytes,
             on_disk_full=self.storage.failed,
         ))
+        self.trust = self._open(self._open_trust())
+        self.center = CenterKeys(cfg.keys.center, cfg.keys.center_next, self.trust)
+        self.trust.at_rest = AtRest(cfg.home.id, self.device, lambda: self.center.active.kem)  # before the audit
+        self.audit = AuditLog(self.trust, self.clock)
+        self.policy = Policy(cfg, self.clock)
+        saved_alarm = self.trust.setting("last_alarm")
+        if saved_alarm:
+            self.policy.restore_alarm(float(saved_alarm))
+        self._saved_alarm = saved_alarm
+        self.freshness = Freshness(self.trust, self.clock, cfg.commands,
+                                   on_new_challenge=lambda: self.uplink.refresh_presence())
         self.committer = self._open(GroupCommitter(self.outbox, cfg.outbox.group_commit_ms / 1000))
         self.sealer = Sealer(cfg.home.id, self.device, self.center.active.kem, self.clock)
         self.uplink = Uplink(cfg, self.device, self.center, self.outbox, self.clock,
@@ -161,7 +163,7 @@ class Daemon(Handlers):
         if not losses.total() and not any(not_stored.values()):
             return
         body = {"dropped": losses.dropped, "expired": losses.expired, "not_stored": not_stored}
-        if not self.inject(Event("event", "data_lost", body)).accepted:
+        if not self.inject(Event("event", "data_lost", body), tell=True).accepted:
             self.storage.give_back(not_stored)
             return
         try:
@@ -173,15 +175,32 @@ class Daemon(Handlers):
         self.sealer.center = self.center.switch(kid, self.audit).kem
         return kid
 
+    def _open_trust(self) -> TrustDB:
+        """trust.db, even on a full card: when it cannot open, the outbox's reserve makes the room."""
+        try:
+            return TrustDB(self.cfg.trust.path)
+        except StorageError as exc:
+            if not self.outbox.reserve.release():
+                raise
+            self.storage.failed(exc)
+            log.error("%s; gave back the alarm reserve to open it", exc)
+            return TrustDB(self.cfg.trust.path)
+
     def _audit_start(self) -> None:
-        """Audit the start, and any change to the effective config since the last start."""
+        """Audit the start, and any change to the effective config since the last start. On a full
+        card the daemon starts anyway (its alarms matter more) and the center hears of the card."""
         shown = json.dumps(for_display(self.cfg), sort_keys=True)
         digest = hashlib.sha256(shown.encode()).hexdigest()
-        with self.trust.write() as conn:
-            changed = self.trust.remember_config(conn, json.loads(shown))  # digests only: no names at rest
-            if changed:
-                self.audit.append("config_changed", {"changed": changed, "config_sha256": digest}, conn)
-            self.audit.append("start", {"config_sha256": digest, "center_key": center_kid(self.center.active)}, conn)
+        try:
+            with self.trust.write() as conn:
+                changed = self.trust.remember_config(conn, json.loads(shown))  # digests only: no names at rest
+                if changed:
+                    self.audit.append("config_changed", {"changed": changed, "config_sha256": digest}, conn)
+                self.audit.append("start", {"config_sha256": digest, "center_key": center_kid(self.center.active)},
+                                  conn)
+        except StorageError as exc:
+            self.storage.failed(exc)
+            log.error("could not audit the start: %s", exc)
 
     def stop(self) -> None:
         """Close everything start() opened, in reverse order. Safe to call twice."""
@@ -226,17 +245,20 @@ class Daemon(Handlers):
             self.policy.note_alarm()  # night staff may now unlock where the lock's rule says "alarm"
         return self.inject(event)[1]
 
-    def inject(self, event: Event, hold: bool = True) -> Injected:
+    def inject(self, event: Event, hold: bool = True, tell: bool = False) -> Injected:
         """Seal, commit and send an event that authorizes nothing (simulated, or the daemon's own).
 
-        hold=False for what is kept elsewhere and sent again anyway (audit entries): not held in
-        memory when the outbox cannot store it."""
+        hold: when the card cannot store it, send it from memory (False for audit entries, which
+        are sent again from trust.db anyway); tell: also when the outbox refuses it for room (the
+        daemon's own reports on the card and on losses, which must get out)."""
         message, row = self.sealer.seal(event)
         try:
             stored = accepted = self.committer.put(row)
         except StorageError as exc:
             self.storage.failed(exc)
             stored, accepted = False, hold and self._hold(row)
+        if not accepted and tell:
+            accepted = self.uplink.hold(row)
         if accepted:
             self.uplink.wake()
         else:
@@ -258,7 +280,7 @@ class Daemon(Handlers):
         error = self.storage.take_fault_due()
         if error is not None:
             log.error("storage failing: %s; what cannot be stored is held in memory until acknowledged", error)
-            self.inject(Event("event", "fault", {"component": "storage", "detail": error}))
+            self.inject(Event("event", "fault", {"component": "storage", "detail": error}), tell=True)
             self.uplink.refresh_presence()  # the heartbeat's storage state, now rather than in a minute
 
     def _check_storage(self) -> None:
@@ -267,7 +289,8 @@ class Daemon(Handlers):
             return
         was = self.storage.recovered()
         log.info("storage works again (was: %s)", was)
-        self.inject(Event("event", "fault_cleared", {"component": "storage", "detail": f"room again; was: {was}"}))
+        self.inject(Event("event", "fault_cleared", {"component": "storage", "detail": f"room again; was: {was}"}),
+                    tell=True)
 
     # -- status and housekeeping ---------------------------------------------------------
     def status(self) -> dict:

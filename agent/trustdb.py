@@ -126,9 +126,13 @@ class TrustDB:
 
     @contextmanager
     def write(self):
-        """One durable write transaction; everything inside commits together or not at all."""
-        with self._lock, immediate(self.conn) as conn:
-            yield conn
+        """One durable write transaction; everything inside commits together or not at all.
+        A failure (a full card, say) is a StorageError, which callers on the alarm path survive."""
+        try:
+            with self._lock, immediate(self.conn) as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: write failed ({exc})") from exc
 
     @contextmanager
     def snapshot(self):

@@ -101,3 +101,16 @@ def test_an_alarm_not_stored_is_held_in_memory_until_the_center_has_it(lab, card
         proxy.restore()
         watch.wait_ids([alarm], timeout=30)
         wait_for(lambda: home.status()["held_in_memory"] == 0, 30, "the held alarm to be acknowledged")
+
+
+def test_a_daemon_restarted_on_a_full_card_starts_and_its_alarms_get_out(lab, card):
+    watch = lab.watch()
+    home = home_on(lab, card, "hem-restart").start()
+    watch.wait_event(lambda e: e["home"] == home.id and e["kind"] == "device_health", timeout=20)
+    assert home.stop() == 0
+    fill(card)  # while it was down (a crash loop's logs, say)
+    home.start()  # trust.db and the outbox need room even to open: the reserve makes it
+    [alarm] = home.simulate("alarm", kind="help")
+    watch.wait_ids([alarm], timeout=20)
+    watch.wait_event(lambda e: e["home"] == home.id and e["kind"] == "fault"
+                     and e["body"].get("component") == "storage", timeout=15)
