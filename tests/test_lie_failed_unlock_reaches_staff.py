@@ -111,3 +111,23 @@ def test_unlock_whose_driver_raises_something_unexpected_reaches_staff_as_failed
     code, out, err = unlock(lab, home, "berit")
     assert code == 0 and ": DONE" in out, (code, out, err)
     assert lock.state == "unlocked"
+
+
+def test_garbage_on_the_homes_event_topic_does_not_cost_staff_their_answer(lab):
+    # Anyone with the center's broker identity can publish on a home's event topic; what does not
+    # open with the center's keys is ignored by `trygg center unlock`, which still reports DONE.
+    from agent.protocol import topics
+    from tests.support.lab import RawCenter
+
+    home = lab.home("hem-noise")
+    lab.enroll(home, "berit", "nurse")
+    home.start()
+    raw = RawCenter(lab)
+    event_topic = topics.up(home.id, "event")
+    try:
+        raw.publish(event_topic, b"\x01\x01not an envelope" * 4, retain=True)  # arrives with the subscription
+        code, out, err = unlock(lab, home, "berit")
+        assert code == 0 and ": DONE" in out and "Traceback" not in err, (code, out, err)
+    finally:
+        raw.publish(event_topic, b"", retain=True)  # clear it on the shared broker
+        raw.close()
