@@ -131,3 +131,33 @@ def test_garbage_on_the_homes_event_topic_does_not_cost_staff_their_answer(lab):
     finally:
         raw.publish(event_topic, b"", retain=True)  # clear it on the shared broker
         raw.close()
+
+
+def test_unlock_sent_with_a_challenge_used_up_meanwhile_is_sent_again_and_done(lab):
+    # Two staff at once: the challenge this session read was used by the other one's command. The
+    # device refuses the first try as stale; the session waits for the new challenge and sends a
+    # new command once, whose answer is final (docs/protocol.md §13.2).
+    from agent.clock import SystemClock
+    from agent.keys import load_public
+    from center import keyring
+    from center.commander import Commander
+
+    home = lab.home("hem-twice")
+    lab.enroll(home, "berit", "nurse")
+    lab.enroll(home, "anna", "night-staff")
+    home.start()
+    cfg = cfgmod.load(lab.center_config, cfgmod.CenterConfig)
+
+    def session(staff: str) -> Commander:
+        return Commander(cfg, keyring.opening_keys(cfg), keyring.staff_identity(cfg, staff),
+                         load_public(cfg.center.homes_dir / f"{home.id}.pub"), SystemClock())
+
+    with session("berit") as berit:
+        read = berit.status.challenge
+        with session("anna") as anna:  # reads the same challenge and uses it up first
+            assert anna.status.challenge == read and anna.send("ping", {}, timeout=15).outcome == "done"
+        answer = berit.send("unlock", {"lock": "front-door"}, timeout=15)
+    assert answer.outcome == "done" and answer.result["state"] == "unlocked", answer.result
+    assert answer.command.challenge not in (None, read)
+    audited = command_audit(home)
+    assert [d["outcome"] for d in audited[-2:]] == ["refused", "done"]  # the stale try, then the new command
