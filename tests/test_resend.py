@@ -91,3 +91,46 @@ def test_the_time_out_follows_the_round_trip_and_falls_back_when_the_center_is_q
     r.acked(["a"], 3.0)
     assert r.timeout(3.0) == 12.0  # four round trips of 3 s
     assert r.timeout(3.0 + RESEND_S) == RESEND_S
+
+
+def test_the_count_is_what_still_awaits_an_acknowledgement():
+    r = resends()
+    r.sent("a", 2, 0.0)
+    r.sent("b", 2, 0.0)
+    r.sent("a", 2, 1.0)  # a re-send is not a second message
+    assert len(r) == 2
+    r.acked(["a", "unknown"], 1.5)  # an id we never sent (or already forgot) is ignored
+    assert len(r) == 1
+    r.forget("b")
+    assert len(r) == 0 and r.due(100.0, 10) == []
+
+
+def test_a_forgotten_probe_does_not_hold_up_the_next_round():
+    r = resends()
+    for i in range(3):
+        r.sent(f"t{i}", 2, 0.0)
+    assert r.due(RESEND_S, 10) == ["t0"]
+    r.forget("t0")  # acknowledged meanwhile, found gone from the outbox
+    assert r.due(RESEND_S, 10) == ["t1"]
+
+
+def test_acknowledgements_outside_a_probe_round_do_not_grow_the_rounds():
+    r = resends()
+    for i in range(5):
+        r.sent(f"x{i}", 2, 0.0)
+    r.acked([f"x{i}" for i in range(5)], 0.1)  # ordinary acks, no probe pending
+    for i in range(10):
+        r.sent(f"t{i}", 2, 1.0)
+    assert r.due(1.0 + RESEND_S, 10) == ["t0"]  # still one probe at first
+
+
+def test_the_edges_overtaken_exactly_and_the_limit():
+    r = resends()
+    r.sent("edge", 2, 0.0)  # exactly REORDER_S before the acknowledged one: late, not lost
+    r.sent("ok", 2, REORDER_S)
+    r.acked(["ok"], REORDER_S + 0.1)
+    assert r.due(REORDER_S + 0.1, 10) == []
+    r = resends()
+    for i in range(5):
+        r.sent(f"a{i}", 0, 0.0)
+    assert r.due(RESEND_S, 3) == ["a0", "a1", "a2"]
