@@ -11,8 +11,8 @@ from typing import Callable
 from drivers.lock import LockError, LockJammed
 
 from .commands import Action, ActionFailed, ActionRefused
-from .errors import ConfigError
-from .protocol.messages import CommandMessage
+from base.errors import ConfigError
+from protocol.messages import CommandMessage
 
 
 def build_actions(locks: dict, status: Callable[[], dict], switch_center_key: Callable[[str], str],

@@ -34,6 +34,8 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from base.auditdetail import seal_context
+
 from .trustdb import NAMED_SECTIONS, AtRest, TrustDB
 
 log = logging.getLogger(__name__)
@@ -79,24 +81,6 @@ class AuditEntry:
         out = asdict(self)
         out["sealed"] = base64.b64encode(self.sealed).decode() if self.sealed is not None else None
         return out
-
-
-def seal_context(seq: int, kind: str) -> str:
-    """What an entry's sealed detail is bound to (after the home id): it opens for no other entry."""
-    return f"audit/{seq}/{kind}"
-
-
-def open_detail(body: dict, home: str, opening: list) -> dict:
-    """The center's side: the full detail of a forwarded `audit` event body, opened with one of
-    the center's private HPKE keys (KeyFileError when it does not open)."""
-    from .keys import open_at_rest
-
-    detail = dict(body.get("detail") or {})
-    sealed = body.get("sealed")
-    if not sealed:
-        return detail
-    context = f"{home}/{seal_context(int(body['seq']), str(body['kind']))}"
-    return {**detail, **json.loads(open_at_rest(opening, base64.b64decode(sealed), context))}
 
 
 def entry_hash(prev: str, seq: int, time: float, synced: bool, kind: str, detail_json: str,

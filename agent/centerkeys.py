@@ -14,17 +14,13 @@ import os
 from pathlib import Path
 
 from .audit import AuditLog
-from .keys import PublicIdentity, load_public, parse_public
-from .protocol.envelope import signer_kid
+from base.keys import PublicIdentity, center_kid, load_public, parse_public  # noqa: F401 - center_kid for the daemon
+from protocol.envelope import signer_kid
 from .trustdb import TrustDB
 
 log = logging.getLogger(__name__)
 _ACTIVE = "center_active"
 _ACTIVE_KEY = "center_active_key"
-
-
-def center_kid(public: PublicIdentity) -> str:
-    return signer_kid(public.sign).hex()
 
 
 class CenterKeys:

@@ -11,11 +11,13 @@ from pathlib import Path
 import click
 
 from . import config as cfgmod
-from . import control, provision
-from .cliutil import config_option, friendly_errors, resolve_config
-from .errors import TryggError
+from . import control
+from . import provision
+from base.cliutil import config_option, friendly_errors, resolve_config
+from base.errors import TryggError
+from base.plugins import PluginGroup, config_model
 
-@click.group()
+@click.group(cls=PluginGroup)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="Config file.")
 @click.version_option(package_name="trygg")
 @click.pass_context
@@ -63,10 +65,10 @@ def init(home, broker, ca, cert, key, center_key, directory, state_dir, socket, 
 def run(ctx: click.Context, config_path: Path | None, simulate: bool, scenario: Path | None,
         speed: float | None, once: bool) -> None:
     """Run the daemon (drivers, outbox, uplink) until SIGTERM."""
-    from . import logs
+    from base import logs
     from .daemon import Daemon
 
-    cfg = cfgmod.load(resolve_config(ctx, config_path))
+    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG))
     if simulate or scenario or speed or once:
         update: dict = {"enabled": True}
         if scenario:
@@ -91,7 +93,7 @@ def test_device(ctx: click.Context, config_path: Path | None, device: str, secon
     """Check one device's wiring: live input states; outputs switched only after you confirm."""
     from .drivertest import run_test
 
-    cfg = cfgmod.load(resolve_config(ctx, config_path))
+    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG))
     run_test(cfg, device, seconds, (lambda q: True) if yes else (lambda q: click.confirm(q, default=False)), click.echo)
 
 
@@ -108,7 +110,7 @@ def refill(ctx: click.Context, config_path: Path | None, dispenser: str, count: 
 
 
 def _socket_path(ctx: click.Context, config_path: Path | None) -> Path:
-    return cfgmod.load(resolve_config(ctx, config_path)).control.socket
+    return cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG)).control.socket
 
 
 def demo_grant(lookin: cfgmod.LookinConfig) -> cfgmod.LookinConfig:
@@ -194,14 +196,14 @@ def config_group() -> None:
 
 
 def _load_any(path: Path):
-    """Device or center config, told apart by its [center] section."""
+    """A device config, or another installed part's, told apart by its marking section ([center])."""
     import tomllib
 
     try:
-        is_center = "center" in tomllib.loads(path.read_text())
+        model = config_model(tomllib.loads(path.read_text()))
     except (OSError, tomllib.TOMLDecodeError):
-        is_center = False
-    return cfgmod.load(path, cfgmod.CenterConfig if is_center else cfgmod.DeviceConfig)
+        model = None
+    return cfgmod.load(path, model or cfgmod.DeviceConfig)
 
 
 @config_group.command("validate")
@@ -211,7 +213,7 @@ def _load_any(path: Path):
 @friendly_errors
 def config_validate(ctx: click.Context, path: Path | None, config_path: Path | None) -> None:
     """Check a config file; prints every problem, one per line."""
-    target = path or resolve_config(ctx, config_path)
+    target = path or resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG)
     _load_any(target)
     click.echo(f"{target}: ok")
 
@@ -222,7 +224,7 @@ def config_validate(ctx: click.Context, path: Path | None, config_path: Path | N
 @friendly_errors
 def config_show(ctx: click.Context, config_path: Path | None) -> None:
     """Show the effective config (defaults filled in; keys by path only, never their contents)."""
-    click.echo(json.dumps(cfgmod.for_display(_load_any(resolve_config(ctx, config_path))), indent=1))
+    click.echo(json.dumps(cfgmod.for_display(_load_any(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG))), indent=1))
 
 
 @main.command("lab-pki", hidden=True)
@@ -232,7 +234,7 @@ def config_show(ctx: click.Context, config_path: Path | None) -> None:
 @friendly_errors
 def lab_pki(directory: Path, clients: tuple[str, ...], force: bool) -> None:
     """Create a THROWAWAY lab CA, broker and client certificates (demo and tests only)."""
-    from .labpki import make_lab_pki
+    from base.labpki import make_lab_pki
 
     try:
         make_lab_pki(directory, clients, overwrite=force)
@@ -242,11 +244,9 @@ def lab_pki(directory: Path, clients: tuple[str, ...], force: bool) -> None:
 
 
 def _register_subcommands() -> None:
-    from center.cli import center
-
     from .trust_cli import audit_group, center_key, grant_group, staff
 
-    for group in (center, staff, audit_group, grant_group, center_key):
+    for group in (staff, audit_group, grant_group, center_key):
         main.add_command(group)
 
 

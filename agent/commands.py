@@ -28,13 +28,13 @@ from typing import Callable
 
 from .audit import AuditLog
 from .config import CommandsConfig
-from .errors import EnvelopeError
-from .events import Event
+from base.errors import EnvelopeError
+from protocol.events import Event
 from .freshness import Freshness
-from .keys import Identity
+from base.keys import Identity
 from .policy import Policy
-from .protocol import envelope, topics
-from .protocol.messages import CommandMessage, decode
+from protocol import envelope, topics
+from protocol.messages import CommandMessage, decode
 from .staff import StaffMember, StaffRegistry
 
 log = logging.getLogger(__name__)

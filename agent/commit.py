@@ -15,7 +15,7 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from .errors import StorageError
+from base.errors import StorageError
 from .outbox import Outbox, Row
 
 _STOP = object()

@@ -1,4 +1,4 @@
-"""Typed, validated configuration (TOML on disk) for the device and for the center.
+"""Typed, validated configuration (TOML on disk) for the device (the center's: center/config.py).
 
 Every bad value becomes one line naming the key and what was expected; unknown keys are
 errors, because a misspelt key silently ignored is a setting the technician thinks is on.
@@ -10,31 +10,19 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from .configbase import DAYS, Seconds, TimeWindow, TimeZone, _Section  # noqa: F401 - DAYS re-exported
+from base.configbase import DAYS, BrokerConfig, LogConfig, Seconds, TimeWindow, TimeZone, _Section  # noqa: F401 - DAYS re-exported
+from base import configbase
 from .driverconfig import (ButtonConfig, DeviceName, DispenserConfig, GpioConfig, HealthConfig, InputWiring,
                            LockWiring, LookinConfig, MatConfig, MotionConfig, OutputWiring)
-from .errors import ConfigError
-from .protocol.messages import ACTIONS
-from .protocol.topics import HOME_ID_RULE, check_home_id
+from base.errors import ConfigError
+from protocol.messages import ACTIONS
+from protocol.topics import HOME_ID_RULE, check_home_id
 
 DEFAULT_CONFIG = Path("/etc/trygg/trygg.toml")
-DEFAULT_CENTER_CONFIG = Path("/etc/trygg/center.toml")
-CONFIG_ENV = "TRYGG_CONFIG"
-
-class BrokerConfig(_Section):
-    """The municipal MQTT broker and this side's mutual-TLS credentials."""
-
-    host: str = Field(min_length=1, max_length=253)
-    port: int = Field(default=8883, ge=1, le=65535)
-    ca: Path
-    cert: Path
-    key: Path
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-
 
 class HomeConfig(_Section):
     id: str
@@ -133,11 +121,15 @@ class SimulateConfig(_Section):
     repeat: bool = True  # play the scenario again and again, so a demo home keeps sending
 
 
-class LogConfig(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-
-
 class DeviceConfig(_Section):
+    PATH_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "broker": ("ca", "cert", "key"),
+        "keys": ("device", "center", "center_next"),
+        "trust": ("path",),
+        "outbox": ("path",),
+        "control": ("socket",),
+        "simulate": ("scenario",),
+    }
     home: HomeConfig
     broker: BrokerConfig
     keys: KeysConfig = KeysConfig()
@@ -202,118 +194,15 @@ class DeviceConfig(_Section):
 DEVICE_SECTIONS = ("locks", "mats", "buttons", "motion", "dispensers")
 
 
-class CenterSection(_Section):
-    name: str = Field(default="center", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    key: Path = Path("center.key")
-    next_key: Path = Path("center.next.key")  # during a key rotation (used only when present)
-    retired_keys: Path = Path("retired-keys")  # old keys, still opening events sealed before a rotation
-    staff_dir: Path = Path("staff")  # staff members' key pairs (trygg center staff-key)
-    homes_dir: Path = Path("homes")
-    store: Path = Path("center.db")
-    silent_after_heartbeats: float = Field(default=3.0, ge=1.5, le=100)
-    shared_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")  # several receivers share events
-    session_expiry_s: int = Field(default=86400, ge=0, le=30 * 86400)  # broker keeps our queue while we restart
-
-
-class RoundsConfig(_Section):
-    """Look-in rounds at the center (docs/operations.md): when staff look again after a
-    resident was not seen, and how often the receiver checks what fell due."""
-
-    retry_after_s: float = Field(default=600.0, ge=10, le=3600)
-    evaluate_every_s: float = Field(default=5.0, ge=0.1, le=300)
-
-
-class CenterConfig(_Section):
-    center: CenterSection = CenterSection()
-    broker: BrokerConfig
-    rounds: RoundsConfig = RoundsConfig()
-    log: LogConfig = LogConfig()
-
-
-_PATH_KEYS = {
-    "broker": ("ca", "cert", "key"),
-    "keys": ("device", "center", "center_next"),
-    "trust": ("path",),
-    "outbox": ("path",),
-    "control": ("socket",),
-    "simulate": ("scenario",),
-    "center": ("key", "next_key", "retired_keys", "staff_dir", "homes_dir", "store"),
-}
-
-
-def _resolve_paths(config: BaseModel, base: Path, source: str) -> BaseModel:
-    """Make relative paths (given or default) relative to the config file, not to wherever
-    the process was started (`/` under systemd)."""
-    updates = {}
-    for section, keys in _PATH_KEYS.items():
-        values = getattr(config, section, None)
-        if values is None:
-            continue
-        changed = {}
-        for key in keys:
-            path = getattr(values, key)
-            if path is None:
-                continue
-            if "\x00" in str(path):
-                raise ConfigError(f"{source}:\n{section}.{key}: a path cannot contain a NUL character")
-            if not path.is_absolute():
-                changed[key] = (base / path).resolve()
-        if changed:
-            updates[section] = values.model_copy(update=changed)
-    return config.model_copy(update=updates)
-
-
-def _key(part) -> str:
-    """A key as written, or quoted when it holds anything odd (a newline must not split the line)."""
-    text = str(part)
-    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else repr(text)
-
-
-def describe_errors(exc: ValidationError) -> str:
-    """One line per bad value: `section.key: what was expected, got VALUE`."""
-    lines = []
-    for err in exc.errors():
-        where = ".".join(_key(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key")
-        elif err["type"] == "missing":
-            lines.append(f"{where}: required key is missing")
-        elif not err["loc"]:  # a check across sections: the message names the keys itself
-            lines.append(err["msg"].removeprefix("Value error, "))
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {msg[0].lower() + msg[1:]}, got {err.get('input')!r}")
-    return "\n".join(lines)
-
-
-def parse(data: dict, model: type[BaseModel], base: Path, source: str = "config"):
-    try:
-        config = model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}:\n{describe_errors(exc)}") from None
-    return _resolve_paths(config, base, source)
-
-
 def load(path: Path, model: type[BaseModel] = DeviceConfig):
-    """Read and validate a config file; raise ConfigError with every problem listed."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (use --config PATH or set {CONFIG_ENV})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return parse(data, model, path.parent.resolve(), str(path))
+    """Read and validate a device config file; raise ConfigError with every problem listed."""
+    return configbase.load(path, model)
 
 
 def config_path(given: str | os.PathLike | None, default: Path = DEFAULT_CONFIG) -> Path:
     """--config wins, then $TRYGG_CONFIG, then the default under /etc/trygg."""
-    return Path(given or os.environ.get(CONFIG_ENV) or default)
+    return configbase.config_path(given, default)
 
 
-def for_display(config: BaseModel) -> dict:
-    """The effective config as plain data. Safe to show: configs name key files by path and
-    never hold key material themselves."""
-    return config.model_dump(mode="json")
+parse, describe_errors, for_display, CONFIG_ENV = (configbase.parse, configbase.describe_errors,  # noqa: E305
+                                                   configbase.for_display, configbase.CONFIG_ENV)

@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from .errors import DaemonNotRunning, TryggError
-from .events import CLASSES, Event, simulate_kinds
+from base.errors import DaemonNotRunning, TryggError
+from protocol.events import CLASSES, Event, simulate_kinds
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 4096

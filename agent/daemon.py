@@ -18,17 +18,17 @@ from . import sdnotify
 from .actions import build_actions
 from .audit import AuditLog
 from .centerkeys import CenterKeys, center_kid
-from .clock import SystemClock
+from base.clock import SystemClock
 from .commands import Commands
 from .commit import GroupCommitter
 from .config import DeviceConfig, for_display
 from .control import ControlServer, Handlers, Injected
 from .devices import HomeDevices
-from .errors import StorageError
-from .events import Event
+from base.errors import StorageError
+from protocol.events import Event
 from .freshness import Freshness
 from .grant import Grant
-from .keys import check_database, check_private, create_private, load_private
+from base.keys import check_database, check_private, create_private, load_private
 from .lookin import LookIn
 from .outbox import Outbox, Row
 from .policy import Policy

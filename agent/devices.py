@@ -27,10 +27,10 @@ from drivers.lock import Lock
 from drivers.mat import Mat
 from drivers.motion import Motion
 
-from agent.events import Event
+from protocol.events import Event
 
 from .config import DeviceConfig
-from .errors import ConfigError
+from base.errors import ConfigError
 from .trustdb import TrustDB
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .configbase import HHMM, Seconds, TimeWindow, _Section, check_hhmm
+from base.configbase import HHMM, Seconds, TimeWindow, _Section, check_hhmm
 
 Pin = Annotated[int, Field(ge=0, le=27)]
 DeviceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]

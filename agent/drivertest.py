@@ -11,10 +11,10 @@ import time
 from typing import Callable
 
 from . import control
-from .clock import SystemClock
+from base.clock import SystemClock
 from .config import DeviceConfig
 from .devices import build, pin_factory
-from .errors import TryggError
+from base.errors import TryggError
 
 PULSE_S = 2.0
 

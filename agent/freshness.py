@@ -15,7 +15,7 @@ import secrets
 from typing import Callable
 
 from .config import CommandsConfig
-from .protocol.messages import CommandMessage
+from protocol.messages import CommandMessage
 from .trustdb import TrustDB
 
 GRACE_S = 60.0  # a timed-out challenge stays good this long

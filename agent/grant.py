@@ -19,16 +19,12 @@ from pydantic import ValidationError
 
 from .config import describe_errors
 from .driverconfig import LookinConfig
-from .errors import ConfigError
+from base.errors import ConfigError
+from protocol.names import night_of
 from .trustdb import TrustDB
 
 CHANGEABLE = ("privacy", "max_per_night", "roles", "windows", "times", "tolerance_s")
 _OVERRIDE = "lookin:grant"
-
-
-def night_of(local: datetime) -> str:
-    """The night a local time belongs to, named by its evening's date (noon to noon)."""
-    return (local - timedelta(hours=12)).date().isoformat()
 
 
 def parse_change(args: dict) -> dict:

@@ -23,11 +23,11 @@ from drivers.capture import CaptureError, TooLarge, read_pictures
 
 from .commands import ActionFailed, ActionRefused
 from .devices import pwm_factory
-from .events import Event
+from protocol.events import Event
 from .grant import Grant
-from .keys import Identity
-from .protocol import envelope, topics
-from .protocol.messages import MAX_LOOKIN_JSON, CommandMessage, LookinMessage, encode
+from base.keys import Identity
+from protocol import envelope, topics
+from protocol.messages import MAX_LOOKIN_JSON, CommandMessage, LookinMessage, encode
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 10.0

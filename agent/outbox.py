@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .diskspace import Reserve, free_bytes
-from .errors import DiskFullError, StorageError
-from .protocol.topics import CLASSES
+from base.errors import DiskFullError, StorageError
+from protocol.topics import CLASSES
 
 log = logging.getLogger(__name__)
 

@@ -5,13 +5,13 @@ signs it with the device key and seals it to the care center (envelope.py). Only
 bytes ever reach the outbox, so the SD card never holds plaintext health data.
 """
 
-from .events import Event
-from .keys import Identity
+from protocol.events import Event
+from base.keys import Identity
 from .outbox import Row
-from .protocol import envelope, topics
-from .protocol.ids import new_id
-from .protocol.kem import KemPublic
-from .protocol.messages import EventMessage, encode
+from protocol import envelope, topics
+from protocol.ids import new_id
+from protocol.kem import KemPublic
+from protocol.messages import EventMessage, encode
 
 
 class Sealer:

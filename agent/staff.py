@@ -31,13 +31,11 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from .audit import AuditLog
-from .errors import ConfigError, KeyFileError
-from .keys import PublicIdentity, parse_public
-from .protocol.envelope import signer_kid
+from base.errors import ConfigError, KeyFileError
+from base.keys import PublicIdentity, check_name, parse_public
+from protocol.envelope import signer_kid
 from .trustdb import TrustDB
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-NAME_RULE = "1-63 characters a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 
 
 @dataclass(frozen=True)
@@ -58,10 +56,6 @@ class StaffMember:
                 "revoked_at": self.revoked_at, "active": self.active}
 
 
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ConfigError(f"staff name must be {NAME_RULE}, got {name!r}")
-    return name
 
 
 _SALT = "staff_name_salt"

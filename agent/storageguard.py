@@ -10,7 +10,7 @@ neither stored nor held in memory, per class, for the next `data_lost` report. N
 
 import threading
 
-from .protocol.topics import CLASSES
+from protocol.topics import CLASSES
 
 
 class StorageGuard:

@@ -22,10 +22,10 @@ import click
 from . import config as cfgmod
 from .audit import AuditLog
 from .centerkeys import CenterKeys, center_kid
-from .clock import SystemClock
-from .cliutil import config_option, friendly_errors, grant_change_options, resolve_config
-from .errors import ConfigError, TryggError
-from .keys import load_private, load_public
+from base.clock import SystemClock
+from base.cliutil import config_option, friendly_errors, grant_change_options, resolve_config
+from base.errors import ConfigError, TryggError
+from base.keys import load_private, load_public
 from .staff import StaffRegistry
 from .trustdb import AtRest, TrustDB
 
@@ -34,7 +34,7 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 
 
 def _open(ctx, config_path) -> tuple[cfgmod.DeviceConfig, TrustDB, AuditLog]:
-    cfg = cfgmod.load(resolve_config(ctx, config_path))
+    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG))
     db = TrustDB(cfg.trust.path)
     try:
         center = CenterKeys(cfg.keys.center, cfg.keys.center_next, db)

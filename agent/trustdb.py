@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from .errors import StorageError
-from .keys import Identity, check_database, create_private, open_at_rest, seal_at_rest
-from .protocol.kem import KemPublic
-from .sqltx import immediate
+from base.errors import StorageError
+from base.keys import Identity, check_database, create_private, open_at_rest, seal_at_rest
+from protocol.kem import KemPublic
+from base.sqltx import immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS staff (

@@ -24,15 +24,15 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
-from . import mqttconn
+from base import mqttconn
 from .config import DeviceConfig
-from .errors import EnvelopeError
+from base.errors import EnvelopeError
 from .centerkeys import CenterKeys
-from .keys import Identity
+from base.keys import Identity
 from .outbox import Outbox, Row
-from .presence import signed_status
-from .protocol import envelope, topics
-from .protocol.messages import AckMessage, decode
+from protocol.presence import signed_status
+from protocol import envelope, topics
+from protocol.messages import AckMessage, decode
 from .resend import Resends
 
 log = logging.getLogger(__name__)

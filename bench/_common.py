@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
-from agent.errors import DaemonNotRunning  # noqa: E402
+from base.errors import DaemonNotRunning  # noqa: E402
 
 BODY_300 = {"room": "hall", "note": "x" * 270}  # an event body of ~300 B of JSON (sealed directly)
 
@@ -164,7 +164,7 @@ def cpu_seconds(pid: int) -> float:
 class Setup:
     """What running_lab starts: the lab PKI, the broker, the lab, one connected home and a receiver."""
 
-    pki: object  # agent.labpki.LabPKI
+    pki: object  # base.labpki.LabPKI
     broker: object  # tests.support.broker.Broker
     lab: object  # tests.support.lab.Lab
     home: object  # tests.support.lab.Home
@@ -179,7 +179,7 @@ def running_lab(root: Path, home_id: str, clients: tuple[str, ...] = ("center",)
     Yields a Setup; every process is stopped on the way out. `clients` are the lab client
     certificates made besides the homes' ("center" is the center's own).
     """
-    from agent.labpki import make_lab_pki
+    from base.labpki import make_lab_pki
     from tests.support.broker import Broker
     from tests.support.lab import Lab
 

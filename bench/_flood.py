@@ -22,10 +22,10 @@ LOCK = {"lock": "front-door"}
 
 def flood_payloads(device_pub: str, home: str, n: int = 60) -> list[bytes]:
     """Garbage, garbage behind a valid header, and sealed commands signed by an unenrolled key."""
-    from agent.keys import Identity, load_public
-    from agent.protocol import envelope, topics
-    from agent.protocol.ids import new_id
-    from agent.protocol.messages import CommandMessage, encode
+    from base.keys import Identity, load_public
+    from protocol import envelope, topics
+    from protocol.ids import new_id
+    from protocol.messages import CommandMessage, encode
 
     device = load_public(Path(device_pub))
     topic = topics.command(home)
@@ -45,7 +45,7 @@ def flood_payloads(device_pub: str, home: str, n: int = 60) -> list[bytes]:
 def flood(port: int, ca: str, cert: str, key: str, device_pub: str, home: str, qos: int, seconds: float) -> None:
     import paho.mqtt.client as mqtt
 
-    from agent.protocol import topics
+    from protocol import topics
 
     payloads = flood_payloads(device_pub, home)
     topic = topics.command(home)

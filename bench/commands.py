@@ -67,12 +67,13 @@ def parse_time(text: str) -> float:
 # -- part 1: round trips ------------------------------------------------------------------
 def commander(setup):
     from agent import config as cfgmod
-    from agent.clock import SystemClock
-    from agent.keys import load_public
+    from center import config as center_config
+    from base.clock import SystemClock
+    from base.keys import load_public
     from center import keyring
     from center.commander import Commander
 
-    cfg = cfgmod.load(setup.lab.center_config, cfgmod.CenterConfig)
+    cfg = center_config.load(setup.lab.center_config)
     return Commander(cfg, keyring.opening_keys(cfg), keyring.staff_identity(cfg, STAFF),
                      load_public(cfg.center.homes_dir / f"{HOME_ID}.pub"), SystemClock())
 

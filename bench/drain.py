@@ -115,9 +115,9 @@ def prefill_offline(home, n: int) -> tuple[float, float]:
     agent.outbox.Outbox, as the daemon would. Returns (rows/s committed, average payload bytes).
     """
     from agent import config as cfgmod
-    from agent.clock import SystemClock
-    from agent.events import Event
-    from agent.keys import load_private, load_public
+    from base.clock import SystemClock
+    from protocol.events import Event
+    from base.keys import load_private, load_public
     from agent.outbox import Outbox
     from agent.sealer import Sealer
 
@@ -140,7 +140,7 @@ def start_and_time(home, n: int, until: str) -> dict:
     """Start the daemon (the link comes back) and poll its status until the outbox is empty
     (until="empty") or n rows were PUBACKed (until="puback"). Times are the daemon's own
     wall-clock stamps: connected_since, last_ack, last_puback."""
-    from agent.errors import DaemonNotRunning
+    from base.errors import DaemonNotRunning
     from tests.support.lab import ENV, TRYGG
 
     sock = home.dir / "trygg.sock"
@@ -186,7 +186,7 @@ def main() -> None:
         raw_publisher(int(port), ca, cert, key, int(n), int(size), int(window))
         return
 
-    from agent.labpki import make_lab_pki
+    from base.labpki import make_lab_pki
     from tests.support.broker import Broker
     from tests.support.lab import Lab, edit_toml
     from tests.support.netproxy import TcpProxy

@@ -34,11 +34,11 @@ from _common import (BODY_300, env_float, env_int, header, percentile, result, s
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from agent.clock import SystemClock  # noqa: E402
+from base.clock import SystemClock  # noqa: E402
 from agent.commit import GroupCommitter  # noqa: E402
 from agent.config import OutboxConfig  # noqa: E402
-from agent.events import Event  # noqa: E402
-from agent.keys import Identity  # noqa: E402
+from protocol.events import Event  # noqa: E402
+from base.keys import Identity  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
 from agent.sealer import Sealer  # noqa: E402
 from tests.support.broker import find_mosquitto, free_port  # noqa: E402

@@ -130,7 +130,7 @@ def mapped(pid: int) -> dict[str, bool]:
 @contextmanager
 def camera_lab(root: Path):
     """Broker, receiver, two camera homes provisioned (not started), staff enrolled."""
-    from agent.labpki import make_lab_pki
+    from base.labpki import make_lab_pki
     from tests.support.broker import Broker
     from tests.support.lab import Lab, trygg
 
@@ -158,12 +158,13 @@ def start(home) -> Path:
 
 def commander(lab, home_id: str, staff: str):
     from agent import config as cfgmod
-    from agent.clock import SystemClock
-    from agent.keys import load_public
+    from center import config as center_config
+    from base.clock import SystemClock
+    from base.keys import load_public
     from center import keyring
     from center.commander import Commander
 
-    cfg = cfgmod.load(lab.center_config, cfgmod.CenterConfig)
+    cfg = center_config.load(lab.center_config)
     return Commander(cfg, keyring.opening_keys(cfg), keyring.staff_identity(cfg, staff),
                      load_public(cfg.center.homes_dir / f"{home_id}.pub"), SystemClock())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from _common import env_int, header, result, say, temp_root
 
 from agent.outbox import WAL_LIMIT, WAL_PAGES, Outbox, Row
-from agent.protocol import topics
+from protocol import topics
 
 BOUND = env_int("OUTBOX_BOUND_MIB", 8) * 1024 * 1024
 BATCH = env_int("OUTBOX_BATCH", 500)

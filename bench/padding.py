@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.config import DeviceConfig  # noqa: E402
-from agent.events import Event  # noqa: E402
-from agent.keys import Identity  # noqa: E402
-from agent.presence import signed_status  # noqa: E402
-from agent.protocol import envelope, padding, topics  # noqa: E402
-from agent.protocol.ids import new_id  # noqa: E402
-from agent.protocol.messages import AckMessage, LookinMessage, encode  # noqa: E402
+from protocol.events import Event  # noqa: E402
+from base.keys import Identity  # noqa: E402
+from protocol.presence import signed_status  # noqa: E402
+from protocol import envelope, padding, topics  # noqa: E402
+from protocol.ids import new_id  # noqa: E402
+from protocol.messages import AckMessage, LookinMessage, encode  # noqa: E402
 from agent.sealer import Sealer  # noqa: E402
 from bench._common import header, result, say  # noqa: E402
 from tests.support.fakes import FakeClock  # noqa: E402

@@ -76,7 +76,7 @@ class Waiter:
 def main() -> None:
     from agent import config as cfgmod
     from agent.daemon import Daemon
-    from agent.labpki import make_lab_pki
+    from base.labpki import make_lab_pki
     from tests.support.broker import Broker
     from tests.support.lab import Lab
 

@@ -23,7 +23,7 @@ RESEND_S = env_float("STALL_RESEND_S", 30.0)
 
 
 def main() -> None:
-    from agent.labpki import make_lab_pki
+    from base.labpki import make_lab_pki
     from tests.support.broker import Broker
     from tests.support.lab import Lab
 

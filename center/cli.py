@@ -13,12 +13,12 @@ from pathlib import Path
 
 import click
 
-from agent import config as cfgmod
-from agent import provision
-from agent.cliutil import config_option, friendly_errors, grant_change_options, resolve_config
-from agent.clock import SystemClock
-from agent.errors import TryggError
-from agent.keys import load_private, load_public
+from . import config as cfgmod
+from . import provision
+from base.cliutil import config_option, friendly_errors, grant_change_options, resolve_config
+from base.clock import SystemClock
+from base.errors import TryggError
+from base.keys import load_private, load_public
 
 from . import keyring
 
@@ -27,7 +27,7 @@ KEM_CHOICE = click.Choice(["x25519", "mlkem768-x25519"])
 
 
 def _center_config(ctx, config_path) -> cfgmod.CenterConfig:
-    return cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG), cfgmod.CenterConfig)
+    return cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG))
 
 
 @click.group()
@@ -74,7 +74,7 @@ def add_home(ctx, public_key: Path, config_path, force: bool) -> None:
 @friendly_errors
 def watch(ctx, config_path, as_json: bool) -> None:
     """Receive, verify, record and acknowledge events from every home, and show them."""
-    from agent import logs
+    from base import logs
 
     from .console import Console
     from .homes import HomeRegistry
@@ -153,7 +153,7 @@ def _command_options(fn):
 
 def _commander(ctx, config_path, home: str, as_staff: str):
     """A command session to one enrolled home as one staff member (their key signs)."""
-    from agent.protocol.topics import check_home_id
+    from protocol.topics import check_home_id
 
     from .commander import Commander
 
@@ -273,7 +273,7 @@ def grant(ctx, home, as_staff, timeout, as_json, config_path, **given) -> None:
 @_command_options
 def switch_key(ctx, home, as_staff, timeout, as_json, config_path) -> None:
     """Tell a home to seal to the center's next key from now on (it must be staged there)."""
-    from agent.centerkeys import center_kid
+    from base.keys import center_kid
 
     cfg = _center_config(ctx, config_path)
     if not cfg.center.next_key.exists():
@@ -297,7 +297,7 @@ def _rounds_desk(cfg: cfgmod.CenterConfig):
 @friendly_errors
 def rounds(ctx, config_path, as_json: bool) -> None:
     """Tonight's agreed look-ins in every home: what is due, what next, where a person must go."""
-    from agent.protocol.messages import iso
+    from protocol.messages import iso
 
     from .console import slot_json, slot_line
 
@@ -315,7 +315,7 @@ def rounds(ctx, config_path, as_json: bool) -> None:
 
 
 def _record_verdict(ctx, config_path, home: str, as_staff: str, slot: str | None, verdict: str) -> None:
-    from agent.protocol.topics import check_home_id
+    from protocol.topics import check_home_id
 
     from .console import verdict_line
 

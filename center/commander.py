@@ -17,15 +17,15 @@ from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 
-from agent import mqttconn
-from agent.config import CenterConfig
-from agent.errors import EnvelopeError, TryggError
-from agent.keys import Identity, PublicIdentity
-from agent.presence import verify_status
-from agent.protocol import envelope, topics
-from agent.protocol.ids import new_id
-from agent.protocol.kem import KemPrivate
-from agent.protocol.messages import CommandMessage, EventMessage, LookinMessage, StatusMessage, decode, encode
+from base import mqttconn
+from .config import CenterConfig
+from base.errors import EnvelopeError, TryggError
+from base.keys import Identity, PublicIdentity
+from protocol.presence import verify_status
+from protocol import envelope, topics
+from protocol.ids import new_id
+from protocol.kem import KemPrivate
+from protocol.messages import CommandMessage, EventMessage, LookinMessage, StatusMessage, decode, encode
 
 STATUS_WAIT_S = 3.0  # a retained status arrives right after the subscription is granted
 PICTURE_WAIT_S = 10.0  # the picture is published before the result; this only covers reordering

@@ -13,8 +13,8 @@ import threading
 from datetime import datetime, timezone
 from typing import TextIO
 
-from agent.protocol.ids import new_id
-from agent.protocol.messages import EventMessage, iso
+from protocol.ids import new_id
+from protocol.messages import EventMessage, iso
 
 from .rounds import Alert, Slot
 

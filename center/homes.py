@@ -11,10 +11,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import KeyFileError
-from agent.keys import PublicIdentity, load_public
-from agent.protocol.envelope import signer_kid
-from agent.protocol.topics import check_home_id
+from base.errors import KeyFileError
+from base.keys import PublicIdentity, load_public
+from protocol.envelope import signer_kid
+from protocol.topics import check_home_id
 
 log = logging.getLogger(__name__)
 

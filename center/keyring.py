@@ -10,11 +10,11 @@ public file is what a technician enrolls on each device (`trygg staff add`).
 import os
 from pathlib import Path
 
-from agent.config import CenterConfig
-from agent.errors import KeyFileError
-from agent.keys import Identity, load_private, write_private, write_public
-from agent.protocol.kem import KemPrivate, key_id
-from agent.staff import check_name
+from .config import CenterConfig
+from base.errors import KeyFileError
+from base.keys import Identity, load_private, write_private, write_public
+from protocol.kem import KemPrivate, key_id
+from base.keys import check_name
 
 
 def opening_keys(cfg: CenterConfig) -> list[KemPrivate]:

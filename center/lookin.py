@@ -9,8 +9,8 @@ import base64
 import os
 from pathlib import Path
 
-from agent.errors import TryggError
-from agent.protocol.messages import LookinMessage
+from base.errors import TryggError
+from protocol.messages import LookinMessage
 
 
 def picture_paths(out: Path, count: int) -> list[Path]:

@@ -31,15 +31,15 @@ from typing import Callable, Protocol
 
 import paho.mqtt.client as mqtt
 
-from agent import mqttconn
-from agent.config import CenterConfig
-from agent.errors import EnvelopeError, TryggError
-from agent.audit import open_detail
-from agent.keys import Identity, check_private
-from agent.protocol.kem import KemPrivate
-from agent.presence import verify_status
-from agent.protocol import envelope, topics
-from agent.protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, decode, encode
+from base import mqttconn
+from .config import CenterConfig
+from base.errors import EnvelopeError, TryggError
+from base.auditdetail import open_detail
+from base.keys import Identity, check_private
+from protocol.kem import KemPrivate
+from protocol.presence import verify_status
+from protocol import envelope, topics
+from protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, decode, encode
 
 from .homes import HomeRegistry
 from .rounds import Alert

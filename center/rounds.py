@@ -4,7 +4,7 @@ When a look-in fails, a person goes. For each agreed look-in time of a home's pl
 module says where the slot stands: upcoming, due (from the time minus the tolerance), seen,
 not seen (look again after retry_after), retry due, or visit needed — not seen on retry, the
 look-in failed, nobody looked in time, or the home or its camera was down while the slot was
-open. A "night" runs noon to noon in the home's time zone (agent.grant.night_of, the rule the
+open. A "night" runs noon to noon in the home's time zone (protocol.names.night_of, the rule the
 device counts look-ins by).
 
 Pure rules only: the caller passes the plan, the staff's records, what it knows about the
@@ -20,17 +20,17 @@ from typing import Annotated, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.configbase import HHMM, TimeWindow, TimeZone, check_hhmm
-from agent.errors import TryggError
-from agent.grant import night_of
-from agent.protocol.messages import first_error
+from base.configbase import HHMM, TimeWindow, TimeZone, check_hhmm
+from base.errors import TryggError
+from protocol.names import STAFF_NAME_RE, night_of
+from protocol.messages import first_error
 
 STATES = ("upcoming", "due", "seen", "not_seen", "retry_due", "visit_needed")
 OPEN = ("due", "not_seen", "retry_due")  # a look-in is expected now: the home must be reachable
 ALERTS = {"due": ("lookin_due", "event"), "retry_due": ("lookin_retry", "event"),
           "visit_needed": ("visit_needed", "alarm")}  # state -> (alert kind, class)
 VERDICTS = ("seen", "not_seen", "failed")  # failed: the device reported the look-in itself failed
-STAFF_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")  # agent.staff.NAME_RE
+STAFF_NAME = STAFF_NAME_RE
 
 
 class RoundsError(TryggError, ValueError):

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from agent.errors import EnvelopeError
-from agent.keys import Identity, load_private
-from agent.protocol import envelope
-from agent.protocol.envelope import signer_kid
-from agent.protocol.messages import EventMessage
+from base.errors import EnvelopeError
+from base.keys import Identity, load_private
+from protocol import envelope
+from protocol.envelope import signer_kid
+from protocol.messages import EventMessage
 
 from . import rounds
 from .rounds import OPEN, STAFF_NAME, Alert, Known, LookinPlan, Record, RoundsError, Slot

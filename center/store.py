@@ -19,8 +19,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.keys import check_database, create_private
-from agent.sqltx import immediate
+from base.keys import check_database, create_private
+from base.sqltx import immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

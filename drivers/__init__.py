@@ -1,4 +1,4 @@
 """Device drivers: read pins or a camera, emit events, perform actions. Nothing else.
 
-Drivers know nothing of MQTT, crypto or SQLite; they import only `agent.events`.
+Drivers know nothing of MQTT, crypto or SQLite; they import only `protocol.events`.
 """

@@ -19,7 +19,7 @@ from typing import Callable
 
 from gpiozero import DigitalInputDevice, OutputDevice
 
-from agent.events import Emit, Event
+from protocol.events import Emit, Event
 
 from .contact import Contact
 

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.labpki import make_lab_pki  # noqa: E402
+from base.labpki import make_lab_pki  # noqa: E402
 from tests.support.broker import Broker  # noqa: E402
 
 WORK = ROOT / "demo"

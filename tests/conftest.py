@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.labpki import make_lab_pki
+from base.labpki import make_lab_pki
 from tests.support.broker import Broker
 from tests.support.lab import Lab
 

@@ -17,17 +17,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.actions import build_actions
-from agent.audit import AuditLog, open_detail
+from agent.audit import AuditLog
+from base.auditdetail import open_detail
 from agent.commands import Commands
 from agent.config import DeviceConfig
 from agent.devices import DriverState
-from agent.errors import KeyFileError
+from base.errors import KeyFileError
 from agent.freshness import Freshness
-from agent.keys import Identity
+from base.keys import Identity
 from agent.policy import Policy
-from agent.protocol import envelope, topics
-from agent.protocol.ids import new_id
-from agent.protocol.messages import CommandMessage, encode
+from protocol import envelope, topics
+from protocol.ids import new_id
+from protocol.messages import CommandMessage, encode
 from agent.staff import StaffRegistry
 from agent.trustdb import AtRest, TrustDB
 from center.store import EventStore
@@ -318,7 +319,7 @@ def test_through_the_daemon_trust_db_names_nobody_and_the_center_reads_the_audit
 def audit_at_center(lab, home) -> list[dict]:
     """A home's audit trail as the center reads it: each entry's sealed detail opened with the
     center's key (for the end-to-end tests that check who did what; the device itself cannot)."""
-    from agent.keys import load_private
+    from base.keys import load_private
 
     center = load_private(lab.center_config.parent / "center.key").kem
     with TrustDB(home.dir / "trust.db") as db:

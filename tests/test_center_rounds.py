@@ -21,11 +21,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import config as cfgmod
+from center.config import CenterConfig
+from center import config as center_config
 from agent.cli import main
-from agent.keys import Identity, load_private, write_private, write_public
-from agent.protocol import envelope, topics
-from agent.protocol.ids import is_valid_id, new_id
-from agent.protocol.messages import EventMessage, encode
+from base.keys import Identity, load_private, write_private, write_public
+from protocol import envelope, topics
+from protocol.ids import is_valid_id, new_id
+from protocol.messages import EventMessage, encode
 from center import rounds
 from center.console import Console, alert_line
 from center.homes import HomeRegistry
@@ -478,7 +480,7 @@ class Center:
         homes_dir.mkdir(exist_ok=True)
         self.home_key = HOME_KEY
         write_public(self.home_key.public(), homes_dir / f"{HOME}.pub", force=True)
-        cfg = cfgmod.CenterConfig.model_validate({"broker": {"host": "127.0.0.1", "ca": "ca", "cert": "c", "key": "k"}})
+        cfg = CenterConfig.model_validate({"broker": {"host": "127.0.0.1", "ca": "ca", "cert": "c", "key": "k"}})
         self.center_key, self.clock, self.sink = center_key, clock, sink
         self.store = EventStore(tmp_path / "center.db")
         self.desk = open_desk(tmp_path, center_key)
@@ -573,7 +575,7 @@ def test_the_receivers_rounds_thread_stops_it_when_the_console_is_gone(tmp_path,
     center = Center(tmp_path, center_key, BrokenConsole(), clock)
     center.send(plan_event())
     clock.wall = evening("22:50")
-    center.receiver.cfg = cfgmod.CenterConfig.model_validate(
+    center.receiver.cfg = CenterConfig.model_validate(
         {"broker": {"host": "127.0.0.1", "ca": "ca", "cert": "c", "key": "k"}, "rounds": {"evaluate_every_s": 0.1}})
     ticker = threading.Thread(target=center.receiver._rounds_loop)
     ticker.start()
@@ -637,7 +639,7 @@ def center_dir(tmp_path) -> Path:
 
 
 def give_plan(center_dir: Path, times: list[str], zone: ZoneInfo, home: str = HOME) -> None:
-    cfg = cfgmod.load(center_dir / "center.toml", cfgmod.CenterConfig)
+    cfg = center_config.load(center_dir / "center.toml")
     with RoundsDesk(EventStore(cfg.center.store), center_keys(cfg), cfg.rounds.retry_after_s) as desk:
         desk.observe(plan_event(datetime.now(timezone.utc), home, times=times, timezone=zone.key), 0)
 

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.cli import main
-from agent.cliutil import EXIT_NOT_RUNNING
-from agent.errors import ConfigError
-from agent.provision import parse_broker
+from base.cliutil import EXIT_NOT_RUNNING
+from base.errors import ConfigError
+from base.provisioning import parse_broker
 
 BROKER = "localhost:8883"
 
@@ -36,7 +36,7 @@ class Pki:
 
 
 def _self_signed(directory: Path, names: list[str]) -> Pki:
-    """Fallback when agent.labpki is unavailable: self-signed PEM files are enough for provisioning."""
+    """Fallback when base.labpki is unavailable: self-signed PEM files are enough for provisioning."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -65,7 +65,7 @@ def _self_signed(directory: Path, names: list[str]) -> Pki:
 def pki(tmp_path) -> Pki:
     names = ["center", "hem-1"]
     try:
-        from agent.labpki import make_lab_pki
+        from base.labpki import make_lab_pki
 
         lab = make_lab_pki(tmp_path / "pki", names)
         return Pki(lab.ca, lab.client("center"), lab.client("hem-1"))

@@ -21,12 +21,12 @@ from agent.audit import GENESIS, AuditLog
 from agent.commands import Commands
 from agent.config import DeviceConfig
 from agent.freshness import Freshness
-from agent.keys import Identity, PublicIdentity, load_public, parse_public
+from base.keys import Identity, PublicIdentity, load_public, parse_public
 from agent.policy import Policy
-from agent.protocol import envelope, messages, topics
-from agent.protocol.envelope import open_sealed, sign
-from agent.protocol.ids import is_valid_id
-from agent.protocol.kem import KemPrivate
+from protocol import envelope, messages, topics
+from protocol.envelope import open_sealed, sign
+from protocol.ids import is_valid_id
+from protocol.kem import KemPrivate
 from tests.support import vectorkeys
 from agent.staff import StaffRegistry
 from agent.trustdb import TrustDB

@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import config as cfgmod
-from agent.config import CenterConfig, DeviceConfig
-from agent.errors import ConfigError, TryggError
+from center import config as center_config
+from agent.config import DeviceConfig
+from center.config import CenterConfig
+from base.errors import ConfigError, TryggError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "trygg.example.toml"
@@ -82,7 +84,7 @@ def test_minimal_device_config_loads_with_documented_defaults(write):
 
 
 def test_center_config_loads(write):
-    cfg = cfgmod.load(write(CENTER_TOML, "center.toml"), CenterConfig)
+    cfg = center_config.load(write(CENTER_TOML, "center.toml"))
     assert cfg.center.name == "nattpatrull"
     assert cfg.broker.key == Path("/etc/trygg/pki/center.key")
 
@@ -243,7 +245,7 @@ def test_center_default_file_locations_are_next_to_the_config_file(write, tmp_pa
     path = write(CENTER_TOML.replace('name = "nattpatrull"', ""), "center.toml", where=etc)
     monkeypatch.chdir(tmp_path)
 
-    cfg = cfgmod.load(path, CenterConfig)
+    cfg = center_config.load(path)
 
     assert cfg.center.key == etc / "center.key"
     assert cfg.center.homes_dir == etc / "homes"

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from agent import control
 from agent.control import MAX_REQUEST, MAX_SIMULATE, ControlServer, Handlers, Injected, request
-from agent.errors import DaemonNotRunning, TryggError
-from agent.events import CLASSES, DRIVER_KINDS, Event, simulate_kinds
+from base.errors import DaemonNotRunning, TryggError
+from protocol.events import CLASSES, DRIVER_KINDS, Event, simulate_kinds
 
 STATUS = {"home": "hem-1", "uptime_s": 12.0, "link": "connected", "clock_synced": True}
 

@@ -15,7 +15,7 @@ import pytest
 
 from agent import config as cfgmod
 from agent.daemon import Daemon
-from agent.labpki import add_client
+from base.labpki import add_client
 from tests.support.lab import ENV, TRYGG, Home, edit_toml, trygg, wait_for
 
 ALL_DAY = [{"start": "00:00", "end": "12:00"}, {"start": "12:00", "end": "00:00"}]

@@ -11,7 +11,7 @@ from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 from pydantic import ValidationError
 
-from agent.clock import SystemClock
+from base.clock import SystemClock
 from agent.config import DeviceConfig, describe_errors
 from agent.driverconfig import HealthConfig, InputWiring
 from drivers import scenario as scenarios

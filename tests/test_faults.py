@@ -9,10 +9,10 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.keys import Identity, load_private, load_public
-from agent.protocol import envelope, topics
-from agent.protocol.ids import new_id
-from agent.protocol.messages import AckMessage, encode
+from base.keys import Identity, load_private, load_public
+from protocol import envelope, topics
+from protocol.ids import new_id
+from protocol.messages import AckMessage, encode
 from tests.support.lab import Lab, wait_for
 from tests.support.netproxy import TcpProxy
 
@@ -158,7 +158,7 @@ def test_receiver_reports_and_skips_garbage_tampered_and_foreign_messages(lab, b
     device = load_private(home.dir / "device.key")
     center = load_public(home.dir / "center.pub")
     foreign = Identity.generate("hem-hostile")
-    body = encode(__import__("agent.protocol.messages", fromlist=["EventMessage"]).EventMessage(
+    body = encode(__import__("protocol.messages", fromlist=["EventMessage"]).EventMessage(
         id=new_id(), home="hem-hostile", cls="alarm", kind="fall",
         time=__import__("datetime").datetime.now(__import__("datetime").timezone.utc), clock_synced=True))
     up_alarm, up_event = topics.up("hem-hostile", "alarm"), topics.up("hem-hostile", "event")

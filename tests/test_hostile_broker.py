@@ -10,10 +10,10 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from agent.commands import MAX_COMMAND_BYTES
-from agent.keys import load_public
-from agent.protocol import envelope, topics
-from agent.protocol.ids import new_id
-from agent.protocol.messages import CommandMessage, encode
+from base.keys import load_public
+from protocol import envelope, topics
+from protocol.ids import new_id
+from protocol.messages import CommandMessage, encode
 from tests.support.lab import RawCenter, trygg, wait_for
 from tests.test_at_rest import audit_at_center
 

@@ -25,14 +25,14 @@ from agent.actions import build_actions
 from agent.audit import AuditLog
 from agent.commands import MAX_COMMAND_BYTES, Commands
 from agent.config import CommandsConfig, DeviceConfig
-from agent.events import Event
+from protocol.events import Event
 from agent.freshness import Freshness
-from agent.keys import Identity
+from base.keys import Identity
 from agent.policy import Policy
-from agent.protocol import envelope, padding, topics
-from agent.protocol.ids import new_id
-from agent.protocol.kem import KemPublic, suite
-from agent.protocol.messages import CommandMessage, encode
+from protocol import envelope, padding, topics
+from protocol.ids import new_id
+from protocol.kem import KemPublic, suite
+from protocol.messages import CommandMessage, encode
 from agent.staff import StaffRegistry
 from agent.trustdb import TrustDB
 from tests.support.fakes import FakeClock, RecordingLock

@@ -19,7 +19,7 @@ import pytest
 from agent.actions import build_actions
 from agent.commands import MAX_COMMAND_BYTES, Commands
 from agent.config import CommandsConfig
-from agent.protocol import topics
+from protocol import topics
 from tests.support.lab import RawCenter, wait_for
 from tests.test_hostile_commands import HOME, STAFF, SUPPRESSED, TOPIC, Bench
 

@@ -18,6 +18,7 @@ import json
 import pytest
 
 from agent import config as cfgmod
+from center import config as center_config
 from agent.daemon import Daemon
 from tests.support.lab import Lab, trygg, wait_for
 
@@ -116,7 +117,7 @@ def test_unlock_whose_driver_raises_something_unexpected_reaches_staff_as_failed
 def test_garbage_on_the_homes_event_topic_does_not_cost_staff_their_answer(lab):
     # Anyone with the center's broker identity can publish on a home's event topic; what does not
     # open with the center's keys is ignored by `trygg center unlock`, which still reports DONE.
-    from agent.protocol import topics
+    from protocol import topics
     from tests.support.lab import RawCenter
 
     home = lab.home("hem-noise")
@@ -137,8 +138,8 @@ def test_unlock_sent_with_a_challenge_used_up_meanwhile_is_sent_again_and_done(l
     # Two staff at once: the challenge this session read was used by the other one's command. The
     # device refuses the first try as stale; the session waits for the new challenge and sends a
     # new command once, whose answer is final (docs/protocol.md §13.2).
-    from agent.clock import SystemClock
-    from agent.keys import load_public
+    from base.clock import SystemClock
+    from base.keys import load_public
     from center import keyring
     from center.commander import Commander
 
@@ -146,7 +147,7 @@ def test_unlock_sent_with_a_challenge_used_up_meanwhile_is_sent_again_and_done(l
     lab.enroll(home, "berit", "nurse")
     lab.enroll(home, "anna", "night-staff")
     home.start()
-    cfg = cfgmod.load(lab.center_config, cfgmod.CenterConfig)
+    cfg = center_config.load(lab.center_config)
 
     def session(staff: str) -> Commander:
         return Commander(cfg, keyring.opening_keys(cfg), keyring.staff_identity(cfg, staff),

@@ -18,11 +18,11 @@ from agent.commands import ActionFailed
 from agent.config import DeviceConfig
 from agent.devices import pin_factory
 from agent.grant import Grant
-from agent.keys import Identity, PublicIdentity
+from base.keys import Identity, PublicIdentity
 from agent.lookin import LookIn, capture_in_process
-from agent.protocol import envelope, topics
-from agent.protocol.ids import new_id
-from agent.protocol.messages import CommandMessage, LookinMessage, decode
+from protocol import envelope, topics
+from protocol.ids import new_id
+from protocol.messages import CommandMessage, LookinMessage, decode
 from agent.trustdb import TrustDB
 from drivers.camera import CameraError, SyntheticCamera
 from drivers.capture import CaptureError, pictures, read_pictures

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 
 from agent import config as cfgmod
-from agent.clock import SystemClock
+from base.clock import SystemClock
 from agent.commands import ActionRefused
 from agent.daemon import Daemon
-from agent.errors import EnvelopeError
-from agent.keys import load_private
-from agent.protocol import envelope, topics
+from base.errors import EnvelopeError
+from base.keys import load_private
+from protocol import envelope, topics
 from tests.support.lab import TRYGG, ENV, wait_for
 from tests.test_at_rest import audit_at_center
 
@@ -151,8 +151,8 @@ def test_the_picture_is_sealed_to_the_staff_member_not_to_the_center(camera_home
     center_key = load_private(lab.root / "center" / "center.key")
     device = load_private(home.dir / "device.key")
     staff = daemon.commands.staff.get("anna")
-    from agent.protocol.ids import new_id
-    from agent.protocol.messages import CommandMessage
+    from protocol.ids import new_id
+    from protocol.messages import CommandMessage
     from datetime import datetime, timedelta, timezone
 
     now = datetime.now(timezone.utc)

@@ -6,8 +6,9 @@ from datetime import datetime, timezone
 import pytest
 
 from agent.config import DeviceConfig
-from agent.errors import ConfigError
-from agent.grant import Grant, night_of
+from base.errors import ConfigError
+from agent.grant import Grant
+from protocol.names import night_of
 from agent.trustdb import TrustDB
 from tests.support.fakes import FakeClock
 

@@ -16,7 +16,7 @@ import pytest
 
 from agent.commit import GroupCommitter
 from agent.outbox import ROW_OVERHEAD, SANE_EPOCH, Outbox, Row
-from agent.protocol import topics
+from protocol import topics
 
 HOME = "hem-1"
 T0 = 1_750_000_000.0  # 2025-06-15: a synchronized wall clock
@@ -519,7 +519,7 @@ def test_alarm_is_not_held_back_by_the_group_commit_window(committer_for):
 def test_status_depths_stay_true_through_puts_drops_deletes_and_reopen(tmp_path):
     """stats() keeps depths in memory; they must always equal what the table holds."""
     from agent.outbox import CLASSES, Outbox, Row
-    from agent.protocol.ids import new_id
+    from protocol.ids import new_id
 
     def table_depths(box):
         rows = box._conn.execute("SELECT prio, COUNT(*) FROM outbox GROUP BY prio").fetchall()

@@ -23,9 +23,9 @@ from agent import outbox as outbox_module
 from agent.commit import GroupCommitter
 from agent.config import DeviceConfig
 from agent.diskspace import Reserve, free_bytes
-from agent.errors import DiskFullError, StorageError
+from base.errors import DiskFullError, StorageError
 from agent.outbox import CLASSES, ROW_OVERHEAD, SANE_EPOCH, WAL_LIMIT, WAL_PAGES, Losses, Outbox, Row
-from agent.protocol import topics
+from protocol import topics
 from agent.uplink import Uplink
 
 HOME = "hem-1"

@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.commands import MAX_COMMAND_BYTES
-from agent.errors import EnvelopeError
-from agent.events import Event
-from agent.keys import Identity
-from agent.protocol import envelope, padding, topics
-from agent.protocol.envelope import HEADER, LEGACY_VERSION, MAX_ENVELOPE, VERSION
-from agent.protocol.kem import KemPrivate, suite
-from agent.protocol.messages import (MAX_ACK_IDS, MAX_LOOKIN_JSON, AckMessage, CommandMessage, LookinMessage,
+from base.errors import EnvelopeError
+from protocol.events import Event
+from base.keys import Identity
+from protocol import envelope, padding, topics
+from protocol.envelope import HEADER, LEGACY_VERSION, MAX_ENVELOPE, VERSION
+from protocol.kem import KemPrivate, suite
+from protocol.messages import (MAX_ACK_IDS, MAX_LOOKIN_JSON, AckMessage, CommandMessage, LookinMessage,
                                      decode, encode)
 from agent.sealer import Sealer
 from tests.support.fakes import FakeClock

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import EnvelopeError
-from agent.keys import PublicIdentity
-from agent.presence import verify_status
-from agent.protocol import envelope, messages, padding, topics
-from agent.protocol.envelope import LEGACY_VERSION, VERSION, Opened, open_sealed, sign, verify
-from agent.protocol.ids import is_valid_id
-from agent.protocol.kem import KemPrivate
+from base.errors import EnvelopeError
+from base.keys import PublicIdentity
+from protocol.presence import verify_status
+from protocol import envelope, messages, padding, topics
+from protocol.envelope import LEGACY_VERSION, VERSION, Opened, open_sealed, sign, verify
+from protocol.ids import is_valid_id
+from protocol.kem import KemPrivate
 from tests.support import vectorkeys
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "envelope_v1.json").read_text(encoding="utf-8"))

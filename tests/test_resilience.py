@@ -5,9 +5,9 @@ import json
 import subprocess
 import time
 
-from agent.clock import SystemClock
-from agent.keys import Identity, write_public
-from agent.provision import add_home
+from base.clock import SystemClock
+from base.keys import Identity, write_public
+from center.provision import add_home
 from center.homes import HomeRegistry
 from drivers.base import Driver
 from tests.support.lab import ENV, TRYGG, edit_toml, wait_for
@@ -38,7 +38,7 @@ def test_rekeyed_home_is_trusted_without_restarting_the_receiver(tmp_path):
     write_public(new.public(), tmp_path / "new.pub")
     add_home(homes, tmp_path / "old.pub")
     registry = HomeRegistry(homes)
-    from agent.protocol.envelope import signer_kid
+    from protocol.envelope import signer_kid
 
     assert registry.signer_for("hem-rekey")(signer_kid(old.sign.public_key())) is not None
     add_home(homes, tmp_path / "new.pub", force=True)

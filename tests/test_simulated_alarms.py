@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from agent import config as cfgmod
-from agent.clock import SystemClock
+from base.clock import SystemClock
 from agent.daemon import Daemon
-from agent.events import CLASSES, DRIVER_KINDS, TEST_KIND
+from protocol.events import CLASSES, DRIVER_KINDS, TEST_KIND
 from tests.support.lab import ENV, TRYGG, trygg, wait_for
 
 EXIT_REFUSED = 4

@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.labpki import LabPKI, add_client, make_lab_pki
+from base.labpki import LabPKI, add_client, make_lab_pki
 from tests.support.broker import ACL_TEXT, Broker, write_config
 from tests.support.netproxy import TcpProxy
 

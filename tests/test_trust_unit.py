@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from agent.audit import GENESIS, AuditLog, entry_hash
 from agent.config import DAYS, CommandsConfig, DeviceConfig, VisitWindow
-from agent.errors import ConfigError, KeyFileError
+from base.errors import ConfigError, KeyFileError
 from agent.freshness import GRACE_S, Freshness
-from agent.keys import Identity
+from base.keys import Identity
 from agent.policy import Policy, in_window
-from agent.protocol.envelope import signer_kid
-from agent.protocol.ids import new_id
-from agent.protocol.messages import CommandMessage
+from protocol.envelope import signer_kid
+from protocol.ids import new_id
+from protocol.messages import CommandMessage
 from agent.staff import StaffRegistry, check_name
 from agent.trustdb import TrustDB
 from tests.support.fakes import FakeClock

@@ -30,7 +30,7 @@ import weakref
 from pathlib import Path
 from types import TracebackType
 
-from agent.labpki import LabPKI
+from base.labpki import LabPKI
 
 HOST = "127.0.0.1"
 LOG_NAME = "mosquitto.log"

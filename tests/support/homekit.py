@@ -18,7 +18,7 @@ from gpiozero.pins.mock import MockFactory
 
 from agent.config import DeviceConfig
 from agent.devices import build
-from agent.events import Event
+from protocol.events import Event
 from agent.provision import SIMULATED_HOME
 from drivers.base import IDLE_S, Driver
 from drivers.simworld import SimWorld

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from agent.keys import Identity, load_private
-from agent.labpki import LabPKI, add_client
+from base.keys import Identity, load_private
+from base.labpki import LabPKI, add_client
 from agent.provision import render_toml
 
 TRYGG = [sys.executable, "-m", "agent"]

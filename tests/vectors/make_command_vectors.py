@@ -27,12 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.audit import GENESIS, entry_hash
 from agent.config import DEFAULT_ROLES
-from agent.keys import PublicIdentity
-from agent.protocol import envelope, padding, topics
-from agent.protocol.envelope import HEADER, SIG_LEN, VERSION
-from agent.protocol.ids import is_valid_id
-from agent.protocol.kem import KemPrivate, key_id, suite
-from agent.protocol.messages import CommandMessage, EventMessage, decode, encode, iso
+from base.keys import PublicIdentity
+from protocol import envelope, padding, topics
+from protocol.envelope import HEADER, SIG_LEN, VERSION
+from protocol.ids import is_valid_id
+from protocol.kem import KemPrivate, key_id, suite
+from protocol.messages import CommandMessage, EventMessage, decode, encode, iso
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "commands_v1.json"

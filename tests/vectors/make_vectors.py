@@ -21,12 +21,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from agent.keys import PublicIdentity
-from agent.protocol import envelope, padding, topics
-from agent.protocol.envelope import HEADER, LEGACY_VERSION, VERSION
-from agent.protocol.ids import is_valid_id
-from agent.protocol.kem import KemPrivate, key_id, suite
-from agent.protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode
+from base.keys import PublicIdentity
+from protocol import envelope, padding, topics
+from protocol.envelope import HEADER, LEGACY_VERSION, VERSION
+from protocol.ids import is_valid_id
+from protocol.kem import KemPrivate, key_id, suite
+from protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode
 
 OUT = Path(__file__).with_name("envelope_v1.json")
 

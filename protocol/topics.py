@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 PREFIX = "trygg/v1"
-from ..events import CLASSES  # alarm, event, telemetry: most important first
+from .events import CLASSES  # alarm, event, telemetry: most important first
 HOME_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 HOME_ID_RULE = "1-63 characters a-z, 0-9 and '-', starting with a letter or digit"
 

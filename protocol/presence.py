@@ -7,8 +7,8 @@ staff may read it, nobody can forge it. Shared by the uplink (which sends it) an
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from .protocol import envelope, topics
-from .protocol.messages import StatusMessage, decode, encode
+from . import envelope, topics
+from .messages import StatusMessage, decode, encode
 
 
 def signed_status(home: str, state: str, now, heartbeat_s: int, key: ed25519.Ed25519PrivateKey, **extra) -> bytes:

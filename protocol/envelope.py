@@ -31,7 +31,7 @@ from typing import Callable
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ..errors import EnvelopeError
+from .errors import EnvelopeError
 from . import padding
 from .kem import KemPrivate, KemPublic, key_id, suite
 

@@ -5,9 +5,7 @@ non-zero instead of a traceback. Specific errors also inherit the builtin they r
 callers that only know the builtin still catch them (the gpiozero pattern).
 """
 
-
-class TryggError(Exception):
-    """Root of all Trygg errors."""
+from protocol.errors import EnvelopeError, TryggError  # noqa: F401 - the one root, shared by both sides
 
 
 class ConfigError(TryggError, ValueError):
@@ -16,10 +14,6 @@ class ConfigError(TryggError, ValueError):
 
 class KeyFileError(TryggError, ValueError):
     """A key file is missing, malformed or readable by others."""
-
-
-class EnvelopeError(TryggError, ValueError):
-    """A message could not be opened or verified; never act on it."""
 
 
 class StorageError(TryggError, OSError):

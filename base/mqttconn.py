@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .config import BrokerConfig
+from .configbase import BrokerConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ byte that is not zero. This module only computes sizes and frames bytes: no cryp
 
 import struct
 
-from ..errors import EnvelopeError
+from .errors import EnvelopeError
 
 KiB = 1024
 # Every message but a picture: events (<= 16 KiB of JSON), acks (<= 1000 ids, ~40 KB), commands

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import config as cfgmod
+from .configbase import config_path
 from .errors import DaemonNotRunning, TryggError
 
 EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
@@ -35,8 +35,9 @@ def config_option(fn):
                         help="Config file (default $TRYGG_CONFIG or /etc/trygg/trygg.toml).")(fn)
 
 
-def resolve_config(ctx: click.Context, given: Path | None, default: Path = cfgmod.DEFAULT_CONFIG) -> Path:
-    return cfgmod.config_path(given or (ctx.obj or {}).get("config"), default)
+def resolve_config(ctx: click.Context, given: Path | None, default: Path) -> Path:
+    """--config (given here or before the command name), then $TRYGG_CONFIG, then this side's default."""
+    return config_path(given or (ctx.obj or {}).get("config"), default)
 
 
 def grant_change_options(fn):

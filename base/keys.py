@@ -33,8 +33,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from .errors import KeyFileError
-from .protocol.kem import KEM_NAMES, SUITE_IDS, KemPrivate, KemPublic, suite
+from protocol.envelope import signer_kid
+from protocol.kem import KEM_NAMES, SUITE_IDS, KemPrivate, KemPublic, suite
+from protocol.names import STAFF_NAME_RULE, is_staff_name
+
+from .errors import ConfigError, KeyFileError
 
 _REST_HEADER = struct.Struct(">BB8s")
 _REST_CTX = b"trygg/v1 rest\x00"
@@ -226,3 +229,15 @@ def open_at_rest(keys: list[KemPrivate], sealed: bytes, context: str) -> bytes:
         return suite(suite_id).decrypt(sealed[_REST_HEADER.size :], key.hpke_key, info=info)
     except Exception:  # InvalidTag or ValueError for a tampered or truncated record
         raise KeyFileError("sealed record does not open (tampered, or sealed for another record)") from None
+
+
+def check_name(name: str) -> str:
+    """A staff member's name, as keys, commands and the audit carry it (protocol/names.py)."""
+    if not is_staff_name(name):
+        raise ConfigError(f"staff name must be {STAFF_NAME_RULE}, got {name!r}")
+    return name
+
+
+def center_kid(public: PublicIdentity) -> str:
+    """A center key's id as the device and the center show it."""
+    return signer_kid(public.sign).hex()

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .ids import is_valid_id
 from .topics import check_home_id
 
-from ..events import KIND_PATTERN
+from .events import KIND_PATTERN
 MAX_ACK_IDS = 1000
 MAX_BODY_JSON = 16 * 1024
 MAX_MESSAGE_JSON = 64 * 1024  # the largest message: an ack of MAX_ACK_IDS ids

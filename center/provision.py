@@ -1,0 +1,52 @@
+"""Provisioning the receiving side: `trygg center init` (config and the center key) and
+`trygg center add-home` (enrolling a home's public key). Checks before it writes, keys 0600,
+configs atomically, nothing replaced unless forced.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from base.errors import KeyFileError
+from base.keys import Identity, load_public, write_private, write_public
+from base.provisioning import broker_section, refuse_existing, render_toml, write_config
+from protocol.topics import check_home_id
+
+from .config import CenterConfig
+
+
+def init_center(broker: str, ca: Path, cert: Path, key: Path, directory: Path, force: bool = False,
+                kem: str = "x25519", name: str = "center") -> dict[str, Path]:
+    """Write center.toml, center.key (0600), center.pub (for devices) and homes/ under directory."""
+    broker = broker_section(broker, ca, cert, key)
+    directory = Path(directory).resolve()
+    out = {n: directory / f for n, f in
+           (("config", "center.toml"), ("center_key", "center.key"), ("center_pub", "center.pub"))}
+    refuse_existing(list(out.values()), force)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+    (directory / "homes").mkdir(exist_ok=True, mode=0o750)
+    identity = Identity.generate(name, kem)
+    write_private(identity, out["center_key"], force=True)
+    write_public(identity.public(), out["center_pub"], force=True)
+    sections = {
+        "center": {"name": name, "key": out["center_key"], "homes_dir": directory / "homes", "store": directory / "center.db"},
+        "broker": broker,
+    }
+    write_config(out["config"], render_toml(sections), CenterConfig)
+    return out
+
+
+def add_home(homes_dir: Path, public_key: Path, force: bool = False) -> Path:
+    """Enroll a home's device.pub so the center trusts its signatures and can seal acks to it."""
+    public = load_public(public_key)
+    try:
+        check_home_id(public.name)
+    except ValueError as exc:
+        raise KeyFileError(f"{public_key}: {exc}") from None
+    target = Path(homes_dir) / f"{public.name}.pub"
+    refuse_existing([target], force)
+    Path(homes_dir).mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(public_key, tmp)
+    os.replace(tmp, target)  # a rename changes the directory, so a running receiver re-reads it
+    return target
