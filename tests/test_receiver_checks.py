@@ -3,7 +3,7 @@
 A real Receiver runs on a thread of its own against the session's real Mosquitto (mutual TLS),
 with a real SQLite store and a real homes directory; homes are throwaway key pairs enrolled by
 writing their public key file, as `trygg center add-home` does. Events are sealed with the
-project's own Sealer, presence signed with agent.presence. A "wire" client holding the center's
+project's own Sealer, presence signed with protocol.presence. A "wire" client holding the center's
 broker identity (what a compromised broker or a stolen center certificate can do) publishes
 what a home or an attacker would, and reads every acknowledgement the receiver sends, which
 the test opens with the home's own key.
@@ -26,13 +26,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.config import CenterConfig
-from agent.events import Event
-from agent.keys import Identity, seal_at_rest, write_public
-from agent.presence import signed_status
-from agent.protocol import envelope, topics
-from agent.protocol.ids import new_id
-from agent.protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode
+from center.config import CenterConfig
+from protocol.events import Event
+from base.keys import Identity, seal_at_rest, write_public
+from protocol.presence import signed_status
+from protocol import envelope, topics
+from protocol.ids import new_id
+from protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode
 from agent.sealer import Sealer
 from center.homes import HomeRegistry
 from center.receiver import Receiver
