@@ -15,7 +15,6 @@ from pathlib import Path
 
 from .audit import AuditLog
 from base.keys import PublicIdentity, center_kid, load_public, parse_public  # noqa: F401 - center_kid for the daemon
-from protocol.envelope import signer_kid
 from .trustdb import TrustDB
 
 log = logging.getLogger(__name__)

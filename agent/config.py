@@ -7,18 +7,15 @@ or databases: this module only turns a file into plain, checked objects.
 """
 
 import os
-import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from base.configbase import DAYS, BrokerConfig, LogConfig, Seconds, TimeWindow, TimeZone, _Section  # noqa: F401 - DAYS re-exported
 from base import configbase
 from .driverconfig import (ButtonConfig, DeviceName, DispenserConfig, GpioConfig, HealthConfig, InputWiring,
                            LockWiring, LookinConfig, MatConfig, MotionConfig, OutputWiring)
-from base.errors import ConfigError
 from protocol.messages import ACTIONS
 from protocol.topics import HOME_ID_RULE, check_home_id
 

@@ -24,7 +24,6 @@ the keys opens it (`StaffRegistry` with an AtRest).
 
 import hashlib
 import json
-import re
 import secrets
 from dataclasses import dataclass
 

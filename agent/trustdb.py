@@ -24,7 +24,6 @@ daemon, a trust command) next opens them.
 
 import hashlib
 import json
-import os
 import secrets
 import sqlite3
 import threading

@@ -10,7 +10,7 @@ import tomllib
 import zoneinfo
 from pathlib import Path
 from datetime import datetime, time, timedelta
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 

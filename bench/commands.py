@@ -66,7 +66,6 @@ def parse_time(text: str) -> float:
 
 # -- part 1: round trips ------------------------------------------------------------------
 def commander(setup):
-    from agent import config as cfgmod
     from center import config as center_config
     from base.clock import SystemClock
     from base.keys import load_public

@@ -157,7 +157,6 @@ def start(home) -> Path:
 
 
 def commander(lab, home_id: str, staff: str):
-    from agent import config as cfgmod
     from center import config as center_config
     from base.clock import SystemClock
     from base.keys import load_public

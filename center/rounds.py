@@ -12,7 +12,6 @@ home and the time. No I/O, no clock, no storage (roundsdesk.py owns those), so e
 transition is testable with a fake clock.
 """
 
-import re
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone

@@ -6,6 +6,8 @@ from base.labpki import make_lab_pki
 from tests.support.broker import Broker
 from tests.support.lab import Lab
 
+pytest_plugins = ["tests.support.cards"]  # tmpfs: a small card of a test's own
+
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):

@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import config as cfgmod
 from center.config import CenterConfig
 from center import config as center_config
 from agent.cli import main

@@ -4,13 +4,11 @@ The card is filled from outside Trygg (as logs or a camera burst would), with th
 with it cut. Needs root to mount the tmpfs (CI runs as root).
 """
 
-import errno
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.cards import fill
 from tests.support.lab import trygg, wait_for
 
 pytestmark = pytest.mark.slow
@@ -19,28 +17,8 @@ SMALL = {"reserve_bytes": 256 * 1024, "min_free_bytes": 192 * 1024}
 
 
 @pytest.fixture
-def card(tmp_path):
-    if os.geteuid() != 0:
-        pytest.fail("these tests mount a tmpfs and need root (CI runs as root)")
-    path = tmp_path / "card"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={CARD},mode=0700", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(card: Path) -> Path:
-    """Fill the card the way a runaway log does, until the file system says no."""
-    filler = card / "filler.log"
-    with open(filler, "ab", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"x" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+def card(tmpfs):
+    return tmpfs(CARD)
 
 
 def home_on(lab, card: Path, home_id: str, port: int | None = None, **outbox):

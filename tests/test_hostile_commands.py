@@ -36,7 +36,7 @@ from protocol.messages import CommandMessage, encode
 from agent.staff import StaffRegistry
 from agent.trustdb import TrustDB
 from tests.support.fakes import FakeClock, RecordingLock
-from tests.support.lab import trygg, wait_for
+from tests.support.lab import wait_for
 
 HOME = "hem-hostile"
 TOPIC = topics.command(HOME)

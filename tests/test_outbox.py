@@ -15,33 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.commit import GroupCommitter
-from agent.outbox import ROW_OVERHEAD, SANE_EPOCH, Outbox, Row
+from agent.outbox import SANE_EPOCH, Outbox, Row
 from protocol import topics
-
-HOME = "hem-1"
-T0 = 1_750_000_000.0  # 2025-06-15: a synchronized wall clock
-TTL = {"event": 3600.0, "telemetry": 600.0}
-PAYLOAD = 100
-ROW_COST = PAYLOAD + ROW_OVERHEAD
-
-
-class FakeClock:
-    """Wall clock the test moves by hand."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def row(cls: str, n: int, created: float = T0, size: int = PAYLOAD) -> Row:
-    return Row(f"{cls}-{n:05d}", cls, topics.up(HOME, cls), bytes([n % 251]) * size, created)
-
-
-def ids(rows) -> list[str]:
-    return [r.id for r in rows]
-
+from tests.support.outboxkit import HOME, ROW_COST, T0, TTL, FakeClock, ids, row
 
 def waiting(outbox: Outbox) -> list[str]:
     """Every waiting id in send order."""
@@ -518,7 +494,7 @@ def test_alarm_is_not_held_back_by_the_group_commit_window(committer_for):
 
 def test_status_depths_stay_true_through_puts_drops_deletes_and_reopen(tmp_path):
     """stats() keeps depths in memory; they must always equal what the table holds."""
-    from agent.outbox import CLASSES, Outbox, Row
+    from agent.outbox import CLASSES, Outbox
     from protocol.ids import new_id
 
     def table_depths(box):

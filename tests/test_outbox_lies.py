@@ -11,8 +11,6 @@ Real SQLite files; the full and read-only cards are small tmpfs mounts (root, as
 tests/test_full_disk.py). Counts are checked against the file through a second connection.
 """
 
-import errno
-import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -27,25 +25,10 @@ from base.errors import DiskFullError, StorageError
 from agent.outbox import CLASSES, ROW_OVERHEAD, SANE_EPOCH, WAL_LIMIT, WAL_PAGES, Losses, Outbox, Row
 from protocol import topics
 from agent.uplink import Uplink
+from tests.support.cards import fill
+from tests.support.outboxkit import HOME, PAYLOAD, ROW_COST, T0, TTL, FakeClock, row
 
-HOME = "hem-1"
-T0 = 1_750_000_000.0  # a synchronized wall clock
-TTL = {"event": 3600.0, "telemetry": 600.0}
-PAYLOAD = 100
-ROW_COST = PAYLOAD + ROW_OVERHEAD
 RESERVE = 256 * 1024
-
-
-class FakeClock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def row(cls: str, n: int, created: float = T0, size: int = PAYLOAD) -> Row:
-    return Row(f"{cls}-{n:05d}", cls, topics.up(HOME, cls), bytes([n % 251]) * size, created)
 
 
 def waiting(ob: Outbox) -> list[str]:
@@ -106,37 +89,6 @@ def open_outbox(tmp_path, clock, opened):
         return ob
 
     return _open
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """Factory: a small tmpfs of its own (a card nobody else writes to); unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.fail("these tests mount a tmpfs and need root (CI runs as root)")
-    mounted: list[Path] = []
-
-    def _mount(size: str = "2m") -> Path:
-        path = tmp_path / f"card{len(mounted)}"
-        path.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
-        mounted.append(path)
-        return path
-
-    yield _mount
-    for path in mounted:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(card: Path) -> Path:
-    """Fill the card from outside Trygg until the file system says no."""
-    filler = card / "filler.log"
-    with open(filler, "ab", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"x" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def remount(card: Path, mode: str) -> None:
