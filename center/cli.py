@@ -190,7 +190,8 @@ def _send(ctx, config_path, home: str, as_staff: str, action: str, args: dict, t
     if as_json:
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False))
     else:
-        target = f" {result['lock']}" if "lock" in result else ""
+        lock = result.get("lock") or args.get("lock")  # a failed unlock has no lock state to report
+        target = f" {lock}" if lock else ""
         line = f"{action}{target} at {home} by {as_staff}: {answer.outcome.upper()}"
         line += f" - {result.get('reason')}" if result.get("reason") else ""
         click.echo(line + f"  ({(answer.answered_at - answer.sent_at) * 1000:.0f} ms)")

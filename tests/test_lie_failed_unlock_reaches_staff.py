@@ -53,7 +53,7 @@ def test_unlock_of_a_jammed_bolt_reaches_staff_as_failed_with_the_reason_then_re
 
     code, out, err = unlock(lab, home, "berit")
     assert code == EXIT_FAILED, (code, out, err)
-    assert "at hem-jam by berit: FAILED - front-door: bolt did not retract within 3 s" in out, out  # the driver's reason
+    assert "unlock front-door at hem-jam by berit: FAILED - front-door: bolt did not retract within 3 s" in out, out
     assert "DONE" not in out
     assert home.status()["locks"]["front-door"] == "jammed"
     failed = command_audit(home)[-1]  # on the device the reason and the name are sealed to the center
@@ -102,7 +102,7 @@ def test_unlock_whose_driver_raises_something_unexpected_reaches_staff_as_failed
 
     code, out, err = unlock(lab, home, "berit")
     assert code == EXIT_FAILED, (code, out, err)
-    assert "at hem-eio by berit: FAILED - OSError: [Errno 5] Input/output error" in out, out
+    assert "unlock front-door at hem-eio by berit: FAILED - OSError: [Errno 5] Input/output error" in out, out
     assert lock.state == "locked" and lock.visit is None  # nothing moved, and no visit was started
     failed = [e.detail for e in daemon.audit.entries() if e.kind == "command"][-1]
     assert failed["outcome"] == "failed" and failed["action"] == "unlock"
