@@ -10,14 +10,29 @@ from pathlib import Path
 
 import click
 
-from . import config as cfgmod
 from . import control
-from . import provision
+from base.configpath import DEVICE_CONFIG as DEFAULT_CONFIG
 from base.cliutil import config_option, friendly_errors, resolve_config
 from base.errors import TryggError
 from base.plugins import PluginGroup, config_model
 
-@click.group(cls=PluginGroup)
+LAZY = {  # the device's own command groups, imported only when one runs (CLI start-up)
+    "staff": ("agent.trust_cli:staff", "Enroll, list and revoke the staff whose signed commands this home accepts."),
+    "audit": ("agent.trust_cli:audit_group", "Show and verify the hash-chained audit trail."),
+    "grant": ("agent.trust_cli:grant_group", "The resident's look-in grant: show it, or change it as the resident (or "
+              "their representative) agreed."),
+    "center-key": ("agent.trust_cli:center_key", "The care center's public keys on this device (for a key rotation)."),
+}
+
+
+def _config():
+    """The device's config module (pydantic models), imported by the commands that read a config."""
+    from . import config
+
+    return config
+
+
+@click.group(cls=PluginGroup, lazy=LAZY)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="Config file.")
 @click.version_option(package_name="trygg")
 @click.pass_context
@@ -44,6 +59,8 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @friendly_errors
 def init(home, broker, ca, cert, key, center_key, directory, state_dir, socket, kem, simulate, force) -> None:
     """Provision this device: write a working config and the device's own keys."""
+    from . import provision
+
     out = provision.init_device(home, broker, ca, cert, key, center_key, directory, force=force, kem=kem,
                                 state_dir=state_dir, socket=socket, simulate=simulate)
     click.echo(f"wrote {out['config']}")
@@ -68,7 +85,7 @@ def run(ctx: click.Context, config_path: Path | None, simulate: bool, scenario: 
     from base import logs
     from .daemon import Daemon
 
-    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG))
+    cfg = _config().load(resolve_config(ctx, config_path, DEFAULT_CONFIG))
     if simulate or scenario or speed or once:
         update: dict = {"enabled": True}
         if scenario:
@@ -93,7 +110,7 @@ def test_device(ctx: click.Context, config_path: Path | None, device: str, secon
     """Check one device's wiring: live input states; outputs switched only after you confirm."""
     from .drivertest import run_test
 
-    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG))
+    cfg = _config().load(resolve_config(ctx, config_path, DEFAULT_CONFIG))
     run_test(cfg, device, seconds, (lambda q: True) if yes else (lambda q: click.confirm(q, default=False)), click.echo)
 
 
@@ -110,15 +127,15 @@ def refill(ctx: click.Context, config_path: Path | None, dispenser: str, count: 
 
 
 def _socket_path(ctx: click.Context, config_path: Path | None) -> Path:
-    return cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG)).control.socket
+    return _config().load(resolve_config(ctx, config_path, DEFAULT_CONFIG)).control.socket
 
 
-def demo_grant(lookin: cfgmod.LookinConfig) -> cfgmod.LookinConfig:
+def demo_grant(lookin):
     """In a simulation the camera is the synthetic one; a home without a camera gets the demo grant:
     enrolled night staff may look in at any hour (so a new user can try it), 20 times a night."""
     if lookin.camera != "none":
         return lookin.model_copy(update={"camera": "synthetic"})
-    return cfgmod.LookinConfig(camera="synthetic", roles=["night-staff"], max_per_night=20,
+    return _config().LookinConfig(camera="synthetic", roles=["night-staff"], max_per_night=20,
                                windows=[{"start": "00:00", "end": "00:00"}])
 
 
@@ -203,7 +220,7 @@ def _load_any(path: Path):
         model = config_model(tomllib.loads(path.read_text()))
     except (OSError, tomllib.TOMLDecodeError):
         model = None
-    return cfgmod.load(path, model or cfgmod.DeviceConfig)
+    return _config().load(path, model or _config().DeviceConfig)
 
 
 @config_group.command("validate")
@@ -213,7 +230,7 @@ def _load_any(path: Path):
 @friendly_errors
 def config_validate(ctx: click.Context, path: Path | None, config_path: Path | None) -> None:
     """Check a config file; prints every problem, one per line."""
-    target = path or resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG)
+    target = path or resolve_config(ctx, config_path, DEFAULT_CONFIG)
     _load_any(target)
     click.echo(f"{target}: ok")
 
@@ -224,7 +241,7 @@ def config_validate(ctx: click.Context, path: Path | None, config_path: Path | N
 @friendly_errors
 def config_show(ctx: click.Context, config_path: Path | None) -> None:
     """Show the effective config (defaults filled in; keys by path only, never their contents)."""
-    click.echo(json.dumps(cfgmod.for_display(_load_any(resolve_config(ctx, config_path, cfgmod.DEFAULT_CONFIG))), indent=1))
+    click.echo(json.dumps(_config().for_display(_load_any(resolve_config(ctx, config_path, DEFAULT_CONFIG))), indent=1))
 
 
 @main.command("lab-pki", hidden=True)
@@ -242,13 +259,4 @@ def lab_pki(directory: Path, clients: tuple[str, ...], force: bool) -> None:
         raise TryggError(str(exc)) from None
     click.echo(f"lab PKI in {directory}")
 
-
-def _register_subcommands() -> None:
-    from .trust_cli import audit_group, center_key, grant_group, staff
-
-    for group in (staff, audit_group, grant_group, center_key):
-        main.add_command(group)
-
-
-_register_subcommands()
 

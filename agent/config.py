@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from base.configbase import DAYS, BrokerConfig, LogConfig, Seconds, TimeWindow, TimeZone, _Section  # noqa: F401 - DAYS re-exported
 from base import configbase
+from base.configpath import DEVICE_CONFIG as DEFAULT_CONFIG
 from .driverconfig import (ButtonConfig, DeviceName, DispenserConfig, GpioConfig, HealthConfig, InputWiring,
                            LockWiring, LookinConfig, MatConfig, MotionConfig, OutputWiring)
 from protocol.messages import ACTIONS
 from protocol.topics import HOME_ID_RULE, check_home_id
 
-DEFAULT_CONFIG = Path("/etc/trygg/trygg.toml")
 
 class HomeConfig(_Section):
     id: str

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .configbase import config_path
+from .configpath import config_path
 from .errors import DaemonNotRunning, TryggError
 
 EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3

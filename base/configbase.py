@@ -4,7 +4,6 @@ Pure data and checks: no I/O. A time window can answer "is this local time insid
 drivers and policy ask the same object and agree on what "22:00-07:00" means.
 """
 
-import os
 import re
 import tomllib
 import zoneinfo
@@ -14,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .configpath import CONFIG_ENV, config_path  # noqa: F401 - one place for both sides
 from .errors import ConfigError
 
 Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
@@ -70,7 +70,6 @@ class TimeWindow(_Section):
         return self.start == self.end and set(self.days) == set(DAYS)
 
 
-CONFIG_ENV = "TRYGG_CONFIG"
 
 
 class BrokerConfig(_Section):
@@ -153,11 +152,6 @@ def load(path: Path, model: type[BaseModel]):
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     return parse(data, model, path.parent.resolve(), str(path))
-
-
-def config_path(given: str | os.PathLike | None, default: Path) -> Path:
-    """--config wins, then $TRYGG_CONFIG, then the default under /etc/trygg."""
-    return Path(given or os.environ.get(CONFIG_ENV) or default)
 
 
 def for_display(config: BaseModel) -> dict:

@@ -7,6 +7,7 @@ is imported only when it is run, so `trygg --help` or `trygg status` on a Pi nev
 receiving-side code, and a Pi installed without it simply has no `trygg center`.
 """
 
+import importlib
 from importlib.metadata import entry_points
 
 import click
@@ -16,10 +17,16 @@ CONFIGS = "trygg.configs"
 
 
 class PluginGroup(click.Group):
-    """A click group that also offers the command groups registered under COMMANDS."""
+    """A click group that also offers the command groups registered under COMMANDS, and its own
+    `lazy` groups ({name: ("module:attribute", short help)}): each imported only when it runs."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
 
     def _plugins(self) -> dict:
-        return {ep.name: ep for ep in entry_points(group=COMMANDS)}
+        found = {name: _Target(target) for name, (target, _) in self.lazy.items()}
+        return {**found, **{ep.name: ep for ep in entry_points(group=COMMANDS)}}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._plugins()})
@@ -36,12 +43,24 @@ class PluginGroup(click.Group):
         for name in self.list_commands(ctx):
             command = super().get_command(ctx, name)
             if command is None:
-                rows.append((name, f"commands of the installed part '{name}' (trygg {name} --help)"))
+                default = f"commands of the installed part '{name}' (trygg {name} --help)"
+                rows.append((name, self.lazy.get(name, ("", default))[1]))
             elif not command.hidden:
                 rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class _Target:
+    """"module:attribute", loaded like an entry point."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def load(self):
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
 
 
 def config_model(sections) -> type | None:

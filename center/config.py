@@ -12,8 +12,8 @@ from pydantic import Field
 
 from base import configbase
 from base.configbase import BrokerConfig, LogConfig, _Section
+from base.configpath import CENTER_CONFIG as DEFAULT_CENTER_CONFIG
 
-DEFAULT_CENTER_CONFIG = Path("/etc/trygg/center.toml")
 
 
 class CenterSection(_Section):

@@ -77,5 +77,11 @@ def test_the_devices_cli_loads_nothing_of_the_receiving_side():
         assert not {m for m in loaded if m == "center" or m.startswith("center.")}, args
 
 
+def test_trygg_help_loads_no_config_models_and_no_command_groups():
+    """Start-up: `trygg --help` names every group without importing one (bench: whole-process times)."""
+    loaded = _modules_loaded_by("--help")
+    assert not {"pydantic", "agent.trust_cli", "agent.config", "cryptography"} & loaded
+
+
 def test_trygg_center_is_found_when_it_is_used():
     assert "center.cli" in _modules_loaded_by("center", "--help")
