@@ -644,3 +644,14 @@ def test_a_presence_change_the_console_could_not_show_is_shown_after_the_restart
     desk.stop()
     sink = desk.start()
     wait_for(lambda: presences(sink, home) == ["offline"], 10, "the offline shown after the restart")
+
+
+def test_only_an_audit_entry_has_its_detail_opened_other_bodies_are_shown_as_sent(desk):
+    """A dispenser's "sealed": true (the blister is intact) is the home's data, not a sealed detail."""
+    sink = desk.start()
+    home = desk.home()
+    body = {"compartment": 3, "sealed": True}
+    message = home.send("event", "dose_missed", body)
+    desk.settle()
+    [shown] = [e for e in sink.events if e.id == message.id]
+    assert shown.body == body
