@@ -36,17 +36,18 @@ from .policy import Policy
 from protocol import envelope, topics
 from protocol.messages import CommandMessage, decode
 from .staff import StaffMember, StaffRegistry
+from base.errors import TryggError
 
 log = logging.getLogger(__name__)
 _REPLAYED = "replayed: this command id was already received"
 MAX_COMMAND_BYTES = 8 * 1024  # a command is a few hundred bytes; refuse anything larger before any crypto
 
 
-class ActionFailed(Exception):
+class ActionFailed(TryggError, RuntimeError):
     """The command was allowed but could not be carried out (e.g. the lock did not move)."""
 
 
-class ActionRefused(Exception):
+class ActionRefused(TryggError, PermissionError):
     """The device itself says no, whoever asks (e.g. a jammed lock is not driven)."""
 
 

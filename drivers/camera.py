@@ -9,11 +9,12 @@ Every backend returns BGR uint8 frames (OpenCV's layout) and never writes a fram
 """
 
 from dataclasses import dataclass
+from protocol.errors import TryggError
 
 POSES = ("in_bed", "on_floor", "away")
 
 
-class CameraError(RuntimeError):
+class CameraError(TryggError, RuntimeError):
     """The camera could not be opened or gave no picture; the message says what to check."""
 
 

@@ -14,12 +14,13 @@ one-line reason on stderr, exit 2 when the camera fails, 3 when the pictures can
 import json
 import struct
 import sys
+from protocol.errors import TryggError
 
 QUALITIES = (80, 60, 40, 25)  # lowered until the pictures fit max_bytes
 _LENGTH = struct.Struct(">I")
 
 
-class CaptureError(RuntimeError):
+class CaptureError(TryggError, RuntimeError):
     """The camera gave no picture (exit 2)."""
 
 

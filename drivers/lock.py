@@ -12,11 +12,12 @@ manual opening the lock does not lock itself: nobody is locked out in the cold.
 """
 
 from .base import Driver, soonest
+from protocol.errors import TryggError
 
 SETTLE_POLL_S = 0.02
 
 
-class LockError(Exception):
+class LockError(TryggError, RuntimeError):
     """The lock did not do what was asked."""
 
 

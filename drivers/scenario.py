@@ -19,12 +19,13 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from protocol.errors import TryggError
 
 log = logging.getLogger("trygg.scenario")
 DEFAULT = Path(__file__).with_name("scenarios") / "night.txt"
 
 
-class ScenarioError(ValueError):
+class ScenarioError(TryggError, ValueError):
     pass
 
 

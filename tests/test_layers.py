@@ -85,3 +85,25 @@ def test_trygg_help_loads_no_config_models_and_no_command_groups():
 
 def test_trygg_center_is_found_when_it_is_used():
     assert "center.cli" in _modules_loaded_by("center", "--help")
+
+
+def test_every_error_a_person_can_see_derives_from_the_one_root():
+    import importlib
+    import inspect
+
+    from protocol.errors import TryggError
+
+    strays = []
+    for package in PROJECT:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.name == "__main__.py":
+                continue  # running it is what importing it does
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            module = importlib.import_module(name)
+            for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ == name and issubclass(cls, BaseException) and not cls_name.startswith("_"):
+                    builtin = any(b.__module__ == "builtins" and b not in (Exception, BaseException, object)
+                                  for b in cls.__mro__)
+                    if cls is not TryggError and not (issubclass(cls, TryggError) and builtin):
+                        strays.append(f"{name}.{cls_name}")
+    assert strays == [], "errors outside the root, or with no builtin beside it"
