@@ -131,6 +131,16 @@ class AuditLog:
         if db.at_rest is not None:
             self._seal_plain_entries(db.at_rest)
 
+    def record_start(self, config: dict, center_key: str) -> None:
+        """Audit a daemon's start, and which settings changed since the last start (digests of the
+        config only are kept: no names at rest), in one transaction."""
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+        with self.db.write() as conn:
+            changed = self.db.remember_config(conn, config)
+            if changed:
+                self.append("config_changed", {"changed": changed, "config_sha256": digest}, conn)
+            self.append("start", {"config_sha256": digest, "center_key": center_key}, conn)
+
     def append(self, kind: str, detail: dict, conn: sqlite3.Connection | None = None) -> AuditEntry:
         """Add one entry; inside the caller's write transaction when conn is given."""
         if conn is not None:

@@ -7,12 +7,9 @@ as `audit` events, renewing the command challenge) runs here too, because it nee
 stores and the emit path. Owns no protocol, storage or network logic itself.
 """
 
-import hashlib
-import json
 import logging
 import signal
 import threading
-import time
 
 from . import sdnotify
 from .actions import build_actions
@@ -28,6 +25,7 @@ from base.errors import StorageError
 from protocol.events import Event
 from .freshness import Freshness
 from .grant import Grant
+from .housekeeping import Housekeeper
 from base.keys import check_database, check_private, create_private, load_private
 from .lookin import LookIn
 from .outbox import Outbox, Row
@@ -93,7 +91,6 @@ class Daemon(Handlers):
         saved_alarm = self.trust.setting("last_alarm")
         if saved_alarm:
             self.policy.restore_alarm(float(saved_alarm))
-        self._saved_alarm = saved_alarm
         self.freshness = Freshness(self.trust, self.clock, cfg.commands,
                                    on_new_challenge=lambda: self.uplink.refresh_presence())
         self.committer = self._open(GroupCommitter(self.outbox, cfg.outbox.group_commit_ms / 1000))
@@ -105,13 +102,13 @@ class Daemon(Handlers):
         if self.outbox.recovered_from:
             self.inject(Event("event", "fault", {"component": "outbox", "detail": self.outbox.recovered_from}))
         self._start_commands()  # before the uplink: a (retained) command can arrive with the SUBACK
-        self._send_plan()
+        self.send_plan()
         self.devices.start()  # the locks too, before the first command
         self.uplink.start()
         self._open(self.uplink)
         self.control.start()
-        self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
-        self._housekeeper.start()
+        self.housekeeper = Housekeeper(self, self._stop_requested)
+        self.housekeeper.start()
 
     def _open(self, part):
         self._opened.append(part)
@@ -136,10 +133,10 @@ class Daemon(Handlers):
 
     def _change_grant(self, args: dict, by: str) -> dict:
         plan = self.grant.plan(self.grant.change(args, by, self.audit))
-        self._send_plan()
+        self.send_plan()
         return plan
 
-    def _send_plan(self) -> None:
+    def send_plan(self) -> None:
         """Tell the center the look-in plan (agreed times, time zone) when it is new or changed,
         so its rounds know when a look-in is due. A change by `trygg grant set` is seen here too."""
         with self._plan_lock:
@@ -155,21 +152,6 @@ class Daemon(Handlers):
         """The card as the center sees it in every heartbeat: ok, low or failing, and the free space."""
         disk = self.outbox.disk()
         return {"storage": self.storage.state(disk), "free_bytes": disk["free_bytes"]}
-
-    def _report_losses(self) -> None:
-        """One data_lost event for what the outbox dropped or expired and what could not be kept at all."""
-        losses = self.outbox.unreported_losses()
-        not_stored = self.storage.take_lost()
-        if not losses.total() and not any(not_stored.values()):
-            return
-        body = {"dropped": losses.dropped, "expired": losses.expired, "not_stored": not_stored}
-        if not self.inject(Event("event", "data_lost", body), tell=True).accepted:
-            self.storage.give_back(not_stored)
-            return
-        try:
-            self.outbox.mark_reported(losses)
-        except StorageError as exc:  # reported again next time: better twice than never
-            log.warning("could not record the data_lost report: %s", exc)
 
     def _switch_center_key(self, kid: str) -> str:
         self.sealer.center = self.center.switch(kid, self.audit).kem
@@ -189,15 +171,8 @@ class Daemon(Handlers):
     def _audit_start(self) -> None:
         """Audit the start, and any change to the effective config since the last start. On a full
         card the daemon starts anyway (its alarms matter more) and the center hears of the card."""
-        shown = json.dumps(for_display(self.cfg), sort_keys=True)
-        digest = hashlib.sha256(shown.encode()).hexdigest()
         try:
-            with self.trust.write() as conn:
-                changed = self.trust.remember_config(conn, json.loads(shown))  # digests only: no names at rest
-                if changed:
-                    self.audit.append("config_changed", {"changed": changed, "config_sha256": digest}, conn)
-                self.audit.append("start", {"config_sha256": digest, "center_key": center_kid(self.center.active)},
-                                  conn)
+            self.audit.record_start(for_display(self.cfg), center_kid(self.center.active))
         except StorageError as exc:
             self.storage.failed(exc)
             log.error("could not audit the start: %s", exc)
@@ -219,8 +194,8 @@ class Daemon(Handlers):
                 part.stop() if hasattr(part, "stop") else part.close()
             except Exception:  # one part failing to close must not keep the others open
                 log.exception("closing %s failed", type(part).__name__)
-        if hasattr(self, "_housekeeper"):
-            self._housekeeper.join(timeout=5)
+        if hasattr(self, "housekeeper"):
+            self.housekeeper.join(timeout=5)
         log.info("trygg daemon stopped")
 
     def run_forever(self) -> None:
@@ -283,15 +258,6 @@ class Daemon(Handlers):
             self.inject(Event("event", "fault", {"component": "storage", "detail": error}), tell=True)
             self.uplink.refresh_presence()  # the heartbeat's storage state, now rather than in a minute
 
-    def _check_storage(self) -> None:
-        """Storage is well again once the alarm reserve is whole and the free space above the margin."""
-        if not self.outbox.keep_reserve() or self.storage.error is None or self.outbox.disk()["low"]:
-            return
-        was = self.storage.recovered()
-        log.info("storage works again (was: %s)", was)
-        self.inject(Event("event", "fault_cleared", {"component": "storage", "detail": f"room again; was: {was}"}),
-                    tell=True)
-
     # -- status and housekeeping ---------------------------------------------------------
     def status(self) -> dict:
         outbox, disk = self.outbox.stats(), self.outbox.disk()
@@ -312,28 +278,6 @@ class Daemon(Handlers):
             "lookin": self.lookin.status() if self.lookin else {"camera": "none"},
         }
 
-    def _housekeeping(self) -> None:
-        watchdog = sdnotify.watchdog_interval()
-        tick = min(watchdog or 1.0, 1.0)
-        next_sweep = 0.0
-        while not self._stop_requested.wait(tick):
-            if watchdog and self._healthy():
-                sdnotify.notify("WATCHDOG=1")
-            try:
-                self.freshness.tick()
-                self._send_plan()
-                self.forward_audit()
-                self._save_last_alarm()
-            except Exception:
-                log.exception("housekeeping of the trust database failed")
-            now = time.monotonic()
-            if now >= next_sweep:
-                next_sweep = now + self.cfg.outbox.sweep_s
-                try:
-                    self.sweep()
-                except Exception:  # housekeeping must not stop the watchdog or the daemon
-                    log.exception("housekeeping failed")
-
     def refill(self, dispenser: str, count: int | None) -> dict:
         """A nurse refilled a dispenser: its dose count starts again (audited)."""
         driver = self.devices.of_kind("dispenser").get(dispenser)
@@ -343,40 +287,5 @@ class Daemon(Handlers):
         self.audit.append("dispenser_refilled", {"dispenser": dispenser, **result})
         return result
 
-    def _healthy(self) -> bool:
+    def healthy(self) -> bool:
         return self.uplink.alive() and self.committer.alive() and self.commands.alive()
-
-    def _save_last_alarm(self) -> None:
-        """Keep the last alarm's time (off the alarm path) so a restart does not close it."""
-        wall = self.policy.last_alarm_wall
-        if wall is not None and repr(wall) != self._saved_alarm:
-            with self.trust.write() as conn:
-                TrustDB.put_setting(conn, "last_alarm", repr(wall))
-            self._saved_alarm = repr(wall)
-
-    def forward_audit(self) -> None:
-        """Send audit entries not yet sent to the center, each as an `audit` event, in order."""
-        for entry in self.audit.unsent(100):
-            try:
-                stored = self.inject(Event("event", "audit", entry.to_json()), hold=False).stored
-            except ValueError:  # too large to send: the center still learns it exists
-                detail = {**entry.to_json(), "detail": {"truncated": True}, "sealed": None}
-                stored = self.inject(Event("event", "audit", detail), hold=False).stored
-            if not stored:
-                return
-            self.audit.mark_sent(entry.seq)
-
-    def sweep(self) -> None:
-        """Expire old rows, make the alarm reserve whole, then tell the center about anything lost
-        since the last report. Each step on its own: a full card must not stop the report."""
-        for step in (self.outbox.expire, self._check_storage, self.freshness.prune):
-            try:
-                step()
-            except StorageError as exc:
-                log.warning("housekeeping: %s", exc)
-        self._report_losses()
-        stats = self.outbox.stats()["classes"]
-        sdnotify.notify(
-            f"STATUS=link {self.uplink.link}; outbox "
-            + ", ".join(f"{c} {v['depth']}" for c, v in stats.items())
-        )

@@ -151,6 +151,11 @@ class TrustDB:
         rows = self.read("SELECT value FROM settings WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
+    def set_setting(self, key: str, value: str) -> None:
+        """One setting, in a write transaction of its own."""
+        with self.write() as conn:
+            self.put_setting(conn, key, value)
+
     @staticmethod
     def setting_in(conn: sqlite3.Connection, key: str) -> str | None:
         """Inside a write(): read one setting in the same transaction."""

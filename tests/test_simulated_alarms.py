@@ -199,7 +199,7 @@ def test_a_simulated_alarm_is_not_kept_as_open_across_a_restart(real_home):
     trygg("simulate", "alarm", "--kind", "fall", "--config", home.config)
     assert daemon.status()["unacked_alarms"]["depth"] == 1
     assert daemon.status()["alarm_open"] is False
-    daemon._save_last_alarm()  # what housekeeping does every second; nothing to keep
+    daemon.housekeeper.save_last_alarm()  # what housekeeping does every second; nothing to keep
     assert daemon.trust.setting("last_alarm") is None
     daemon.stop()
     again = start()
