@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from base.configbase import DAYS, BrokerConfig, LogConfig, Seconds, TimeWindow, TimeZone, _Section  # noqa: F401 - DAYS re-exported
 from base import configbase
 from base.configpath import DEVICE_CONFIG as DEFAULT_CONFIG
+from protocol.names import ROLE_NAME
 from .driverconfig import (ButtonConfig, DeviceName, DispenserConfig, GpioConfig, HealthConfig, InputWiring,
                            LockWiring, LookinConfig, MatConfig, MotionConfig, OutputWiring)
 from protocol.messages import ACTIONS
@@ -55,7 +56,6 @@ class CommandsConfig(_Section):
     refusals_audited_per_min: int = Field(default=30, ge=1, le=10_000)  # beyond: counted in one summary entry
 
 
-ROLE_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 Role = Annotated[str, Field(pattern=ROLE_NAME)]
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
 UnlockRule = Literal["always", "alarm", "visit", "alarm_or_visit", "never"]

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from .config import describe_errors
 from .driverconfig import LookinConfig
 from base.errors import ConfigError
+from protocol.lookin import LookinPlan
 from protocol.names import night_of
 from .trustdb import TrustDB
 
@@ -88,9 +89,9 @@ class Grant:
     def plan(self, cfg: LookinConfig | None = None) -> dict:
         """What the center needs to plan the night's look-ins (the `lookin_plan` event)."""
         cfg = cfg or self.cfg
-        return {"camera": cfg.camera, "timezone": self.zone.key, "times": list(cfg.times),
-                "tolerance_s": cfg.tolerance_s, "max_per_night": cfg.max_per_night, "privacy": cfg.privacy,
-                "roles": list(cfg.roles), "windows": [w.model_dump(mode="json") for w in cfg.windows]}
+        return LookinPlan(camera=cfg.camera, timezone=self.zone.key, times=list(cfg.times), tolerance_s=cfg.tolerance_s,
+                          max_per_night=cfg.max_per_night, privacy=cfg.privacy, roles=list(cfg.roles),
+                          windows=list(cfg.windows)).model_dump(mode="json")
 
     # -- decisions and counts ----------------------------------------------------------------
     def local(self) -> datetime:

@@ -15,14 +15,13 @@ transition is testable with a fake clock.
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Annotated, Literal, Mapping
+from typing import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from base.configbase import HHMM, TimeWindow, TimeZone, check_hhmm
+from base.configbase import check_hhmm
 from base.errors import TryggError
 from protocol.names import STAFF_NAME_RE, night_of
-from protocol.messages import first_error
+from protocol.lookin import LookinPlan, parse_plan  # noqa: F401 - the plan is the protocol's
 
 STATES = ("upcoming", "due", "seen", "not_seen", "retry_due", "visit_needed")
 OPEN = ("due", "not_seen", "retry_due")  # a look-in is expected now: the home must be reachable
@@ -34,39 +33,6 @@ STAFF_NAME = STAFF_NAME_RE
 
 class RoundsError(TryggError, ValueError):
     """A verdict that cannot be recorded (no plan, no slot open now, unknown slot)."""
-
-
-class LookinPlan(BaseModel):
-    """The `lookin_plan` body a home sends at start and when its grant changes; from the
-    network (signed, but still parsed strictly): unknown fields and wrong types are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    camera: Literal["none", "synthetic", "opencv", "picamera2"]
-    timezone: TimeZone
-    times: list[HHMM] = Field(max_length=24)
-    tolerance_s: float = Field(ge=0, le=6 * 3600)
-    windows: list[TimeWindow] = Field(max_length=16)
-    max_per_night: int = Field(ge=0, le=50)
-    privacy: Literal["none", "blur", "silhouette"]
-    roles: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]] = Field(max_length=16)
-
-    @property
-    def zone(self) -> zoneinfo.ZoneInfo:
-        return zoneinfo.ZoneInfo(self.timezone)
-
-    @property
-    def has_rounds(self) -> bool:
-        """Only agreed times make rounds; without a camera there is nothing to look in with."""
-        return self.camera != "none" and bool(self.times)
-
-
-def parse_plan(body: object) -> LookinPlan:
-    """A plan from an event body, or ValueError with one line saying what is wrong."""
-    try:
-        return LookinPlan.model_validate(body, strict=True)
-    except ValidationError as exc:
-        raise ValueError(first_error(exc, "body")) from None
 
 
 def tonight(plan: LookinPlan, now: datetime) -> str:

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta
 
 STAFF_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+ROLE_NAME = r"^[a-z][a-z0-9-]{0,31}$"  # a role as config, commands and the look-in plan name it
 STAFF_NAME_RULE = "1-63 characters a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 
 
