@@ -21,10 +21,11 @@ from .config import describe_errors
 from .driverconfig import LookinConfig
 from base.errors import ConfigError
 from protocol.lookin import LookinPlan
+from protocol.messages import ACTION_ARGS
 from protocol.names import night_of
 from .trustdb import TrustDB
 
-CHANGEABLE = ("privacy", "max_per_night", "roles", "windows", "times", "tolerance_s")
+CHANGEABLE = ACTION_ARGS["lookin_grant"]  # what a lookin_grant command may change
 _OVERRIDE = "lookin:grant"
 
 

@@ -16,10 +16,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from .config import DeviceConfig, VisitWindow
+from protocol.messages import ACTION_ARGS  # the arguments each action takes; anything else is refused
 
-# The arguments each action takes; anything else is refused rather than ignored.
-ACTION_ARGS = {"unlock": {"lock"}, "lock": {"lock"}, "ping": set(), "status": set(), "switch_center_key": {"kid"},
-               "lookin": set(), "lookin_grant": {"privacy", "max_per_night", "roles", "windows", "times", "tolerance_s"}}
 
 
 def in_window(local: datetime, window: VisitWindow) -> bool:
@@ -64,7 +62,7 @@ class Policy:
             return f"unknown action {action!r}"
         if action not in self.roles.get(role, []):
             return f"role {role} may not give the command {action!r}"
-        extra = set(args) - ACTION_ARGS[action]
+        extra = set(args) - set(ACTION_ARGS[action])
         if extra:
             return f"unknown argument(s) for {action}: {', '.join(sorted(extra))}"
         if action in ("unlock", "lock"):
