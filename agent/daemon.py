@@ -244,7 +244,10 @@ class Daemon(Handlers):
     def _hold(self, row: Row) -> bool:
         """The card could not take the row even after making room: it goes straight to the uplink and
         stays in memory until the center acknowledges it."""
+        evicted = self.uplink.held_dropped
         held = self.uplink.hold(row)
+        if self.uplink.held_dropped > evicted:  # an older held alarm made way for this one
+            self.storage.lost("alarm")
         if not held:
             self.storage.lost(row.cls)
             log.warning("not stored and not held in memory: %s %s lost", row.cls, row.id)

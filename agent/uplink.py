@@ -104,15 +104,14 @@ class Uplink:
         """Send a row the outbox could not store and keep it in memory until the center has it.
 
         False when memory's bound for its class is reached (the caller counts it as lost); the
-        oldest held row of the class makes way for a new alarm."""
+        oldest held alarm makes way for a new one, counted in held_dropped and reported as lost."""
         with self._held_lock:
             same = [i for i, r in self._held.items() if r.prio == row.prio]
             if len(same) >= MAX_HELD[row.prio]:
                 if row.prio != 0 or not same:
-                    self.held_dropped += 1
-                    return False
+                    return False  # the caller counts it as lost
                 del self._held[same[0]]
-                self.held_dropped += 1
+                self.held_dropped += 1  # an older alarm given up for a newer one: lost too
             self._held[row.id] = row
         self.wake()
         return True
