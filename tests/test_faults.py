@@ -79,8 +79,8 @@ def test_daemon_kill9_while_draining_repeatedly_loses_nothing(lab, broker):
             home.kill9()
             home.start()
         watch.wait_ids(ids, timeout=90)
+        wait_for(lambda: home.depth() == 0, 30, "the outbox to empty")  # inside: the proxy is the home's link
     assert_each_once(watch, ids)
-    wait_for(lambda: home.depth() == 0, 30, "the outbox to empty")
 
 
 def test_slow_and_cut_link_delivers_everything(lab, broker):
