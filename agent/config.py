@@ -10,14 +10,18 @@ import os
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, create_model, field_validator, model_validator
 
 from base.configbase import DAYS, BrokerConfig, LogConfig, Seconds, TimeWindow, TimeZone, _Section  # noqa: F401 - DAYS re-exported
 from base import configbase
 from base.configpath import DEVICE_CONFIG as DEFAULT_CONFIG
 from protocol.names import ROLE_NAME
-from .driverconfig import (ButtonConfig, DeviceName, DispenserConfig, GpioConfig, HealthConfig, InputWiring,
-                           LockWiring, LookinConfig, MatConfig, MotionConfig, OutputWiring)
+from drivers.health import HealthConfig
+from drivers.lock import LockWiring
+from drivers.registry import kinds
+from drivers.wiring import DeviceName, InputWiring, OutputWiring
+
+from .driverconfig import GpioConfig, LookinConfig
 from protocol.messages import ACTIONS
 from protocol.topics import HOME_ID_RULE, check_home_id
 
@@ -118,7 +122,9 @@ class SimulateConfig(_Section):
     repeat: bool = True  # play the scenario again and again, so a demo home keeps sending
 
 
-class DeviceConfig(_Section):
+class _DeviceConfig(_Section):
+    """Everything but the device sections, which come from the registered driver kinds (below)."""
+
     PATH_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
         "broker": ("ca", "cert", "key"),
         "keys": ("device", "center", "center_next"),
@@ -133,11 +139,6 @@ class DeviceConfig(_Section):
     trust: TrustConfig = TrustConfig()
     commands: CommandsConfig = CommandsConfig()
     roles: dict[Role, list[Action]] = DEFAULT_ROLES  # type: ignore[valid-type]
-    locks: dict[LockName, LockConfig] = Field(default=DEFAULT_LOCKS, validate_default=True)
-    mats: dict[DeviceName, MatConfig] = {}  # type: ignore[valid-type]
-    buttons: dict[DeviceName, ButtonConfig] = {}  # type: ignore[valid-type]
-    motion: dict[DeviceName, MotionConfig] = {}  # type: ignore[valid-type]
-    dispensers: dict[DeviceName, DispenserConfig] = {}  # type: ignore[valid-type]
     health: HealthConfig = HealthConfig()
     lookin: LookinConfig = LookinConfig()
     gpio: GpioConfig = GpioConfig()
@@ -148,7 +149,7 @@ class DeviceConfig(_Section):
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
-    def _rules_name_roles(self) -> "DeviceConfig":
+    def _rules_name_roles(self) -> "_DeviceConfig":
         for lock, rules in self.locks.items():
             for role in rules.unlock:
                 if role not in self.roles:
@@ -159,7 +160,7 @@ class DeviceConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _one_use_per_pin(self) -> "DeviceConfig":
+    def _one_use_per_pin(self) -> "_DeviceConfig":
         users: dict[int, str] = {}
         for where, pin in self.pins():
             if pin in users:
@@ -188,7 +189,16 @@ class DeviceConfig(_Section):
         return found
 
 
-DEVICE_SECTIONS = ("locks", "mats", "buttons", "motion", "dispensers")
+DEVICE_SECTIONS = tuple(kinds())
+# A lock's section adds who may unlock it and when (the policy's) to the driver's wiring.
+_SECTION_MODELS = {**{k.section: k.config for k in kinds().values()}, "locks": LockConfig}
+_SECTION_DEFAULTS = {"locks": DEFAULT_LOCKS}
+DeviceConfig = create_model(
+    "DeviceConfig", __base__=_DeviceConfig, __module__=__name__,
+    **{section: (dict[DeviceName, model], Field(default=_SECTION_DEFAULTS.get(section, {}), validate_default=True))
+       for section, model in _SECTION_MODELS.items()},
+)
+DeviceConfig.__doc__ = "A device's whole config: one table per device under its kind's section ([mats.bedside])."
 
 
 def load(path: Path, model: type[BaseModel] = DeviceConfig):

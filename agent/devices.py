@@ -20,12 +20,8 @@ from zoneinfo import ZoneInfo
 
 from drivers import scenario as scenarios
 from drivers.base import Driver
-from drivers.button import AlarmButton
-from drivers.dispenser import Dispenser
 from drivers.health import DeviceHealth
-from drivers.lock import Lock
-from drivers.mat import Mat
-from drivers.motion import Motion
+from drivers.registry import kinds
 
 from protocol.events import Event
 
@@ -106,16 +102,16 @@ def build(cfg: DeviceConfig, emit, clock, trust: TrustDB | None, factory, after_
     common = {"pin_factory": factory, "zone": ZoneInfo(cfg.home.timezone), "after_open": after_open,
               "restart": (cfg.gpio.restart_min_s, cfg.gpio.restart_max_s)}
 
-    def state(kind: str, name: str):
-        driver = {"motion": Motion, "dispenser": Dispenser}[kind]
-        return DriverState(trust, f"{kind}:{name}", driver.PLAIN_STATE) if trust is not None else MemoryState()
+    def state(driver: type, name: str):
+        if trust is None:
+            return MemoryState()
+        return DriverState(trust, f"{driver.kind}:{name}", driver.PLAIN_STATE)
 
     drivers: list[Driver] = []
-    drivers += [Lock(n, c, emit, clock, **common) for n, c in cfg.locks.items()]
-    drivers += [Mat(n, c, emit, clock, **common) for n, c in cfg.mats.items()]
-    drivers += [AlarmButton(n, c, emit, clock, **common) for n, c in cfg.buttons.items()]
-    drivers += [Motion(n, c, emit, clock, state("motion", n), **common) for n, c in cfg.motion.items()]
-    drivers += [Dispenser(n, c, emit, clock, state("dispenser", n), **common) for n, c in cfg.dispensers.items()]
+    for kind in kinds().values():  # every registered driver kind, one driver per configured device
+        for name, conf in getattr(cfg, kind.section).items():
+            extra = (state(kind.driver, name),) if kind.stateful else ()
+            drivers.append(kind.driver(name, conf, emit, clock, *extra, **common))
     if health:
         drivers.append(DeviceHealth("device", cfg.health, *health, data_dir or cfg.outbox.path.parent, **common))
     return Devices(drivers)

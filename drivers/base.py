@@ -31,6 +31,8 @@ EMIT_BACKOFF_S = (0.25, 2.0)  # after a failed emit, timers wait at least this l
 class Driver:
     kind = "driver"
     INPUTS: dict[str, tuple[str, str]] = {}  # input name -> (word when active, word when inactive)
+    RESTING: dict[str, bool] = {}  # for a simulated world: inputs active at rest (a closed door)
+    LINKED: tuple[str, str] | None = None  # for a simulated world: (output, the input that follows it)
 
     def __init__(self, name: str, emit: Emit, clock, *, pin_factory=None, zone: tzinfo = timezone.utc,
                  restart: tuple[float, float] = (1.0, 300.0), after_open: Callable[["Driver"], None] | None = None) -> None:

@@ -7,8 +7,25 @@ when it is released or at the hold time, whichever first.
 """
 
 from .base import Driver, soonest
+from pydantic import Field
+
+from protocol.times import Seconds, Strict
+
+from .registry import register
+from .wiring import InputWiring
 
 
+class ButtonConfig(Strict):
+    """An alarm button (wrist or wall). A press raises `help` at once; a second, long press within
+    cancel_within_s sends `help_cancelled` as a follow-up. The alarm itself is never withheld."""
+
+    input: InputWiring
+    debounce_s: float = Field(default=0.05, ge=0, le=5)
+    cancel_within_s: float = Field(default=60.0, ge=0, le=3600)  # 0: no cancelling
+    cancel_hold_s: Seconds = 3.0
+
+
+@register("buttons", ButtonConfig)
 class AlarmButton(Driver):
     kind = "button"
     INPUTS = {"button": ("pressed", "released")}

@@ -21,8 +21,51 @@ center as dose_taken / dose_missed.
 from datetime import datetime, timedelta
 
 from .base import Driver, soonest
+from pydantic import Field, field_validator, model_validator
+
+from protocol.times import Seconds, Strict, check_hhmm
+
+from .registry import register
+from .wiring import InputWiring, OutputWiring
 
 
+class DoseTime(Strict):
+    """One dose: at `time` (local HH:MM), taken within window_s, late after late_s."""
+
+    time: str
+    window_s: Seconds = 3600.0
+    late_s: Seconds = 1800.0
+
+    @field_validator("time")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        return check_hhmm(value)
+
+
+class DispenserConfig(Strict):
+    """An automatic medicine dispenser: reminder output, dispense actuator, "taken" sensor (cup
+    removed), empty and jam sensors; fill count for the almost-empty warning."""
+
+    doses: list[DoseTime] = Field(min_length=1, max_length=12)
+    dispense: OutputWiring
+    reminder: OutputWiring
+    taken: InputWiring
+    empty: InputWiring
+    jam: InputWiring
+    debounce_s: float = Field(default=0.2, ge=0, le=60)
+    dispense_pulse_s: float = Field(default=1.0, gt=0, le=30)
+    fill_count: int = Field(default=28, ge=1, le=1000)  # doses loaded at a refill
+    warn_days: float = Field(default=3.0, ge=0, le=60)  # `almost_empty` this many days before the last dose
+
+    @model_validator(mode="after")
+    def _doses(self) -> "DispenserConfig":
+        times = [d.time for d in self.doses]
+        if len(set(times)) != len(times):
+            raise ValueError("two doses at the same time")
+        return self
+
+
+@register("dispensers", DispenserConfig, stateful=True)
 class Dispenser(Driver):
     kind = "dispenser"
     INPUTS = {"taken": ("removed", "returned"), "empty": ("empty", "ok"), "jam": ("jammed", "ok")}

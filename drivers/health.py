@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from .base import Driver
+from protocol.times import Seconds, Strict
 
 
 def cpu_temp_c(sysfs: Path) -> float | None:
@@ -26,6 +27,14 @@ def under_voltage(sysfs: Path) -> bool | None:
         except OSError:
             continue
     return None
+
+
+class HealthConfig(Strict):
+    """Telemetry on the device itself: CPU temperature, free disk, under-voltage, clock state."""
+
+    every_s: Seconds = 900.0
+    sysfs: str = "/sys"  # where the platform reports temperature and voltage (a test points elsewhere)
+
 
 
 class DeviceHealth(Driver):

@@ -13,8 +13,28 @@ manual opening the lock does not lock itself: nobody is locked out in the cold.
 
 from .base import Driver, soonest
 from protocol.errors import TryggError
+from pydantic import Field
+
+from protocol.times import Seconds, Strict, TimeWindow
+
+from .registry import register
+from .wiring import InputWiring, OutputWiring
 
 SETTLE_POLL_S = 0.02
+
+
+class LockWiring(Strict):
+    """A door or medicine-cabinet lock: relay (energized = unlocked), bolt sensor (active = bolt
+    thrown) and door contact (active = door closed)."""
+
+    relay: OutputWiring
+    bolt: InputWiring
+    door: InputWiring
+    debounce_s: float = Field(default=0.1, ge=0, le=10)
+    confirm_s: Seconds = 3.0  # the bolt must move within this after the relay switches
+    relock_after_s: Seconds = 60.0  # unlocked but the door never opened: lock again after this
+    relock_delay_s: float = Field(default=3.0, ge=0, le=600)  # after the door closed again
+    door_alarm: list[TimeWindow] = []  # door opened from inside in these windows: `door_open` alarm
 
 
 class LockError(TryggError, RuntimeError):
@@ -25,9 +45,12 @@ class LockJammed(LockError):
     """The sensors say the lock is jammed: refused before trying."""
 
 
+@register("locks", LockWiring)
 class Lock(Driver):
     kind = "lock"
     INPUTS = {"bolt": ("thrown", "retracted"), "door": ("closed", "open")}
+    RESTING = {"door": True}  # closed
+    LINKED = ("relay", "bolt")  # a working lock: the bolt follows the relay
 
     def __init__(self, name, config, emit, clock, **kw) -> None:
         super().__init__(name, emit, clock, **kw)

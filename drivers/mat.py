@@ -11,11 +11,35 @@ ignored while the loop is open.
 """
 
 from .base import Driver, soonest
+from typing import Literal
+
+from pydantic import Field
+
+from protocol.times import Seconds, Strict, TimeWindow
+
+from .registry import register
+from .wiring import NIGHT, InputWiring
 
 
+class MatConfig(Strict):
+    """An alarm mat. floor: pressure longer than hold_s raises `fall`. bed: a resident out of bed
+    longer than away_s raises `bed_exit`. Only inside its schedule. The supervision loop is the
+    mat's normally-closed cable loop: open means the cable is cut or unplugged (`fault`)."""
+
+    mode: Literal["floor", "bed"]
+    pressure: InputWiring
+    supervision: InputWiring
+    debounce_s: float = Field(default=0.5, ge=0, le=60)
+    hold_s: Seconds = 10.0  # floor: how long pressure must last to be a fall
+    away_s: Seconds = 900.0  # bed: how long out of bed before the alarm
+    schedule: list[TimeWindow] = NIGHT
+
+
+@register("mats", MatConfig)
 class Mat(Driver):
     kind = "mat"
     INPUTS = {"pressure": ("pressed", "released"), "supervision": ("intact", "cut")}
+    RESTING = {"supervision": True}  # the cable connected
 
     def __init__(self, name, config, emit, clock, **kw) -> None:
         super().__init__(name, emit, clock, **kw)

@@ -11,8 +11,25 @@ the resident was up, so only `day` is named in PLAIN_STATE: the store seals the 
 """
 
 from .base import Driver, soonest
+from pydantic import Field
+
+from protocol.times import Seconds, Strict, TimeWindow
+
+from .registry import register
+from .wiring import DAY, InputWiring
 
 
+class MotionConfig(Strict):
+    """A PIR motion sensor: `inactivity` when no motion for quiet_s inside the day window; a daily
+    activity summary (counts per local hour) as telemetry."""
+
+    input: InputWiring
+    debounce_s: float = Field(default=0.2, ge=0, le=60)
+    quiet_s: Seconds = 4 * 3600.0
+    schedule: list[TimeWindow] = DAY
+
+
+@register("motion", MotionConfig, stateful=True)
 class Motion(Driver):
     kind = "motion"
     INPUTS = {"motion": ("motion", "still")}

@@ -9,19 +9,23 @@ Used by `trygg run --simulate`, `make demo` and tests; never on real pins.
 from gpiozero.pins.mock import MockConnectedPin
 
 from .base import Driver
+from .registry import kinds
 
 
 class SimWorld:
     def __init__(self, factory, cfg) -> None:
         self.factory = factory
         self.physical: dict[tuple[str, str], bool] = {}
-        self.relays = {}
-        for name, lock in cfg.locks.items():
-            bolt = factory.pin(lock.bolt.pin)
-            self.relays[name] = (factory.pin(lock.relay.pin, pin_class=MockConnectedPin, input_pin=bolt), bolt)
-            self.physical[(name, "door")] = True  # closed
-        for name in cfg.mats:
-            self.physical[(name, "supervision")] = True  # cable connected
+        self.relays = {}  # device -> (output pin, the input pin that follows it)
+        for kind in kinds().values():  # what each registered kind says of its world (Driver.RESTING, LINKED)
+            for name, conf in getattr(cfg, kind.section).items():
+                if kind.driver.LINKED:
+                    output, follower = kind.driver.LINKED
+                    pin = factory.pin(getattr(conf, follower).pin)
+                    self.relays[name] = (factory.pin(getattr(conf, output).pin, pin_class=MockConnectedPin,
+                                                     input_pin=pin), pin)
+                for input_name, active in kind.driver.RESTING.items():
+                    self.physical[(name, input_name)] = active
         self.drivers: dict[str, Driver] = {}
 
     def after_open(self, driver: Driver) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from agent.driverconfig import InputWiring
+from drivers.wiring import InputWiring
 from drivers.base import Driver
 from tests.support.fakes import FakeClock
 from tests.support.homekit import make_home  # noqa: F401 - fixture

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from base.clock import SystemClock
 from agent.config import DeviceConfig, describe_errors
-from agent.driverconfig import HealthConfig, InputWiring
+from drivers.health import HealthConfig
+from drivers.wiring import InputWiring
 from drivers import scenario as scenarios
 from drivers.base import STABLE_S, Driver
 from drivers.health import DeviceHealth
