@@ -10,12 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from protocol.times import DAYS, HHMM, Strict, TimeWindow, TimeZone, check_hhmm, check_timezone  # noqa: F401
+from protocol.times import DAYS, HHMM, Seconds, Strict, TimeWindow, TimeZone, check_hhmm, check_timezone  # noqa: F401
 
 from .configpath import CONFIG_ENV, config_path  # noqa: F401 - one place for both sides
 from .errors import ConfigError
 
-Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]
 
 
 _Section = Strict  # every config section: unknown keys are errors
