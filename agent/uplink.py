@@ -113,6 +113,7 @@ class Uplink:
                 del self._held[same[0]]
                 self.held_dropped += 1  # an older alarm given up for a newer one: lost too
             self._held[row.id] = row
+            self._held_unsent.add(row.id)  # sent on this connection too, not only on the next
         self.wake()
         return True
 

@@ -92,3 +92,19 @@ def test_a_daemon_restarted_on_a_full_card_starts_and_its_alarms_get_out(lab, ca
     watch.wait_ids([alarm], timeout=20)
     watch.wait_event(lambda e: e["home"] == home.id and e["kind"] == "fault"
                      and e["body"].get("component") == "storage", timeout=15)
+
+
+def test_an_alarm_not_stored_with_the_link_up_is_sent_at_once(lab, card):
+    """No reserve, a full card, the link up all along: the alarm goes out from memory on this
+    connection, not only after the next reconnect."""
+    watch = lab.watch()
+    home = home_on(lab, card, "hem-liveheld", reserve_bytes=0).start()
+    watch.wait_event(lambda e: e["home"] == home.id and e["kind"] == "device_health", timeout=20)
+    fill(card)
+    out = trygg("simulate", "alarm", "--kind", "help", "--config", home.config)
+    [alarm] = out.stdout.split()
+    assert "NOT STORED" in out.stderr
+    watch.wait_ids([alarm], timeout=15)
+    wait_for(lambda: home.status()["held_in_memory"] == 0, 30, "the held alarm to be acknowledged")
+    assert home.status()["reconnects"] == 0
+
