@@ -1,57 +1,116 @@
-"""What each allowed command does on the device: the glue from a verdict to a driver or setting.
+"""What each allowed command does on the device, and who may give it unless [roles] says otherwise.
 
-Locks are driven by their drivers (drivers/lock.py: unlock(by) and lock(by) return a dict of
-details). A jammed lock refuses before trying; a bolt that does not move is a failed command.
-Look-ins are lookin.py's; a grant change that does not validate is refused with the reason.
-Policy was already checked (commands.py).
+Each action the protocol declares (protocol/actions.py) is registered here once, with its
+handler and its default roles (`@handles`); DEFAULT_ROLES, the config's default [roles], is
+made from those registrations. Locks are driven by their drivers (drivers/lock.py: unlock(by)
+and lock(by) return a dict of details): a jammed lock refuses before trying, a bolt that does
+not move is a failed command. Look-ins are lookin.py's; a grant change that does not validate
+is refused with the reason. Policy was already checked (commands.py).
 """
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
+from base.errors import ConfigError
 from drivers.lock import LockError, LockJammed
+from protocol.actions import ACTIONS
+from protocol.messages import CommandMessage
 
 from .commands import Action, ActionFailed, ActionRefused
-from base.errors import ConfigError
-from protocol.messages import CommandMessage
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the handlers act on: this home's locks, its status, its center keys, its camera."""
+
+    locks: dict
+    status: Callable[[], dict]
+    switch_center_key: Callable[[str], str]
+    lookin: Action | None
+    change_grant: Callable[[dict, str], dict] | None
+
+
+_HANDLERS: dict[str, tuple[Callable, tuple[str, ...]]] = {}  # action -> (handler, default roles)
+
+
+def handles(action: str, *default_roles: str):
+    """Register the handler of one of the protocol's actions, and who may give it by default."""
+    if action not in ACTIONS:
+        raise ValueError(f"{action!r} is not an action of the protocol (protocol/actions.py)")
+
+    def register(handler: Callable) -> Callable:
+        _HANDLERS[action] = (handler, default_roles)
+        return handler
+    return register
+
+
+def _drive(parts: Parts, cmd: CommandMessage, staff, what: str) -> dict:
+    try:
+        return {"lock": cmd.args["lock"], **getattr(parts.locks[cmd.args["lock"]], what)(by=staff.name)}
+    except LockJammed as exc:
+        raise ActionRefused(str(exc)) from None
+    except LockError as exc:
+        raise ActionFailed(str(exc)) from None
+
+
+@handles("unlock", "night-staff", "nurse")
+def unlock(parts: Parts, cmd: CommandMessage, staff) -> dict:
+    return _drive(parts, cmd, staff, "unlock")
+
+
+@handles("lock", "night-staff", "nurse", "technician")
+def lock(parts: Parts, cmd: CommandMessage, staff) -> dict:
+    return _drive(parts, cmd, staff, "lock")
+
+
+@handles("ping", "night-staff", "nurse", "technician")
+def ping(parts: Parts, cmd: CommandMessage, staff) -> dict:
+    return {"pong": True}
+
+
+@handles("status", "night-staff", "nurse", "technician")
+def device_status(parts: Parts, cmd: CommandMessage, staff) -> dict:
+    return {"status": parts.status()}
+
+
+@handles("switch_center_key", "technician")
+def switch(parts: Parts, cmd: CommandMessage, staff) -> dict:
+    try:
+        return {"center_key": parts.switch_center_key(str(cmd.args.get("kid", "")))}
+    except ValueError as exc:
+        raise ActionFailed(str(exc)) from None
+
+
+@handles("lookin", "night-staff")  # a look-in also needs the resident's grant
+def lookin(parts: Parts, cmd: CommandMessage, staff) -> dict:
+    return parts.lookin(cmd, staff)
+
+
+@handles("lookin_grant", "nurse")  # the nurse records the resident's consent
+def grant(parts: Parts, cmd: CommandMessage, staff) -> dict:
+    try:
+        return {"grant": parts.change_grant(dict(cmd.args), staff.name)}
+    except ConfigError as exc:
+        raise ActionRefused(str(exc)) from None
+
+
+def _default_roles() -> dict[str, list[str]]:
+    roles: dict[str, list[str]] = {}
+    for action, (_, allowed) in _HANDLERS.items():
+        for role in allowed:
+            roles.setdefault(role, []).append(action)
+    return roles
+
+
+DEFAULT_ROLES = _default_roles()
+CAMERA_ACTIONS = ("lookin", "lookin_grant")  # without a camera there is nothing to look in with or to grant
 
 
 def build_actions(locks: dict, status: Callable[[], dict], switch_center_key: Callable[[str], str],
                   lookin: Action | None = None, change_grant: Callable[[dict, str], dict] | None = None
                   ) -> dict[str, Action]:
     """The actions this device can carry out; without a camera there is no `lookin` or `lookin_grant`."""
-    def drive(cmd: CommandMessage, staff, what: str) -> dict:
-        try:
-            return {"lock": cmd.args["lock"], **getattr(locks[cmd.args["lock"]], what)(by=staff.name)}
-        except LockJammed as exc:
-            raise ActionRefused(str(exc)) from None
-        except LockError as exc:
-            raise ActionFailed(str(exc)) from None
-
-    def unlock(cmd: CommandMessage, staff) -> dict:
-        return drive(cmd, staff, "unlock")
-
-    def lock(cmd: CommandMessage, staff) -> dict:
-        return drive(cmd, staff, "lock")
-
-    def ping(cmd: CommandMessage, staff) -> dict:
-        return {"pong": True}
-
-    def device_status(cmd: CommandMessage, staff) -> dict:
-        return {"status": status()}
-
-    def switch(cmd: CommandMessage, staff) -> dict:
-        try:
-            return {"center_key": switch_center_key(str(cmd.args.get("kid", "")))}
-        except ValueError as exc:
-            raise ActionFailed(str(exc)) from None
-
-    def grant(cmd: CommandMessage, staff) -> dict:
-        try:
-            return {"grant": change_grant(dict(cmd.args), staff.name)}
-        except ConfigError as exc:
-            raise ActionRefused(str(exc)) from None
-
-    actions = {"unlock": unlock, "lock": lock, "ping": ping, "status": device_status, "switch_center_key": switch}
-    if lookin is not None:
-        actions.update(lookin=lookin, lookin_grant=grant)
-    return actions
+    parts = Parts(locks, status, switch_center_key, lookin, change_grant)
+    return {action: partial(handler, parts) for action, (handler, _) in _HANDLERS.items()
+            if lookin is not None or action not in CAMERA_ACTIONS}

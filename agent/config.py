@@ -22,7 +22,7 @@ from drivers.registry import kinds
 from drivers.wiring import DeviceName, InputWiring, OutputWiring
 
 from .driverconfig import GpioConfig, LookinConfig
-from protocol.messages import ACTIONS
+from protocol.actions import ACTIONS
 from protocol.topics import HOME_ID_RULE, check_home_id
 
 
@@ -61,13 +61,16 @@ class CommandsConfig(_Section):
 
 
 Role = Annotated[str, Field(pattern=ROLE_NAME)]
-Action = Literal[ACTIONS]  # type: ignore[valid-type]
+Action = Literal[tuple(ACTIONS)]  # type: ignore[valid-type]
 UnlockRule = Literal["always", "alarm", "visit", "alarm_or_visit", "never"]
-DEFAULT_ROLES = {
-    "night-staff": ["unlock", "lock", "ping", "status", "lookin"],  # look-ins also need the resident's grant
-    "nurse": ["unlock", "lock", "ping", "status", "lookin_grant"],  # records the resident's consent
-    "technician": ["lock", "ping", "status", "switch_center_key"],
-}
+
+
+def default_roles() -> dict[str, list[str]]:
+    """Who may give which command unless [roles] says otherwise: registered with each action's
+    handler (agent/actions.py DEFAULT_ROLES), read when a config is checked."""
+    from .actions import DEFAULT_ROLES
+
+    return {role: list(actions) for role, actions in DEFAULT_ROLES.items()}
 
 
 VisitWindow = TimeWindow  # a planned visit: the same kind of local time window
@@ -138,7 +141,7 @@ class _DeviceConfig(_Section):
     keys: KeysConfig = KeysConfig()
     trust: TrustConfig = TrustConfig()
     commands: CommandsConfig = CommandsConfig()
-    roles: dict[Role, list[Action]] = DEFAULT_ROLES  # type: ignore[valid-type]
+    roles: dict[Role, list[Action]] = Field(default_factory=default_roles)  # type: ignore[valid-type]
     health: HealthConfig = HealthConfig()
     lookin: LookinConfig = LookinConfig()
     gpio: GpioConfig = GpioConfig()

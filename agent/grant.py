@@ -21,7 +21,7 @@ from .config import describe_errors
 from .driverconfig import LookinConfig
 from base.errors import ConfigError
 from protocol.lookin import LookinPlan
-from protocol.messages import ACTION_ARGS
+from protocol.actions import ACTION_ARGS
 from protocol.names import night_of
 from .trustdb import TrustDB
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from .config import DeviceConfig, VisitWindow
-from protocol.messages import ACTION_ARGS  # the arguments each action takes; anything else is refused
+from protocol.actions import ACTION_ARGS  # the arguments each action takes; anything else is refused
 
 
 

@@ -21,6 +21,7 @@ from base import mqttconn
 from .config import CenterConfig
 from base.errors import EnvelopeError, TryggError
 from base.keys import Identity, PublicIdentity
+from protocol.actions import command_args
 from protocol.presence import verify_status
 from protocol import envelope, topics
 from protocol.ids import new_id
@@ -144,6 +145,10 @@ class Commander:
         If the device refuses it because its challenge changed meanwhile (another command used
         it, or the device restarted), read the new challenge and send a new command once.
         """
+        try:
+            args = command_args(action, args)  # built with the protocol's model of the action
+        except ValueError as exc:
+            raise TryggError(f"command not sent: {exc}") from None
         answer = self._send_once(action, args, timeout, lifetime_s)
         if answer.outcome == "refused" and "challenge" in answer.result.get("reason", ""):
             try:

@@ -91,18 +91,6 @@ class StatusMessage(_Strict):
 
 
 ACTION_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
-# Every action a device understands and the arguments each takes: declared once, here. The
-# device refuses any other action or argument (agent/policy.py); the center sends these.
-ACTION_ARGS: dict[str, tuple[str, ...]] = {
-    "unlock": ("lock",),
-    "lock": ("lock",),
-    "ping": (),
-    "status": (),
-    "switch_center_key": ("kid",),
-    "lookin": (),
-    "lookin_grant": ("privacy", "max_per_night", "roles", "windows", "times", "tolerance_s"),
-}
-ACTIONS = tuple(ACTION_ARGS)
 ArgValue = Annotated[str, Field(max_length=256)] | Annotated[int, Field(ge=-(2**53), le=2**53)] | bool
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.audit import GENESIS, entry_hash
-from agent.config import DEFAULT_ROLES
+from agent.actions import DEFAULT_ROLES
 from base.keys import PublicIdentity
 from protocol import envelope, padding, topics
 from protocol.envelope import HEADER, SIG_LEN, VERSION

@@ -1,0 +1,63 @@
+"""Every command action a device understands, and the arguments each takes: declared once, here.
+
+The device refuses any other action or argument (agent/policy.py) and registers one handler and
+its default roles per action (agent/actions.py); the center builds each command's arguments
+with the action's model (center/commander.py). Types only: what the values must be (a lock this
+home has, a key it has staged) is for the device to judge, with its reasons. No I/O.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError
+
+from .messages import first_error
+from .times import Strict
+
+Text = Annotated[str, Field(max_length=256)]  # what a command argument may carry (messages.ArgValue)
+
+
+class NoArgs(Strict):
+    """No arguments."""
+
+
+class LockArgs(Strict):
+    lock: Text  # which of the home's locks
+
+
+class CenterKeyArgs(Strict):
+    kid: Text  # the id of the center key the device should switch to
+
+
+class GrantArgs(Strict):
+    """The parts of the resident's look-in grant to change; the rest stays."""
+
+    privacy: Literal["none", "blur", "silhouette"] | None = None
+    max_per_night: int | None = Field(default=None, ge=0, le=50)
+    roles: Text | None = None  # comma-separated
+    windows: Text | None = None  # comma-separated HH:MM-HH:MM
+    times: Text | None = None  # comma-separated HH:MM ("" clears them)
+    tolerance_s: int | None = Field(default=None, ge=0, le=6 * 3600)
+
+
+ACTIONS: dict[str, type[Strict]] = {
+    "unlock": LockArgs,
+    "lock": LockArgs,
+    "ping": NoArgs,
+    "status": NoArgs,
+    "switch_center_key": CenterKeyArgs,
+    "lookin": NoArgs,
+    "lookin_grant": GrantArgs,
+}
+ACTION_ARGS: dict[str, tuple[str, ...]] = {name: tuple(model.model_fields) for name, model in ACTIONS.items()}
+
+
+def command_args(action: str, args: dict) -> dict:
+    """A command's arguments checked against its action's model (unset ones left out), or
+    ValueError with one line saying what is wrong."""
+    model = ACTIONS.get(action)
+    if model is None:
+        raise ValueError(f"no action {action!r} (known: {', '.join(ACTIONS)})")
+    try:
+        return model.model_validate(args).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise ValueError(f"{action}: {first_error(exc, 'args')}") from None
