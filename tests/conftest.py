@@ -32,3 +32,26 @@ def lab(tmp_path, pki, broker):
     lab = Lab(tmp_path, pki, broker.port)
     yield lab
     lab.close()
+
+
+@pytest.fixture
+def run_daemon(lab):
+    """Start a lab home's daemon in this process (its drivers on mock pins the test can reach);
+    stopped afterwards, in reverse order."""
+    from agent import config as cfgmod
+    from agent.daemon import Daemon
+    from tests.support.lab import wait_for
+
+    started: list = []
+
+    def start(home):
+        daemon = Daemon(cfgmod.load(home.config))
+        started.append(daemon)
+        daemon.start()
+        wait_for(lambda: daemon.status()["link"] == "connected", 20, f"home {home.id} to connect")
+        return daemon
+
+    yield start
+    for daemon in reversed(started):
+        daemon.stop()
+

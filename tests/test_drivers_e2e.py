@@ -11,10 +11,7 @@ import subprocess
 import time
 from datetime import datetime, timedelta
 
-import pytest
 
-from agent import config as cfgmod
-from agent.daemon import Daemon
 from base.labpki import add_client
 from tests.support.lab import ENV, TRYGG, Home, edit_toml, trygg, wait_for
 
@@ -24,23 +21,6 @@ ALL_DAY = [{"start": "00:00", "end": "12:00"}, {"start": "12:00", "end": "00:00"
 def floor_mat(**extra) -> dict:
     return {"mode": "floor", "pressure": {"pin": 12}, "supervision": {"pin": 13}, "debounce_s": 0.02,
             "hold_s": 0.3, "schedule": ALL_DAY, **extra}
-
-
-@pytest.fixture
-def run_daemon(lab):
-    """Start a lab home's daemon in this process (its drivers on mock pins); stopped afterwards."""
-    started: list[Daemon] = []
-
-    def start(home: Home) -> Daemon:
-        daemon = Daemon(cfgmod.load(home.config))
-        started.append(daemon)
-        daemon.start()
-        wait_for(lambda: daemon.status()["link"] == "connected", 20, f"home {home.id} to connect")
-        return daemon
-
-    yield start
-    for daemon in reversed(started):
-        daemon.stop()
 
 
 def ready(driver, **words) -> None:

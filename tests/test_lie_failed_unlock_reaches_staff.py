@@ -15,11 +15,8 @@ mapping to exit codes) turns one of these into "DONE" and fails a test here.
 
 import json
 
-import pytest
 
-from agent import config as cfgmod
 from center import config as center_config
-from agent.daemon import Daemon
 from tests.support.lab import Lab, trygg, wait_for
 
 EXIT_REFUSED, EXIT_FAILED = 4, 5
@@ -67,27 +64,10 @@ def test_unlock_of_a_jammed_bolt_reaches_staff_as_failed_with_the_reason_then_re
     assert [d["outcome"] for d in command_audit(home)[-2:]] == ["failed", "refused"]
 
 
-@pytest.fixture
-def daemon_of(lab):
-    """A lab home's daemon run inside this process (drivers on mock pins the test can reach)."""
-    started: list[Daemon] = []
-
-    def start(home) -> Daemon:
-        daemon = Daemon(cfgmod.load(home.config))
-        started.append(daemon)
-        daemon.start()
-        wait_for(lambda: daemon.status()["link"] == "connected", 20, f"home {home.id} to connect")
-        return daemon
-
-    yield start
-    for daemon in reversed(started):
-        daemon.stop()
-
-
-def test_unlock_whose_driver_raises_something_unexpected_reaches_staff_as_failed_with_the_error(lab, daemon_of):
+def test_unlock_whose_driver_raises_something_unexpected_reaches_staff_as_failed_with_the_error(lab, run_daemon):
     home = lab.home("hem-eio")
     lab.enroll(home, "berit", "nurse")
-    daemon = daemon_of(home)
+    daemon = run_daemon(home)
     lock = daemon.devices.devices.named("front-door")
     wait_for(lambda: lock.state == "locked", 10, "the lock to read its bolt")
     relay_pin = lock.relay.pin
