@@ -232,8 +232,9 @@ class Daemon(Handlers):
         except StorageError as exc:
             self.storage.failed(exc)
             stored, accepted = False, hold and self._hold(row)
-        if not accepted and tell:
-            accepted = self.uplink.hold(row)
+        else:
+            if not stored and tell:  # refused for room (the outbox counted the drop); it must still get out
+                accepted = self.uplink.hold(row)
         if accepted:
             self.uplink.wake()
         else:
