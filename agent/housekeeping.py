@@ -24,7 +24,7 @@ class Housekeeper:
     def __init__(self, daemon, stop: threading.Event) -> None:
         self.d = daemon  # the parts it tends: outbox, storage, freshness, audit, trust, policy, uplink
         self._stop = stop
-        self._saved_alarm = daemon.trust.setting("last_alarm")
+        self._saved_alarm: str | None = None  # only a new alarm sets the time to keep (Policy.note_alarm)
         self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)
 
     def start(self) -> None:
