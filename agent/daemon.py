@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 
-from . import sdnotify
+from base import sdnotify
 from .actions import build_actions
 from .audit import AuditLog
 from .centerkeys import CenterKeys, center_kid

@@ -15,7 +15,7 @@ from typing import Callable
 from base.errors import StorageError
 from protocol.events import Event
 
-from . import sdnotify
+from base import sdnotify
 
 log = logging.getLogger(__name__)
 

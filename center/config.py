@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from base import configbase
 from base.configbase import BrokerConfig, LogConfig, _Section
@@ -37,6 +37,57 @@ class RoundsConfig(_Section):
     evaluate_every_s: float = Field(default=5.0, ge=0.1, le=300)
 
 
+class StoreConfig(_Section):
+    """Where the center keeps what it receives: empty means the SQLite file [center] store (one
+    receiver); postgresql://USER@HOST/DB for several receivers as one (password from ~/.pgpass
+    or PGPASSFILE, never in this file)."""
+
+    url: str = Field(default="", max_length=500)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        from .db import parse_url
+
+        if url:
+            parse_url(url)  # ValueError names the forms accepted
+            if "@" in url and ":" in url.split("://", 1)[1].split("@", 1)[0]:
+                raise ValueError("no password in the store url: put it in ~/.pgpass (or PGPASSFILE)")
+        return url
+
+
+DEFAULT_OUTCOMES = {
+    "helped": "Hjälpt, ingen skada",
+    "injured": "Hjälpt, skadad",
+    "ambulance": "Ambulans tillkallad",
+    "false_alarm": "Falsklarm",
+    "not_home": "Brukaren var inte hemma",
+    "technical": "Tekniskt fel",
+}
+
+
+class CasesConfig(_Section):
+    """Alarm cases (center/cases.py): when an untaken alarm is escalated, when a case is overdue,
+    and the outcomes a case may be closed with (id = label staff read)."""
+
+    accept_within_s: float = Field(default=90.0, ge=5, le=3600)
+    escalate_times: int = Field(default=3, ge=0, le=20)
+    on_site_within_s: float = Field(default=1800.0, ge=60, le=86400)
+    outcomes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_OUTCOMES), min_length=1, max_length=30)
+
+    @field_validator("outcomes")
+    @classmethod
+    def _outcome_ids(cls, outcomes: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for key, label in outcomes.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", key):
+                raise ValueError(f"outcome id {key!r}: 1-32 characters a-z, 0-9 and '_', starting with a letter")
+            if not isinstance(label, str) or not 0 < len(label) <= 100 or not label.isprintable():
+                raise ValueError(f"outcome {key!r}: its label must be 1-100 printable characters")
+        return outcomes
+
+
 class CenterConfig(_Section):
     PATH_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
         "broker": ("ca", "cert", "key"),
@@ -45,7 +96,13 @@ class CenterConfig(_Section):
     center: CenterSection = CenterSection()
     broker: BrokerConfig
     rounds: RoundsConfig = RoundsConfig()
+    store: StoreConfig = StoreConfig()
+    cases: CasesConfig = CasesConfig()
     log: LogConfig = LogConfig()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or str(self.center.store)
 
 
 def load(path: Path) -> CenterConfig:

@@ -25,6 +25,7 @@ checked where they are opened: agent/keys.py, store.py).
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import replace
 from typing import Callable, Protocol
@@ -34,17 +35,34 @@ import paho.mqtt.client as mqtt
 from base import mqttconn
 from .config import CenterConfig
 from base.errors import EnvelopeError, TryggError
-from base.auditdetail import open_detail
 from base.keys import Identity, check_private
 from protocol.kem import KemPrivate
 from protocol.presence import verify_status
 from protocol import envelope, topics
-from protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, decode, encode
+from protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, encode
 
 from .homes import HomeRegistry
 from .rounds import Alert
+from .cases import CaseDesk
+from .opening import Opener
 from .roundsdesk import RoundsDesk
+from .db import StoreUnavailable
 from .store import EventStore, Received
+
+LANES = ("all", "alarm", "bulk")
+
+
+class Ticks:
+    """When periodic work on the receiving thread last ran, by name (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def due(self, name: str, every_s: float, now: float) -> bool:
+        if now - self._last.get(name, -1e18) < every_s:
+            return False
+        self._last[name] = now
+        return True
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
@@ -69,15 +87,13 @@ class Receiver:
     def __init__(self, config: CenterConfig, identity: Identity, homes: HomeRegistry, store: EventStore,
                  sink: Sink, clock, opening: list[KemPrivate] | None = None,
                  load_opening: Callable[[], list[KemPrivate]] | None = None,
-                 rounds: RoundsDesk | None = None) -> None:
+                 rounds: RoundsDesk | None = None, cases: CaseDesk | None = None, lane: str = "all") -> None:
         check_private(config.broker.key, "TLS private key")  # before anything connects
         self.cfg = config
         self.identity = identity
-        self.opening = opening or [identity.kem]  # current key, plus next and retired ones during a rotation
-        self._load_opening = load_opening
-        self._opening_loaded_at = -1e9
         self.homes = homes
-        self._storage: dict[str, str] = {}  # each home's last reported card state
+        # current key, plus next and retired ones during a rotation
+        self.opener = Opener(homes, opening or [identity.kem], load_opening, clock)
         self.store = store
         self.sink = sink
         self.clock = clock
@@ -87,9 +103,14 @@ class Receiver:
         self.connected = threading.Event()
         self.failed: str | None = None
         self.last_error: str | None = None
-        # A stable client id, so the broker keeps this receiver's session while it restarts.
-        self.client_id = config.center.name
+        if lane not in LANES:
+            raise ValueError(f"lane must be one of {', '.join(LANES)}, got {lane!r}")
+        self.lane = lane
+        # A stable client id per lane, so the broker keeps each lane's queue while it restarts.
+        self.client_id = config.center.name + ("-alarm" if lane == "alarm" else "")
         self.rounds = rounds
+        self.cases = cases
+        self._ticks = Ticks()
 
     def run(self) -> None:
         """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
@@ -111,10 +132,28 @@ class Receiver:
     def stop(self) -> None:
         self._stop.set()
 
+    def _store_lost(self, exc: Exception) -> None:
+        message = f"the store cannot record now, nothing acknowledged: {exc}"
+        if message != self.last_error:
+            log.error("receiver: %s", message)
+        self.last_error = message
+
+    def _wait_for_store(self) -> None:
+        """Connect to the broker only with a store to record into: until then, events wait at the
+        broker and in the homes' outboxes."""
+        while not self._stop.is_set():
+            try:
+                self.store.ping()
+                return
+            except StoreUnavailable as exc:
+                self._store_lost(exc)
+                self._stop.wait(self.backoff.next_delay())
+
     def _error(self, message: str) -> None:
         self.last_error = message
 
     def _new_client(self) -> mqtt.Client:
+        self._wait_for_store()
         client = mqttconn.make_client(self.client_id, self.cfg.broker, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_message = lambda c, u, message: self._pending.append(message)
@@ -124,13 +163,21 @@ class Receiver:
         if reason_code.is_failure:
             log.error("receiver: broker refused connection: %s", reason_code)
             return
-        group = self.cfg.center.shared_group
-        up = f"$share/{group}/{topics.UP_WILDCARD}" if group else topics.UP_WILDCARD
-        client.subscribe([(up, 1), (topics.STATUS_WILDCARD, 1)])
+        client.subscribe([(topic, 1) for topic in self.subscriptions()])
         self.backoff.reset()
         self.connected.set()
         self.last_error = None
         self._show(self.sink.link, "connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
+
+    def subscriptions(self) -> list[str]:
+        """What this lane takes: alarms alone have a lane (their own session and broker queue), so
+        no backlog of events or telemetry is ever in front of an alarm. Statuses are taken by
+        every receiver (not shared): presence changes are decided once in the store."""
+        group = self.cfg.center.shared_group
+        classes = {"alarm": ["alarm"], "bulk": ["event", "telemetry"], "all": ["+"]}[self.lane]
+        up = [f"{topics.PREFIX}/+/up/{cls}" for cls in classes]
+        up = [f"$share/{group}/{topic}" for topic in up] if group else up
+        return up + ([topics.STATUS_WILDCARD] if self.lane != "alarm" else [])
 
     def _session(self, client: mqtt.Client) -> None:
         try:
@@ -144,9 +191,14 @@ class Receiver:
                         break
                 if self._pending:
                     batch, self._pending = self._pending, []
-                    self.handle(client, batch)
-                for home in self.homes.newly_silent(self.clock.monotonic(), self.cfg.center.silent_after_heartbeats):
-                    self._show(self.sink.presence, home, "silent")
+                    try:
+                        self.handle(client, batch)
+                    except StoreUnavailable as exc:  # nothing acknowledged: the broker keeps it all
+                        self._store_lost(exc)
+                        self._pending = []
+                        return
+                if self.lane != "alarm" and self._ticks.due("silent", 1.0, time.monotonic()):
+                    self.mark_silent()
                 if not ok:
                     return
             client.disconnect()
@@ -177,13 +229,7 @@ class Receiver:
                 log.exception("receiver: unexpected error on %s", message.topic)
                 self._show(self.sink.rejected, message.topic, f"internal error: {type(exc).__name__}: {exc}")
         if accepted:
-            known = self.store.known([event.id for event, _ in accepted])
-            for event, received in accepted:
-                if event.id not in known:
-                    known.add(event.id)
-                    self._show(self.sink.event, event, received.received)
-                    self._to_rounds(event, received)
-            self.store.record([received for _, received in accepted])
+            self._record(accepted)
         for message in batch:  # PUBACK to the broker only now: recorded, or rejected for good
             client.ack(message.mid, message.qos)
         if accepted:
@@ -191,6 +237,29 @@ class Receiver:
         marks = self.homes.take_changed_marks()
         if marks:
             self.store.save_replay_marks(marks)
+
+    def _record(self, accepted: list[tuple[EventMessage, Received]]) -> None:
+        """Record the batch (new events, their feed rows, their cases: one transaction), then log
+        the new ones. Rounds see an event before it is recorded: a crash between means it is
+        re-sent and taken in again."""
+        known = self.store.known([event.id for event, _ in accepted])
+        by_id = {}
+        for event, received in accepted:
+            if event.id not in known and event.id not in by_id:
+                self._to_rounds(event, received)
+            by_id[event.id] = event
+        on_new = None
+        if self.cases is not None:
+            cases = self.cases
+
+            def on_new(tx, new: list[Received]) -> list[tuple]:
+                return cases.on_events(tx, [(by_id[r.id], r.received) for r in new])
+        for received in self.store.record([received for _, received in accepted], on_new):
+            self._show(self.sink.event, by_id[received.id], received.received)
+
+    def mark_silent(self) -> None:
+        for home in self.store.mark_silent(self.clock.time(), self.cfg.center.silent_after_heartbeats):
+            self._show(self.sink.presence, home, "silent")
 
     @staticmethod
     def _show(show, *args) -> None:
@@ -224,85 +293,47 @@ class Receiver:
                 log.exception("receiver: rounds evaluation failed")
 
     def tick_rounds(self) -> None:
-        """Show every new rounds alert once: marked shown only after the sink took it."""
+        """Raise every new rounds alert once (the store decides, across receivers); a visit needed
+        opens a case in the same transaction."""
+        self._presence_now = self.store.homes()
         alerts = self.rounds.new_alerts(self.clock.now(), self._reachable)
         synced = self.clock.synced() if alerts else True
         for alert in alerts:
             alert = replace(alert, clock_synced=synced)
-            self._show(self.sink.lookin, alert)
-            self.rounds.mark_shown(alert)
+            also = None
+            if alert.kind == "visit_needed" and self.cases is not None:
+                def also(tx, a=alert):
+                    return self.cases.on_visit_needed(tx, a.slot.home, a.slot.reason, a.time.timestamp())
+            if self.rounds.mark_shown(alert, also):
+                self._show(self.sink.lookin, alert)
 
     def _reachable(self, home: str) -> bool | None:
-        presence = self.homes.presence.get(home)
+        presence = getattr(self, "_presence_now", {}).get(home)
         if presence is None or presence.state not in ("online", "offline", "silent"):
-            return None  # not heard since we started: no guess either way
+            return None  # never heard: no guess either way
         return presence.state == "online"
 
     def _open_event(self, message: mqtt.MQTTMessage, where: topics.Topic) -> tuple[EventMessage, Received]:
-        try:
-            opened = envelope.open_sealed(message.payload, message.topic, self.opening,
-                                          self.homes.signer_for(where.home))
-        except EnvelopeError as exc:
-            if not (str(exc).startswith("sealed to a key we do not hold") and self._reload_opening_keys()):
-                raise
-            opened = envelope.open_sealed(message.payload, message.topic, self.opening,
-                                          self.homes.signer_for(where.home))
-        event = decode(opened.body, EventMessage)
-        if event.home != where.home or event.cls != where.cls:
-            raise ValueError(f"event for {event.home}/{event.cls} arrived on {message.topic}")
-        if event.kind == "audit" and event.body.get("sealed"):
-            event = self._open_audit(event)
-        self.homes.seen(where.home, self.clock.monotonic())
+        event = self.opener.open_event(bytes(message.payload), message.topic, where)
         received = Received(event.id, event.home, event.cls, message.topic, bytes(message.payload), self.clock.time())
         return event, received
-
-    def _open_audit(self, event: EventMessage) -> EventMessage:
-        """The audit entry with its sealed detail opened (or, if it will not open, marked so)."""
-        body = dict(event.body)
-        try:
-            try:
-                detail = open_detail(body, event.home, self.opening)
-            except TryggError:
-                if not self._reload_opening_keys():
-                    raise
-                detail = open_detail(body, event.home, self.opening)
-        except (TryggError, ValueError, KeyError, TypeError) as exc:
-            log.warning("receiver: audit entry %s of %s: detail does not open: %s", body.get("seq"), event.home, exc)
-            return event.model_copy(update={"body": {**body, "sealed": True, "unopened": str(exc)}})
-        body.pop("sealed", None)
-        return event.model_copy(update={"body": {**body, "detail": detail}})
-
-    def _reload_opening_keys(self) -> bool:
-        """A key rotation began while we run (center.next.key appeared): read the keys again,
-        at most every few seconds, so hostile messages cannot make us re-read them constantly."""
-        now = self.clock.monotonic()
-        if self._load_opening is None or now - self._opening_loaded_at < 5.0:
-            return False
-        self._opening_loaded_at = now
-        try:
-            keys = self._load_opening()
-        except TryggError as exc:
-            log.error("receiver: cannot re-read the center keys: %s", exc)
-            return False
-        changed = {(k.suite_id, k.public.kid) for k in keys} != {(k.suite_id, k.public.kid) for k in self.opening}
-        self.opening = keys
-        return changed
 
     def _presence(self, message: mqtt.MQTTMessage, home: str) -> None:
         status = verify_status(message.payload, message.topic, home, self.homes.signer_for(home))
         stamp = status.time.timestamp()
         if not self.homes.accept_status(home, status.state, stamp):
             return  # an older or replayed status: our newer knowledge stands
+        now = self.clock.time()
         if not message.retain:
-            self.homes.seen(home, self.clock.monotonic())
+            heard = now
         elif status.state == "online":  # retained: last heard when it was stamped
-            self.homes.seen(home, self.clock.monotonic() - max(self.clock.time() - stamp, 0.0))
-        if self.homes.set_state(home, status.state, status.heartbeat_s):
+            heard = min(stamp, now)
+        else:
+            heard = None
+        if self.store.set_presence(home, status.state, now, status.heartbeat_s, heard):
             self._show(self.sink.presence, home, status.state)
-        if status.storage is not None and self._storage.get(home, "ok") != status.storage:
+        if status.storage is not None and self.store.set_storage(home, status.storage, status.free_bytes, now):
             self._show(self.sink.storage, home, status.storage, status.free_bytes)
-        if status.storage is not None:
-            self._storage[home] = status.storage  # a full card is shown when it starts and when it ends
 
     def _acknowledge(self, client: mqtt.Client, events: list[EventMessage]) -> None:
         """One signed, sealed ack per home per batch, covering every id (duplicates too)."""

@@ -12,7 +12,6 @@ Thread-safe: the receiver feeds events from its MQTT thread and asks for alerts 
 rounds thread; the desk owns its own connection to center.db.
 """
 
-import json
 import logging
 import math
 import threading
@@ -20,30 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from base.errors import EnvelopeError
-from base.keys import Identity, load_private
-from protocol import envelope
-from protocol.envelope import signer_kid
+from base.keys import Identity
 from protocol.messages import EventMessage
 
 from . import rounds
+from .atrest import Sealer, center_keys  # noqa: F401 (center_keys: where callers found it)
 from .rounds import OPEN, STAFF_NAME, Alert, Known, LookinPlan, Record, RoundsError, Slot
 from .store import EventStore
 
 log = logging.getLogger(__name__)
 _CONTEXT = "trygg-center/v1/lookin/"
 Reachable = Callable[[str], bool | None]
-
-
-def center_keys(cfg) -> list[Identity]:
-    """The center's identities: the current one first (it seals), then the next and retired
-    ones, which still open what was sealed before a key rotation."""
-    keys = [load_private(cfg.center.key)]
-    if cfg.center.next_key.exists():
-        keys.append(load_private(cfg.center.next_key))
-    if cfg.center.retired_keys.is_dir():
-        keys += [load_private(p) for p in sorted(cfg.center.retired_keys.glob("*.key"))]
-    return keys
 
 
 def _text(value: object, limit: int = 200) -> str:
@@ -62,11 +48,11 @@ class _Home:
 class RoundsDesk:
     def __init__(self, store: EventStore, keys: list[Identity], retry_after_s: float) -> None:
         self._store, self._keys, self.retry_after_s = store, keys, retry_after_s
-        self._signers = {signer_kid(k.sign.public_key()): k.sign.public_key() for k in keys}
+        self._sealer = Sealer(keys, _CONTEXT)
         self._lock = threading.RLock()
         self._homes: dict[str, _Home] = {}
         self._nights: dict[str, tuple[dict, dict]] = {}  # night -> (records by home, shown alerts by home)
-        self._version: int | None = None
+        self._version: tuple | None = None
         self._load_homes()
 
     def close(self) -> None:
@@ -183,12 +169,16 @@ class RoundsDesk:
                     out.append(alert)
             return out
 
-    def mark_shown(self, alert: Alert) -> None:
+    def mark_shown(self, alert: Alert, also=None) -> bool:
+        """Raise an alert: recorded with its feed row (and what `also` adds in that transaction);
+        False when another receiver raised it first."""
         s = alert.slot
         with self._lock:
             sealed = self._seal(f"alert/{s.home}/{s.night}/{s.time}/{alert.kind}", {"reason": s.reason})
-            self._store.mark_lookin_alert(s.home, s.night, s.time, alert.kind, sealed)
+            raised = self._store.mark_lookin_alert(s.home, s.night, s.time, alert.kind, sealed,
+                                                   alert.time.timestamp(), also)
             self._night(s.night)[1].setdefault(s.home, {})[(s.time, alert.kind)] = s.reason
+            return raised
 
     @staticmethod
     def _visits(alerts: dict, home: str) -> dict[str, str]:
@@ -197,8 +187,8 @@ class RoundsDesk:
 
     # -- storage -----------------------------------------------------------------------------
     def _night(self, night: str) -> tuple[dict, dict]:
-        version = self._store.data_version()
-        if version != self._version:  # the CLI recorded a verdict: read the nights again
+        version = self._store.rounds_version()
+        if version != self._version:  # a verdict or alert recorded elsewhere: read the nights again
             self._nights.clear()
             self._version = version
         if night not in self._nights:
@@ -236,14 +226,7 @@ class RoundsDesk:
                 h.fault, h.camera_time = data["fault"], data["time"]
 
     def _seal(self, context: str, data: dict) -> bytes:
-        me = self._keys[0]
-        body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        return envelope.seal(body, _CONTEXT + context, me.sign, me.kem.public)
+        return self._sealer.seal(context, data)
 
     def _open(self, context: str, sealed: bytes) -> dict | None:
-        try:
-            opened = envelope.open_sealed(sealed, _CONTEXT + context, [k.kem for k in self._keys], self._signers.get)
-            return json.loads(opened.body)
-        except (EnvelopeError, ValueError) as exc:
-            log.error("rounds: stored %s does not open with the center's keys, skipped: %s", context, exc)
-            return None
+        return self._sealer.open(context, sealed)

@@ -549,7 +549,7 @@ def test_an_offline_home_at_look_in_time_calls_a_visit(tmp_path, center_key, clo
     sink = ListSink()
     center = Center(tmp_path, center_key, sink, clock)
     center.send(plan_event())
-    center.homes.set_state(HOME, "offline")
+    center.store.set_presence(HOME, "offline", clock.time(), None, None)
     clock.wall = evening("22:45")
     center.receiver.tick_rounds()
     [visit] = sink.lookins
@@ -557,17 +557,19 @@ def test_an_offline_home_at_look_in_time_calls_a_visit(tmp_path, center_key, clo
     center.close()
 
 
-def test_an_alert_the_console_could_not_show_is_shown_after_the_restart(tmp_path, center_key, clock):
-    center = Center(tmp_path, center_key, BrokenConsole(), clock)
+def test_an_alert_is_raised_once_in_the_store_whichever_receiver_ticks_first(tmp_path, center_key, clock):
+    """Two receivers on one store: the alert is one feed row, and only the first one logs it."""
+    center = Center(tmp_path, center_key, ListSink(), clock)
     center.send(plan_event())
+    other = Center(tmp_path, center_key, ListSink(), clock)  # knows the plan from the store
     clock.wall = evening("22:50")
-    with pytest.raises(OutputFailed, match="console closed"):
-        center.receiver.tick_rounds()
+    assert [a.kind for a in other.desk.new_alerts(clock.now())] == ["lookin_due"]
+    center.receiver.tick_rounds()
+    other.receiver.tick_rounds()
+    assert [a.kind for a in center.sink.lookins] == ["lookin_due"] and other.sink.lookins == []
+    assert center.store.db.query("SELECT type FROM feed WHERE type = 'lookin'") == [("lookin",)]
     center.close()
-    again = Center(tmp_path, center_key, ListSink(), clock)
-    again.receiver.tick_rounds()
-    assert [a.kind for a in again.sink.lookins] == ["lookin_due"]
-    again.close()
+    other.close()
 
 
 def test_the_receivers_rounds_thread_stops_it_when_the_console_is_gone(tmp_path, center_key, clock):
