@@ -20,6 +20,7 @@ sealed to the center key (atrest.py).
 """
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -104,6 +105,21 @@ class CaseDesk:
         if row is None:
             raise CaseError(f"no case {case_id!r} (trygg center cases lists them)")
         return self._full(self._case(row))
+
+    def resolve(self, ref: str) -> str:
+        """A case id from its full id or its last 6+ characters (as the readable lines show it)."""
+        ref = ref.strip().lower()
+        if not re.fullmatch(r"[0-9a-f-]{6,36}", ref):
+            raise CaseError(f"case must be a case id or its last 6 or more characters, got {ref!r}")
+        found = [r[0] for r in self.db.query("SELECT id FROM cases WHERE id LIKE ? LIMIT 2", ("%" + ref,))]
+        if not found:
+            raise CaseError(f"no case {ref!r} (trygg center cases lists them)")
+        if len(found) > 1:
+            raise CaseError(f"{ref!r} matches more than one case: give more of its id")
+        return found[0]
+
+    def history(self, case_id: str) -> list[dict]:
+        return caselog.history(self.db, self.sealer, case_id)
 
     def listing(self, open_only: bool = False, since: float | None = None) -> list[Case]:
         """Open cases first, newest on top; then the rest, newest on top."""

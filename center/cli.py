@@ -45,11 +45,14 @@ def center() -> None:
               help="HPKE KEM devices seal events with (mlkem768-x25519 = post-quantum hybrid).")
 @click.option("--name", default="center", show_default=True,
               help="This receiver's MQTT client id (unique per receiver; a-z, 0-9, '-').")
+@click.option("--store", "store_url", default="",
+              help="postgresql://USER@HOST/DB for several receivers as one (default: an SQLite file here).")
 @click.option("--force", is_flag=True, help="Replace existing config and keys.")
 @friendly_errors
-def center_init(directory, broker, ca, cert, key, kem, name, force) -> None:
+def center_init(directory, broker, ca, cert, key, kem, name, store_url, force) -> None:
     """Write a receiver config, the center's keys, and center.pub for devices."""
-    out = provision.init_center(broker, ca, cert, key, directory, force=force, kem=kem, name=name)
+    out = provision.init_center(broker, ca, cert, key, directory, force=force, kem=kem, name=name,
+                                store_url=store_url)
     click.echo(f"wrote {out['config']}")
     click.echo(f"center key {out['center_key']} (0600)")
     click.echo(f"give this file to technicians (trygg init --center-key): {out['center_pub']}")
@@ -67,38 +70,49 @@ def add_home(ctx, public_key: Path, config_path, force: bool) -> None:
     click.echo(f"enrolled {provision.add_home(cfg.center.homes_dir, public_key, force)}")
 
 
-@center.command("watch")
+@center.command("run")
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout.")
 @click.pass_context
 @friendly_errors
-def watch(ctx, config_path, as_json: bool) -> None:
-    """Receive, verify, record and acknowledge events from every home, and show them."""
+def run(ctx, config_path) -> None:
+    """The receiving service: receive, verify, record, acknowledge; open and escalate cases."""
     from base import logs
 
-    from .console import Console
-    from .homes import HomeRegistry
-    from .receiver import Receiver
-    from .store import EventStore
+    from .service import Service
 
     cfg = _center_config(ctx, config_path)
-    logs.setup(cfg.log.level if not as_json else "warning")
-    store = EventStore(cfg.center.store)
-    homes = HomeRegistry(cfg.center.homes_dir, store.replay_marks())
-    rounds = _rounds_desk(cfg)
-    receiver = Receiver(cfg, load_private(cfg.center.key), homes, store,
-                        Console(as_json), SystemClock(), keyring.opening_keys(cfg),
-                        load_opening=lambda: keyring.opening_keys(cfg), rounds=rounds)
+    logs.setup(cfg.log.level)
+    service = Service(cfg)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: receiver.stop())
-    worker = threading.Thread(target=receiver.run, name="receiver")
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.5)
-    rounds.close()
-    store.close()
-    if receiver.failed:
-        raise TryggError(f"receiver stopped: {receiver.failed}")
+        signal.signal(sig, lambda *_: service.stop())
+    failed = service.run()
+    if failed:
+        raise TryggError(f"receiver stopped: {failed}")
+
+
+@center.command("watch")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: events, cases, rounds alerts on stdout; "
+                                                        "presence and receivers on stderr.")
+@click.option("--all", "show_all", is_flag=True, help="Also telemetry and audit entries.")
+@click.option("--bell", is_flag=True, help="Ring the terminal bell on alarms and escalations.")
+@click.option("--lang", type=click.Choice(["sv", "en"]), help="Language of the lines (default Swedish).")
+@click.pass_context
+@friendly_errors
+def watch(ctx, config_path, as_json: bool, show_all: bool, bell: bool, lang) -> None:
+    """Show open cases and homes needing attention now, then every change as it is recorded."""
+    from base import logs
+
+    from .printer import Printer
+    from .view import View
+    from .wording import Words, language
+
+    cfg = _center_config(ctx, config_path)
+    logs.setup("warning")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    View(cfg, Printer(as_json, Words(language(lang)), bell=bell), SystemClock(), show_all).run(stop)
 
 
 # -- staff keys and center key rotation --------------------------------------------------------
@@ -283,12 +297,24 @@ def switch_key(ctx, home, as_staff, timeout, as_json, config_path) -> None:
     _send(ctx, config_path, home, as_staff, "switch_center_key", {"kid": kid}, timeout, as_json)
 
 
+@center.command("help-coming")
+@click.option("--case", default=None, help="The alarm case accepted (its id), for the home's record.")
+@click.option("--minutes", default=None, type=click.IntRange(1, 240),
+              help="How long the alarm button's light stays steady (default: the home's [help_coming] minutes).")
+@_command_options
+def help_coming(ctx, home, as_staff, timeout, as_json, config_path, case, minutes) -> None:
+    """Tell the resident help is coming (the button's light, a spoken message); exits 4 when the home cannot."""
+    args = {k: v for k, v in (("case", case), ("minutes", minutes)) if v is not None}
+    _send(ctx, config_path, home, as_staff, "help_coming", args, timeout, as_json)
+
+
 # -- look-in rounds ----------------------------------------------------------------------------
 def _rounds_desk(cfg: cfgmod.CenterConfig):
-    from .roundsdesk import RoundsDesk, center_keys
+    from .atrest import center_keys
+    from .roundsdesk import RoundsDesk
     from .store import EventStore
 
-    return RoundsDesk(EventStore(cfg.center.store), center_keys(cfg), cfg.rounds.retry_after_s)
+    return RoundsDesk(EventStore(cfg.store_url), center_keys(cfg), cfg.rounds.retry_after_s)
 
 
 @center.command("rounds")
@@ -357,3 +383,8 @@ def seen(ctx, home, as_staff, slot, config_path) -> None:
 def not_seen(ctx, home, as_staff, slot, config_path) -> None:
     """Record that the resident was not seen: look again later; not seen again means a visit."""
     _record_verdict(ctx, config_path, home, as_staff, slot, "not_seen")
+
+
+from .casecli import register as _register_case_commands  # noqa: E402 (after the group exists)
+
+_register_case_commands(center)

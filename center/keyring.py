@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .config import CenterConfig
 from base.errors import KeyFileError
-from base.keys import Identity, load_private, write_private, write_public
+from base.keys import Identity, PublicIdentity, load_private, load_public, write_private, write_public
+from protocol.names import is_staff_name
 from protocol.kem import KemPrivate, key_id
 from base.keys import check_name
 
@@ -48,6 +49,17 @@ def staff_identity(cfg: CenterConfig, name: str) -> Identity:
     if not path.exists():
         raise KeyFileError(f"no key for staff member {name!r} at {path} (create one: trygg center staff-key {name})")
     return load_private(path)
+
+
+def staff_public(cfg: CenterConfig, name: str) -> PublicIdentity | None:
+    """An enrolled staff member's public key (their .pub in the staff directory), or None."""
+    if not is_staff_name(name):
+        return None
+    path = cfg.center.staff_dir / f"{name}.pub"
+    try:
+        return load_public(path) if path.exists() else None
+    except KeyFileError:
+        return None
 
 
 def new_next_key(cfg: CenterConfig, kem: str) -> Path:

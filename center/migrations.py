@@ -59,6 +59,8 @@ CREATE TABLE case_log (
     prev TEXT NOT NULL, hash TEXT NOT NULL, sealed {blob} NOT NULL);
 CREATE INDEX case_log_by_case ON case_log (case_id, seq);
 CREATE TABLE receivers (name TEXT PRIMARY KEY, state TEXT NOT NULL, since {real} NOT NULL, beat {real} NOT NULL) {norowid};
+CREATE TABLE rejected_retained (topic TEXT NOT NULL, digest TEXT NOT NULL, at {real} NOT NULL,
+    PRIMARY KEY (topic, digest)) {norowid};
 """),
 ]
 

@@ -16,8 +16,12 @@ from .config import CenterConfig
 
 
 def init_center(broker: str, ca: Path, cert: Path, key: Path, directory: Path, force: bool = False,
-                kem: str = "x25519", name: str = "center") -> dict[str, Path]:
-    """Write center.toml, center.key (0600), center.pub (for devices) and homes/ under directory."""
+                kem: str = "x25519", name: str = "center", store_url: str = "") -> dict[str, Path]:
+    """Write center.toml, center.key (0600), center.pub (for devices) and homes/ under directory.
+
+    With a PostgreSQL store, receivers share the homes' messages (an MQTT shared subscription):
+    every receiver of the site is initialised with the same --store.
+    """
     broker = broker_section(broker, ca, cert, key)
     directory = Path(directory).resolve()
     out = {n: directory / f for n, f in
@@ -32,6 +36,9 @@ def init_center(broker: str, ca: Path, cert: Path, key: Path, directory: Path, f
         "center": {"name": name, "key": out["center_key"], "homes_dir": directory / "homes", "store": directory / "center.db"},
         "broker": broker,
     }
+    if store_url:
+        sections["store"] = {"url": store_url}
+        sections["center"]["shared_group"] = "trygg"
     write_config(out["config"], render_toml(sections), CenterConfig)
     return out
 

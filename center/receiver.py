@@ -221,7 +221,8 @@ class Receiver:
                 else:
                     raise ValueError(f"unexpected channel {where.channel!r}")
             except (EnvelopeError, ValueError) as exc:
-                if not (message.retain and not message.payload):  # a cleared retained status is no news
+                if not message.retain or (message.payload and self.store.first_rejection(
+                        message.topic, bytes(message.payload), self.clock.time())):  # retained: once, ever
                     self._show(self.sink.rejected, message.topic, str(exc))
             except OutputFailed:
                 raise

@@ -28,7 +28,7 @@ from .rounds import OPEN, STAFF_NAME, Alert, Known, LookinPlan, Record, RoundsEr
 from .store import EventStore
 
 log = logging.getLogger(__name__)
-_CONTEXT = "trygg-center/v1/lookin/"
+ROUNDS_CONTEXT = "trygg-center/v1/lookin/"
 Reachable = Callable[[str], bool | None]
 
 
@@ -48,7 +48,7 @@ class _Home:
 class RoundsDesk:
     def __init__(self, store: EventStore, keys: list[Identity], retry_after_s: float) -> None:
         self._store, self._keys, self.retry_after_s = store, keys, retry_after_s
-        self._sealer = Sealer(keys, _CONTEXT)
+        self._sealer = Sealer(keys, ROUNDS_CONTEXT)
         self._lock = threading.RLock()
         self._homes: dict[str, _Home] = {}
         self._nights: dict[str, tuple[dict, dict]] = {}  # night -> (records by home, shown alerts by home)

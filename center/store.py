@@ -16,6 +16,7 @@ created 0600 and refused when others can read it (db.py): the routing columns ar
 a record of every home's alarm times.
 """
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -180,9 +181,7 @@ class EventStore:
             tx.execute("UPDATE homes_state SET report = ?, report_at = ? WHERE home = ?", (sealed, now, home))
 
     def homes(self) -> dict[str, HomeState]:
-        rows = self.db.query("SELECT home, state, since, last_heard, heartbeat_s, storage, free_bytes, report, "
-                             "report_at FROM homes_state")
-        return {r[0]: HomeState(*r[:7], bytes(r[7]) if r[7] is not None else None, r[8]) for r in rows}
+        return home_states(self.db)
 
     # -- the receivers themselves ------------------------------------------------------------
     def receiver_beat(self, name: str, state: str, now: float) -> None:
@@ -196,6 +195,14 @@ class EventStore:
             tx.execute("UPDATE receivers SET beat = ? WHERE name = ?", (now, name))
             if changed:
                 feed.append(tx, [(now, "receiver", None, f"{name}:{state}")])
+
+    def first_rejection(self, topic: str, payload: bytes, now: float) -> bool:
+        """A retained message we reject comes again at every (re)subscription: report it once."""
+        digest = hashlib.sha256(payload).hexdigest()[:32]
+        with self.db.tx() as tx:
+            tx.execute("INSERT INTO rejected_retained (topic, digest, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                       (topic, digest, now))
+            return tx.rowcount == 1
 
     def receivers(self) -> list[tuple[str, str, float, float]]:
         return self.db.query("SELECT name, state, since, beat FROM receivers ORDER BY name")
@@ -250,6 +257,13 @@ class EventStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def home_states(db: Database) -> dict[str, HomeState]:
+    """Every home the store has heard of, with its presence and last fleet report."""
+    rows = db.query("SELECT home, state, since, last_heard, heartbeat_s, storage, free_bytes, report, report_at "
+                    "FROM homes_state")
+    return {r[0]: HomeState(*r[:7], _bytes(r[7]), r[8]) for r in rows}
 
 
 def _bytes(value) -> bytes | None:

@@ -28,7 +28,9 @@ from protocol import envelope, topics
 from protocol.ids import is_valid_id, new_id
 from protocol.messages import EventMessage, encode
 from center import rounds
-from center.console import Console, alert_line
+from center.console import alert_line
+from center.printer import Printer
+from center.wording import Words
 from center.homes import HomeRegistry
 from center.receiver import OutputFailed, Receiver
 from center.rounds import Known, Record, RoundsError
@@ -593,8 +595,9 @@ def test_a_rounds_alert_on_the_console_reads_like_an_event(tmp_path):
     visit = rounds.alert_for(slot(evening("23:16"), records), evening("23:16"))
     assert alert_line(visit) == "PHYSICAL VISIT NEEDED  home-7  23:00 look-in: not seen on retry"
     out = (tmp_path / "out").open("w+")
-    Console(as_json=True, out=out).lookin(visit)
-    Console(as_json=False, out=out).lookin(visit)
+    at = visit.time.timestamp()
+    for as_json, lang in ((True, "sv"), (False, "en")):
+        Printer(as_json, Words(lang), out=out, color=False).lookin(HOME, NIGHT, "23:00", visit.kind, visit.slot.reason, at)
     out.seek(0)
     first, second = out.read().splitlines()
     record = json.loads(first)
@@ -602,9 +605,8 @@ def test_a_rounds_alert_on_the_console_reads_like_an_event(tmp_path):
     assert (record["type"], record["home"], record["class"], record["kind"]) == \
         ("lookin", HOME, "alarm", "visit_needed")
     assert is_valid_id(record["id"]) and record["time"] == "2025-01-10T22:16:00.000Z"
-    assert record["body"] == {"slot": "23:00", "state": "visit_needed", "reason": "not seen on retry",
-                              "night": NIGHT, "next_at": None}
-    assert second.endswith("PHYSICAL VISIT NEEDED  home-7  23:00 look-in: not seen on retry")
+    assert record["body"] == {"slot": "23:00", "reason": "not seen on retry", "night": NIGHT}
+    assert second.endswith("Physical visit needed  home-7  23:00  not seen on retry")
 
 
 # -- the CLI, in-process, on a real center config ----------------------------------------------

@@ -65,23 +65,31 @@ def edit_toml(path: Path, overrides: dict[str, dict]) -> None:
 
 
 class Watch:
-    """`trygg center watch --json` in the background, its lines collected as they arrive."""
+    """The center: `trygg center run` (the receiving service; `proc`, what fault tests stop or
+    kill) and `trygg center watch --json` (a view of what it records; `view`), in the background,
+    the view's lines collected as they arrive: events and rounds alerts in `events`, case
+    changes in `cases`, presence, receivers and the rest (stderr) in `other`."""
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config = config
         self.events: list[dict] = []
+        self.cases: list[dict] = []
         self.other: list[dict] = []  # presence and rejected, from stderr
         self.arrived: dict[str, float] = {}  # event id -> wall time its line was read (benchmarks)
         self.log = log
         self._cond = threading.Condition()
         self.proc: subprocess.Popen | None = None
+        self.view: subprocess.Popen | None = None
 
     def start(self) -> "Watch":
-        self.proc = subprocess.Popen([*TRYGG, "center", "watch", "--json", "--config", str(self.config)],
+        self.proc = subprocess.Popen([*TRYGG, "center", "run", "--config", str(self.config)], stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log.with_suffix(".service.log"), "a"), stderr=subprocess.STDOUT,
+                                     env=ENV)
+        self.view = subprocess.Popen([*TRYGG, "center", "watch", "--json", "--config", str(self.config)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.events), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.other), daemon=True).start()
-        self.wait_other(lambda o: o.get("type") == "receiver" and o.get("state") == "connected", timeout=20)
+        threading.Thread(target=self._read, args=(self.view.stdout, self.events), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.view.stderr, self.other), daemon=True).start()
+        self.wait_other(lambda o: o.get("type") == "receiver" and o.get("state") == "connected", timeout=30)
         return self
 
     def _read(self, stream, into: list) -> None:
@@ -94,9 +102,12 @@ class Watch:
                 except json.JSONDecodeError:
                     item = {"type": "text", "line": line.rstrip()}
                 with self._cond:
-                    if into is self.events and "id" in item:
-                        self.arrived.setdefault(item["id"], now)
-                    into.append(item)
+                    if into is self.events and item.get("type") == "case":
+                        self.cases.append(item)
+                    else:
+                        if into is self.events and "id" in item:
+                            self.arrived.setdefault(item["id"], now)
+                        into.append(item)
                     self._cond.notify_all()
 
     def ids(self) -> list[str]:
@@ -119,7 +130,11 @@ class Watch:
                 return next((o for o in items if match(o)), None)
         return wait_for(found, timeout, what)
 
+    def wait_case(self, match, timeout: float = 15.0) -> dict:
+        return self._wait_in(self.cases, match, timeout, "a matching case change")
+
     def stop(self) -> None:
+        stop_process(self.view)
         stop_process(self.proc)
 
 

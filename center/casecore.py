@@ -1,0 +1,100 @@
+"""What the case commands do (casecli.py holds only their options): open the store, sign and
+apply a staff member's case action, tell the resident help is coming, print cases readably."""
+
+import json
+from contextlib import contextmanager
+from datetime import datetime
+
+import click
+
+from base.cliutil import resolve_config
+from base.clock import SystemClock
+from base.keys import load_public
+from protocol.actions import ACTIONS
+
+from . import config as cfgmod
+from . import keyring
+from .cases import Case
+from .service import case_desk
+from .staffsign import SignedAction
+from .store import EventStore
+from .wording import Words, language
+
+
+@contextmanager
+def open_desk(ctx, config_path):
+    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG))
+    store = EventStore(cfg.store_url)
+    try:
+        yield cfg, case_desk(cfg, store)
+    finally:
+        store.close()
+
+
+def act(ctx, config_path, ref: str, as_staff: str, verb: str, args: dict) -> None:
+    """Sign the action with the staff member's key, apply it, print the case as it now stands."""
+    tell = verb == "accept" and not args.pop("no_help_coming", False)
+    timeout = args.pop("timeout", 15.0)
+    with open_desk(ctx, config_path) as (cfg, desk):
+        identity = keyring.staff_identity(cfg, as_staff)
+        case_id = desk.resolve(ref)
+        now = SystemClock().time()
+        case = desk.act(SignedAction.make(identity, case_id, verb, now, args), now)
+        click.echo(case_line(case, None, change=verb))
+        if tell:
+            tell_resident(cfg, desk, case, identity, timeout)
+
+
+def tell_resident(cfg, desk, case: Case, identity, timeout: float) -> None:
+    """A signed help_coming command to the home; its signed answer (or its absence) goes into the case."""
+    from .commander import Commander, NoAnswer
+
+    words = Words(language())
+    if "help_coming" not in ACTIONS:
+        click.echo("trygg: this version cannot send help-coming to homes", err=True)
+        return
+    try:
+        home_key = load_public(cfg.center.homes_dir / f"{case.home}.pub")
+        with Commander(cfg, keyring.opening_keys(cfg), identity, home_key, SystemClock()) as commander:
+            answer = commander.send("help_coming", {"case": case.id}, timeout=timeout)
+        verdict = {**answer.result, "outcome": answer.outcome, "staff": identity.name}
+    except NoAnswer as exc:
+        verdict = {"outcome": "no_answer", "reason": str(exc), "staff": identity.name}
+    desk.record_help_coming(case.id, verdict, SystemClock().time())
+    what = ", ".join(f"{k}={verdict[k]}" for k in ("led", "spoken", "reason") if verdict.get(k) is not None)
+    line = f"{words['help_coming']}: {str(verdict['outcome']).upper()}" + (f" ({what})" if what else "")
+    click.echo(line, err=verdict["outcome"] != "done")
+
+
+def _hhmm(at: float | None) -> str:
+    return datetime.fromtimestamp(at).astimezone().strftime("%H:%M:%S") if at else "–"
+
+
+def case_line(case: Case, lang: str | None, change: str | None = None) -> str:
+    """`…3f9c2a1b  home-7  Fall, Larmknappen tryckt  taget av anna  öppnat 03:02:11`"""
+    w = Words(language(lang))
+    who = case.on_site_by if case.state == "on_site" else case.accepted_by
+    kinds = ", ".join(w.kind(k) for k in case.kinds)
+    head = f"{w.change(change)}  " if change else ""
+    escalated = f"  ESKALERAT {case.escalation_count}" if case.escalation_count and case.state == "open" else ""
+    outcome = f" ({case.outcome})" if case.outcome else ""
+    return (f"{head}{case.id[-8:]}  {case.home}  {kinds}  {w.state(case.state, who)}{outcome}  "
+            f"{_hhmm(case.opened)}{escalated}{'  FÖRSENAT' if case.overdue and case.state != 'closed' else ''}")
+
+
+def case_details(case: Case, history: list[dict], lang: str | None) -> str:
+    w = Words(language(lang))
+    times = case.to_json()["response_s"]
+    lines = [case_line(case, lang),
+             f"  id {case.id}",
+             f"  larm/alarms: {', '.join(case.alarms) or '–'}",
+             f"  svarstider/response (s): tagit {times['to_accept']}, på plats {times['to_on_site']}, "
+             f"avslutat {times['to_close']}"]
+    if case.help_coming:
+        lines.append(f"  {w['help_coming']}: {json.dumps(case.help_coming, ensure_ascii=False)}")
+    if case.note:
+        lines.append(f"  note: {case.note}")
+    for entry in history:
+        who = f" {entry['by']}" if entry.get("by") else ""
+        lines.append(f"  {entry['at']}  {entry['action']}{who}")
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""`trygg center run`: the receiving service. Receiving is a service; watching is a view.
+
+Two lanes, each a Receiver with its own broker session (its own queue at the broker) and its
+own store connection: alarms alone, and everything else (events, telemetry, statuses). An
+outage backlog of events or telemetry is therefore never in front of an alarm, at the broker
+or here. A ticker raises escalations and overdue flags, notes the receiver alive in the store
+(so views can tell staff when nobody receives), and pets systemd's watchdog while both lanes
+live. Several services may run against one PostgreSQL store (MQTT 5 shared subscriptions
+spread the homes' messages; the store decides everything once).
+
+What this process prints is its log (the journal): received alarms, presence changes, and
+rejected messages summarized once a minute per home, never line by line (one home's bad
+certificate once produced thousands of lines a second on a staff console).
+"""
+
+import logging
+import threading
+import time
+
+from base import sdnotify
+from base.clock import SystemClock
+from base.errors import TryggError
+from base.keys import load_private
+from protocol import topics
+
+from . import feed, keyring
+from .atrest import Sealer, center_keys
+from .cases import CaseDesk
+from .config import CenterConfig
+from .db import StoreUnavailable
+from .homes import HomeRegistry
+from .receiver import Receiver
+from .roundsdesk import RoundsDesk
+from .store import EventStore
+
+log = logging.getLogger(__name__)
+CASES_CONTEXT = "trygg-center/v1/"
+TICK_S = 1.0
+SUMMARY_EVERY_S = 60.0
+
+
+def case_desk(cfg: CenterConfig, store: EventStore, keys=None) -> CaseDesk:
+    """The cases on a store, sealing with the center's keys, staff checked against their keys."""
+    return CaseDesk(store.db, Sealer(keys or center_keys(cfg), CASES_CONTEXT), cfg.cases,
+                    lambda name: keyring.staff_public(cfg, name))
+
+
+class ServiceLog:
+    """The service's sink: one log line per thing worth a line; rejections summarized."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rejected: dict[str, list] = {}  # home or topic -> [count, last reason]
+
+    def event(self, message, received: float) -> None:
+        if message.cls == "alarm":
+            log.warning("alarm %s from %s recorded (%s)", message.kind, message.home, message.id)
+        else:
+            log.debug("%s %s from %s recorded (%s)", message.cls, message.kind, message.home, message.id)
+
+    def presence(self, home: str, state: str) -> None:
+        log.info("home %s is %s", home, state)
+
+    def storage(self, home: str, state: str, free_bytes) -> None:
+        log.warning("home %s: card %s (%s bytes free)", home, state, free_bytes)
+
+    def link(self, state: str, detail: str) -> None:
+        log.info("broker %s (%s)", state, detail)
+
+    def lookin(self, alert) -> None:
+        log.warning("rounds: %s at %s, %s look-in", alert.kind, alert.slot.home, alert.slot.time)
+
+    def rejected(self, topic: str, reason: str) -> None:
+        """The first rejection from a source is logged at once; the rest in the minute's summary."""
+        try:
+            source = topics.parse(topic).home
+        except ValueError:
+            source = "(not a home topic)"
+        with self._lock:
+            entry = self._rejected.setdefault(source, [0, reason])
+            first = entry[0] == 0
+            entry[0] += 1
+            entry[1] = reason
+        if first:
+            log.warning("rejected a message from %s on %s: %s (more from it are summarized each minute)",
+                        source, topic, reason)
+
+    def summarize(self) -> list[tuple[str, int, str]]:
+        """(source, count, last reason) since the last summary; each logged as one line."""
+        with self._lock:
+            out = [(source, count, reason) for source, (count, reason) in self._rejected.items() if count]
+            self._rejected = {}
+        for source, count, reason in out:
+            log.warning("rejected %d message(s) from %s in the last minute; last reason: %s", count, source, reason)
+        return out
+
+
+class Service:
+    def __init__(self, cfg: CenterConfig, clock=None) -> None:
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.sink = ServiceLog()
+        self._stop = threading.Event()
+        identity = load_private(cfg.center.key)
+        keys = center_keys(cfg)
+        self.ticker_store = _open_store(cfg, self._stop)
+        self.cases = case_desk(cfg, self.ticker_store, keys)
+        self.lanes: list[Receiver] = []
+        for lane in ("alarm", "bulk"):
+            store = _open_store(cfg, self._stop)
+            rounds = RoundsDesk(store, keys, cfg.rounds.retry_after_s) if lane == "bulk" else None
+            self.lanes.append(Receiver(
+                cfg, identity, HomeRegistry(cfg.center.homes_dir, store.replay_marks()), store, self.sink,
+                self.clock, keyring.opening_keys(cfg), load_opening=lambda: keyring.opening_keys(cfg),
+                rounds=rounds, cases=case_desk(cfg, store, keys), lane=lane))
+
+    def run(self) -> str | None:
+        """Receive until stop(); returns why a lane failed, or None after a clean stop."""
+        threads = [threading.Thread(target=r.run, name=f"lane-{r.lane}") for r in self.lanes]
+        for t in threads:
+            t.start()
+        ready = False
+        last_summary = time.monotonic()
+        failed = None
+        while not self._stop.wait(TICK_S):
+            failed = next((r.failed for r in self.lanes if r.failed), None)
+            if failed or not all(t.is_alive() for t in threads):
+                failed = failed or "a receiving lane ended"
+                break
+            connected = all(r.connected.is_set() for r in self.lanes)
+            if connected and not ready:
+                ready = True
+                sdnotify.notify(f"READY=1\nSTATUS=receiving from {self.cfg.broker.host}:{self.cfg.broker.port}")
+            self._tick(connected)
+            if time.monotonic() - last_summary >= SUMMARY_EVERY_S:
+                last_summary = time.monotonic()
+                self._summarize()
+            sdnotify.notify("WATCHDOG=1")
+        sdnotify.notify("STOPPING=1")
+        for r in self.lanes:
+            r.stop()
+        for t in threads:
+            t.join(30)
+        self._tick(False)
+        for r in self.lanes:
+            r.store.close()
+            if r.rounds is not None:
+                r.rounds.close()
+        self.ticker_store.close()
+        return failed
+
+    def _tick(self, connected: bool) -> None:
+        """Escalations and this receiver's heartbeat; the store may be away (logged, retried)."""
+        try:
+            for case_id, flag, n in self.cases.escalate(self.clock.time()):
+                log.warning("case %s: %s%s", case_id, flag, f" {n}" if n else "")
+            self.ticker_store.receiver_beat(self.cfg.center.name, "connected" if connected else "disconnected",
+                                            self.clock.time())
+        except StoreUnavailable as exc:
+            log.error("ticker: %s", exc)
+
+    def _summarize(self) -> None:
+        rows = [(self.clock.time(), "rejected", source if source[0] != "(" else None, f"{count}|{reason}"[:300])
+                for source, count, reason in self.sink.summarize()]
+        if rows:
+            try:
+                with self.ticker_store.db.tx() as tx:
+                    feed.append(tx, rows)
+            except StoreUnavailable as exc:
+                log.error("rejected-message summary not stored: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _open_store(cfg: CenterConfig, stop: threading.Event) -> EventStore:
+    """The store, waiting (and saying why) while it cannot be reached: PostgreSQL may start after
+    us; events wait at the broker and in the homes' outboxes meanwhile."""
+    delay = 0.5
+    while True:
+        try:
+            return EventStore(cfg.store_url)
+        except StoreUnavailable as exc:
+            if stop.is_set():
+                raise TryggError(f"stopped while waiting for the store: {exc}") from None
+            log.error("waiting for the store: %s (retrying in %.0f s)", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
