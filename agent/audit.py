@@ -35,11 +35,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from base.auditdetail import seal_context
+from protocol.auditchain import GENESIS, entry_hash
+from protocol.auditchain import canonical as _canonical
 
 from .trustdb import NAMED_SECTIONS, AtRest, TrustDB
 
 log = logging.getLogger(__name__)
-GENESIS = "0" * 64
 _HEAD = "audit_head"
 _SENT = "audit_sent"
 
@@ -83,16 +84,6 @@ class AuditEntry:
         return out
 
 
-def entry_hash(prev: str, seq: int, time: float, synced: bool, kind: str, detail_json: str,
-               sealed: bytes | None = None) -> str:
-    """SHA-256 over the previous hash and this entry's content as stored (hex)."""
-    fields: list = [seq, repr(float(time)), bool(synced), kind, detail_json]
-    if sealed is not None:  # the sealed form: its bytes are content too, and "v2" keeps the forms apart
-        fields = ["v2", *fields, bytes(sealed).hex()]
-    content = json.dumps(fields, separators=(",", ":"))
-    return hashlib.sha256(f"{prev}\n{content}".encode()).hexdigest()
-
-
 def _well_typed(time, synced, kind, detail_json, sealed) -> bool:
     """Exactly the column types append() writes; anything else was changed behind our back."""
     return (isinstance(time, float) and synced in (0, 1) and isinstance(kind, str) and isinstance(detail_json, str)
@@ -110,10 +101,6 @@ def readable_part(kind: str, detail: dict) -> dict:
         out["reason_kind"] = next((k for k in _REASON_KINDS if reason.startswith(k)),
                                   "revoked" if reason.endswith(" is revoked") else "other")
     return out
-
-
-def _canonical(detail: dict) -> str:
-    return json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)
