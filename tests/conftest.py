@@ -6,7 +6,7 @@ from base.labpki import make_lab_pki
 from tests.support.broker import Broker
 from tests.support.lab import Lab
 
-pytest_plugins = ["tests.support.cards"]  # tmpfs: a small card of a test's own
+pytest_plugins = ["tests.support.cards", "tests.support.pgfixture"]  # tmpfs cards; PostgreSQL servers, databases
 
 
 @pytest.fixture(scope="session")
