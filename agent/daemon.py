@@ -21,6 +21,7 @@ from .commit import GroupCommitter
 from .config import DeviceConfig, for_display
 from .control import ControlServer, Handlers, Injected
 from .devices import HomeDevices
+from .fleetreport import FleetReporter, OpenFaults
 from base.errors import StorageError
 from protocol.events import Event
 from .freshness import Freshness
@@ -50,6 +51,7 @@ class Daemon(Handlers):
         self._opened: list = []  # what start() opened, closed in reverse by stop()
         self._sent_plan: dict | None = None
         self._plan_lock = threading.Lock()  # the command thread and housekeeping both send it
+        self.faults = OpenFaults()  # for the fleet report: fault events seen on the emit path
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -104,6 +106,9 @@ class Daemon(Handlers):
         self._start_commands()  # before the uplink: a (retained) command can arrive with the SUBACK
         self.send_plan()
         self.devices.start()  # the locks too, before the first command
+        self.fleet = FleetReporter(cfg.home.id, self.device.sign, lambda: self.sealer.center, self.clock,
+                                   outbox=self.outbox, drivers=self.devices.health, held_alarms=self.uplink.held_alarms,
+                                   faults=self.faults, cert=cfg.broker.cert)  # before the first heartbeat
         self.uplink.start()
         self._open(self.uplink)
         self.control.start()
@@ -146,7 +151,8 @@ class Daemon(Handlers):
                     self._sent_plan = plan
 
     def _presence_extra(self) -> dict:
-        return {"clock_synced": bool(self.clock.synced()), "challenge": self.freshness.challenge, **self._storage()}
+        return {"clock_synced": bool(self.clock.synced()), "challenge": self.freshness.challenge, **self._storage(),
+                "report": self.fleet.sealed()}
 
     def _storage(self) -> dict:
         """The card as the center sees it in every heartbeat: ok, low or failing, and the free space."""
@@ -226,6 +232,7 @@ class Daemon(Handlers):
         hold: when the card cannot store it, send it from memory (False for audit entries, which
         are sent again from trust.db anyway); tell: also when the outbox refuses it for room (the
         daemon's own reports on the card and on losses, which must get out)."""
+        self.faults.note(event)
         message, row = self.sealer.seal(event)
         try:
             stored = accepted = self.committer.put(row)

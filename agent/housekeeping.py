@@ -3,7 +3,8 @@
 Every second: feed systemd's watchdog while the parts are healthy, renew the command challenge,
 send the look-in plan when it changed, forward audit entries to the center, keep the last
 alarm's time. Every `outbox.sweep_s`: expire old rows, check whether the card is well again,
-prune the replay cache, report losses as one `data_lost` event. A chore that fails is logged
+prune the replay cache, report losses as one `data_lost` event, ask the firmware about
+under-voltage for the fleet report. A chore that fails is logged
 and the others go on: housekeeping must never stop the watchdog or the daemon.
 """
 
@@ -45,7 +46,7 @@ class Housekeeper:
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + self.d.cfg.outbox.sweep_s
-                self._each("sweep", self.sweep)
+                self._each("sweep", self.sweep, self.refresh_fleet)
 
     @staticmethod
     def _each(what: str, *chores: Callable[[], None]) -> None:
@@ -88,6 +89,11 @@ class Housekeeper:
         stats = self.d.outbox.stats()["classes"]
         sdnotify.notify(f"STATUS=link {self.d.uplink.link}; outbox "
                         + ", ".join(f"{c} {v['depth']}" for c, v in stats.items()))
+
+    def refresh_fleet(self) -> None:
+        """The firmware's under-voltage bits for the fleet report: vcgencmd may block, so here and
+        not on the uplink thread that sends the heartbeat."""
+        self.d.fleet.refresh_throttled()
 
     def check_storage(self) -> None:
         """Storage is well again once the alarm reserve is whole and the free space above the margin."""

@@ -117,6 +117,11 @@ class Uplink:
         self.wake()
         return True
 
+    def held_alarms(self) -> int:
+        """Alarms held in memory (not stored: a full card) that the center has not yet acknowledged."""
+        with self._held_lock:
+            return sum(1 for row in self._held.values() if row.prio == 0)
+
     def send_now(self, topic: str, payload: bytes, timeout: float) -> str | None:
         """Publish once over the live link and wait for the broker's PUBACK; None when it has it,
         else why not. For what must not outlive the moment (a look-in picture): never written to

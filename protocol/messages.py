@@ -18,6 +18,9 @@ from .events import KIND_PATTERN
 MAX_ACK_IDS = 1000
 MAX_BODY_JSON = 16 * 1024
 MAX_MESSAGE_JSON = 64 * 1024  # the largest message: an ack of MAX_ACK_IDS ids
+MAX_REPORT_ENVELOPE = 8 * 1024  # a fleet report's sealed envelope (fleet.py): at most this many bytes
+MAX_REPORT_TEXT = 4 * MAX_REPORT_ENVELOPE // 3 + 4  # ... as base64
+BASE64_PATTERN = r"^[A-Za-z0-9+/]*={0,2}$"
 
 
 def _valid_id(value: str) -> str:
@@ -75,7 +78,8 @@ class StatusMessage(_Strict):
 
     An online status also carries the device's clock state and its current command
     challenge: a command that echoes the challenge is fresh even when the device's clock
-    cannot be trusted (see commands.py).
+    cannot be trusted (see commands.py); and the fleet report, sealed to the center (fleet.py),
+    because what it says of the device describes a person's home.
     """
 
     v: Literal[1] = 1
@@ -88,6 +92,63 @@ class StatusMessage(_Strict):
     challenge: Challenge | None = None
     storage: Literal["ok", "low", "failing"] | None = None  # the device's card: see agent/storageguard.py
     free_bytes: int | None = Field(default=None, ge=0, le=2**53)
+    # The fleet report (FleetReport), sealed to the center: base64 of an envelope (fleet.py).
+    report: str | None = Field(default=None, min_length=4, max_length=MAX_REPORT_TEXT, pattern=BASE64_PATTERN)
+
+
+# A component as fault events name it: "storage", "camera", or a driver's "kind:name" ("mat:bedroom").
+COMPONENT_PATTERN = r"^[a-z][a-z0-9_]{0,19}(:[a-z][a-z0-9-]{0,31})?$"
+MAX_COMPONENTS = 16  # per list: more than a home has drivers; keeps the worst report in a 4 KiB envelope (both suites)
+Component = Annotated[str, Field(pattern=COMPONENT_PATTERN)]
+Count = Annotated[int, Field(ge=0, le=2**31)]
+
+
+def _unique(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError("names a component twice")
+    return names
+
+
+Components = Annotated[list[Component], Field(max_length=MAX_COMPONENTS), AfterValidator(_unique)]
+
+
+class OutboxClass(_Strict):
+    """One class's queue on the device: rows waiting, and how long the oldest has waited."""
+
+    depth: Count
+    oldest_age_s: Annotated[int, Field(ge=0, le=10 * 365 * 86400)] | None = None  # None: nothing waiting
+
+
+class OutboxDepths(_Strict):
+    """The device's outbox, per priority class."""
+
+    alarm: OutboxClass
+    event: OutboxClass
+    telemetry: OutboxClass
+
+
+class FleetReport(_Strict):
+    """How a home's device is doing, for the center's fleet view; sealed inside each online status.
+
+    Every measurement is optional: None means the device could not tell (no sensor, a collector
+    failed), never a guess. Disk space and faults describe a person's home, so it is sealed.
+    """
+
+    v: Literal[1] = 1
+    t: Literal["fleet_report"] = "fleet_report"
+    home: HomeId
+    time: UtcTime  # when the device collected it
+    version: str | None = Field(default=None, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")
+    outbox: OutboxDepths | None = None
+    unacked_alarms: Count | None = None  # alarms the center has not yet acknowledged
+    drivers_down: Components | None = None  # drivers not running, as components
+    faults: Components | None = None  # open: a fault event not yet followed by fault_cleared
+    cpu_temp_c: float | None = Field(default=None, ge=-60, le=150, allow_inf_nan=False)
+    disk_free_bytes: int | None = Field(default=None, ge=0, le=2**53)
+    under_voltage: bool | None = None  # now
+    under_voltage_seen: bool | None = None  # at some time since boot (a weak or flaky supply)
+    clock_synced: bool | None = None
+    cert_expires: UtcTime | None = None  # the broker client certificate's not-valid-after
 
 
 ACTION_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
