@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: system-packages $(VENV)/.installed
 
-# Mosquitto (and venv support) come from the OS packages; installed only when missing.
+# Mosquitto, espeak-ng and aplay (and venv support) come from the OS packages; installed only when missing.
 system-packages:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
 	    echo "installing mosquitto from the OS packages"; \
@@ -19,6 +19,10 @@ system-packages:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	    echo "installing postgresql from the OS packages (the center store's tests start a throwaway server)"; \
 	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v aplay >/dev/null 2>&1; then \
+	    echo "installing espeak-ng and alsa-utils from the OS packages (the help-coming message)"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng alsa-utils >/dev/null; \
 	fi
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
 	    echo "installing python3-venv from the OS packages"; \

@@ -5,7 +5,9 @@ handler and its default roles (`@handles`); DEFAULT_ROLES, the config's default 
 made from those registrations. Locks are driven by their drivers (drivers/lock.py: unlock(by)
 and lock(by) return a dict of details): a jammed lock refuses before trying, a bolt that does
 not move is a failed command. Look-ins are lookin.py's; a grant change that does not validate
-is refused with the reason. Policy was already checked (commands.py).
+is refused with the reason. Telling the resident help is coming is helpcoming.py's; its
+arguments' values are checked here against the protocol's model, since policy checks only
+their names. Policy was already checked (commands.py).
 """
 
 from dataclasses import dataclass
@@ -14,21 +16,24 @@ from typing import Callable
 
 from base.errors import ConfigError
 from drivers.lock import LockError, LockJammed
-from protocol.actions import ACTIONS
+from protocol.actions import ACTIONS, command_args
 from protocol.messages import CommandMessage
 
 from .commands import Action, ActionFailed, ActionRefused
+from .helpcoming import NOTHING, HelpFailed, HelpRefused
 
 
 @dataclass(frozen=True)
 class Parts:
-    """What the handlers act on: this home's locks, its status, its center keys, its camera."""
+    """What the handlers act on: this home's locks, its status, its center keys, its camera, and
+    how it tells the resident help is coming (helpcoming.HelpComing: case, minutes -> dict)."""
 
     locks: dict
     status: Callable[[], dict]
     switch_center_key: Callable[[str], str]
     lookin: Action | None
     change_grant: Callable[[dict, str], dict] | None
+    help_coming: Callable[[str | None, int | None], dict] | None = None
 
 
 _HANDLERS: dict[str, tuple[Callable, tuple[str, ...]]] = {}  # action -> (handler, default roles)
@@ -95,6 +100,22 @@ def grant(parts: Parts, cmd: CommandMessage, staff) -> dict:
         raise ActionRefused(str(exc)) from None
 
 
+@handles("help_coming", "night-staff", "nurse")  # whoever may come in to help may say so
+def help_coming(parts: Parts, cmd: CommandMessage, staff) -> dict:
+    try:
+        args = command_args("help_coming", dict(cmd.args))
+    except ValueError as exc:
+        raise ActionRefused(str(exc)) from None
+    if parts.help_coming is None:
+        raise ActionRefused(NOTHING)
+    try:
+        return parts.help_coming(args.get("case"), args.get("minutes"))
+    except HelpRefused as exc:
+        raise ActionRefused(str(exc)) from None
+    except HelpFailed as exc:
+        raise ActionFailed(str(exc)) from None
+
+
 def _default_roles() -> dict[str, list[str]]:
     roles: dict[str, list[str]] = {}
     for action, (_, allowed) in _HANDLERS.items():
@@ -108,9 +129,10 @@ CAMERA_ACTIONS = ("lookin", "lookin_grant")  # without a camera there is nothing
 
 
 def build_actions(locks: dict, status: Callable[[], dict], switch_center_key: Callable[[str], str],
-                  lookin: Action | None = None, change_grant: Callable[[dict, str], dict] | None = None
-                  ) -> dict[str, Action]:
-    """The actions this device can carry out; without a camera there is no `lookin` or `lookin_grant`."""
-    parts = Parts(locks, status, switch_center_key, lookin, change_grant)
+                  lookin: Action | None = None, change_grant: Callable[[dict, str], dict] | None = None,
+                  help_coming: Callable[[str | None, int | None], dict] | None = None) -> dict[str, Action]:
+    """The actions this device can carry out; without a camera there is no `lookin` or `lookin_grant`.
+    `help_coming` is always there: without a light or speaker it is refused, saying so."""
+    parts = Parts(locks, status, switch_center_key, lookin, change_grant, help_coming)
     return {action: partial(handler, parts) for action, (handler, _) in _HANDLERS.items()
             if lookin is not None or action not in CAMERA_ACTIONS}

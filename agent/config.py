@@ -22,6 +22,7 @@ from drivers.registry import kinds
 from drivers.wiring import DeviceName, InputWiring, OutputWiring
 
 from .driverconfig import GpioConfig, LookinConfig
+from .helpcoming import HelpComingConfig
 from protocol.actions import ACTIONS
 from protocol.topics import HOME_ID_RULE, check_home_id
 
@@ -135,6 +136,7 @@ class _DeviceConfig(_Section):
         "outbox": ("path",),
         "control": ("socket",),
         "simulate": ("scenario",),
+        "help_coming": ("sound_file", "output_file"),
     }
     home: HomeConfig
     broker: BrokerConfig
@@ -144,6 +146,7 @@ class _DeviceConfig(_Section):
     roles: dict[Role, list[Action]] = Field(default_factory=default_roles)  # type: ignore[valid-type]
     health: HealthConfig = HealthConfig()
     lookin: LookinConfig = LookinConfig()
+    help_coming: HelpComingConfig = HelpComingConfig()
     gpio: GpioConfig = GpioConfig()
     outbox: OutboxConfig = OutboxConfig()
     uplink: UplinkConfig = UplinkConfig()

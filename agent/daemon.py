@@ -26,6 +26,7 @@ from base.errors import StorageError
 from protocol.events import Event
 from .freshness import Freshness
 from .grant import Grant
+from .helpcoming import HelpComing
 from .housekeeping import Housekeeper
 from base.keys import check_database, check_private, create_private, load_private
 from .lookin import LookIn
@@ -129,8 +130,10 @@ class Daemon(Handlers):
             self.lookin = self._open(LookIn(cfg.home.id, self.device, self.grant, self.uplink, self.emit, self.clock,
                                             self.devices.factory))
             self.lookin.open()
+        lights = {name: b for name, b in self.devices.of_kind("button").items() if b.cfg.led is not None}
         actions = build_actions(self.locks, self.status, self._switch_center_key,
-                                lookin=self.lookin, change_grant=self._change_grant)
+                                lookin=self.lookin, change_grant=self._change_grant,
+                                help_coming=HelpComing(cfg.help_coming, lights))
         self.commands = Commands(cfg.home.id, self.device, StaffRegistry(self.trust, self.audit, cfg.roles),
                                  self.freshness, self.policy, self.audit, actions, self.emit, cfg.commands, self.clock)
         self.commands.start()

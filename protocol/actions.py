@@ -28,6 +28,18 @@ class CenterKeyArgs(Strict):
     kid: Text  # the id of the center key the device should switch to
 
 
+CaseId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", strict=True)]  # the center's case id (a UUID)
+
+
+class HelpComingArgs(Strict):
+    """Tell the resident help is on its way: the alarm case accepted (for the record), and how
+    long the alarm button's light stays steady (left out: the home's [help_coming] minutes).
+    Strict: a minute count sent as true or 30.0 is refused, not read as 1 or 30."""
+
+    case: CaseId | None = None
+    minutes: Annotated[int, Field(ge=1, le=240, strict=True)] | None = None
+
+
 class GrantArgs(Strict):
     """The parts of the resident's look-in grant to change; the rest stays."""
 
@@ -47,6 +59,7 @@ ACTIONS: dict[str, type[Strict]] = {
     "switch_center_key": CenterKeyArgs,
     "lookin": NoArgs,
     "lookin_grant": GrantArgs,
+    "help_coming": HelpComingArgs,
 }
 ACTION_ARGS: dict[str, tuple[str, ...]] = {name: tuple(model.model_fields) for name, model in ACTIONS.items()}
 

@@ -15,8 +15,8 @@ def test_every_action_of_the_protocol_has_one_handler_on_the_device():
 
 def test_the_default_roles_come_from_the_handlers_registrations():
     assert DEFAULT_ROLES == {
-        "night-staff": ["unlock", "lock", "ping", "status", "lookin"],
-        "nurse": ["unlock", "lock", "ping", "status", "lookin_grant"],
+        "night-staff": ["unlock", "lock", "ping", "status", "lookin", "help_coming"],
+        "nurse": ["unlock", "lock", "ping", "status", "lookin_grant", "help_coming"],
         "technician": ["lock", "ping", "status", "switch_center_key"],
     }
 
