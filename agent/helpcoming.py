@@ -7,8 +7,8 @@ a light (`[buttons.NAME] led`) goes steady for `minutes`, and where a speaker is
 hang; the speaker may take seconds. The result says what was done; with nothing to signal with
 the command is refused (fail closed: staff must not believe the resident was told), and a light
 or speaker that fails makes it failed, with what did work in the reason. Policy, arguments'
-names and the audit are commands.py's; the arguments' values are checked again here against
-the protocol's model, since a device judges what it is sent.
+names and the audit are commands.py's; their values are checked against the protocol's model
+by the handler (actions.py) before anything here runs.
 """
 
 from pathlib import Path
@@ -46,7 +46,7 @@ class HelpComingConfig(_Section):
 
 
 class HelpRefused(TryggError, PermissionError):
-    """Nothing to signal with, or arguments the protocol does not allow."""
+    """Nothing to signal with: the resident cannot be told, so staff must not believe they were."""
 
 
 class HelpFailed(TryggError, RuntimeError):
