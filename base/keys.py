@@ -202,10 +202,18 @@ def check_database(path: Path, what: str = "database") -> None:
 
 
 def create_private(path: Path) -> None:
-    """Create path empty at 0600 if it does not exist (never widen an existing file)."""
+    """Create path empty at 0600 if it does not exist (never widen an existing file).
+
+    An existing file is never opened here: closing any descriptor of an SQLite file drops every
+    POSIX lock this process holds on it, so another process could then checkpoint and remove
+    the WAL under our open connections, and what they commit would be lost.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def seal_at_rest(recipient: KemPublic, plain: bytes, context: str) -> bytes:

@@ -9,6 +9,7 @@ import click
 
 from base.cliutil import resolve_config
 from base.clock import SystemClock
+from base.errors import TryggError
 from base.keys import load_public
 from protocol.actions import ACTIONS
 
@@ -21,9 +22,13 @@ from .store import EventStore
 from .wording import Words, language
 
 
+def load_config(ctx, config_path) -> cfgmod.CenterConfig:
+    return cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG))
+
+
 @contextmanager
 def open_desk(ctx, config_path):
-    cfg = cfgmod.load(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG))
+    cfg = load_config(ctx, config_path)
     store = EventStore(cfg.store_url)
     try:
         yield cfg, case_desk(cfg, store)
@@ -98,3 +103,39 @@ def case_details(case: Case, history: list[dict], lang: str | None) -> str:
         who = f" {entry['by']}" if entry.get("by") else ""
         lines.append(f"  {entry['at']}  {entry['action']}{who}")
     return "\n".join(lines)
+
+
+def verify_home_audit(ctx, config_path, home: str, as_json: bool) -> None:
+    """Check the audit chain a home forwarded (as forwarded: sealed details, so every hash is
+    recomputed); exit 2 naming the first bad entry."""
+    from protocol.topics import check_home_id
+
+    from .auditchain import check, render
+    from .homes import HomeRegistry
+    from .opening import Opener
+
+    try:
+        check_home_id(home)
+    except ValueError as exc:
+        raise TryggError(f"HOME: {exc}") from None
+    cfg = load_config(ctx, config_path)
+    store = EventStore(cfg.store_url)
+    try:
+        rows = [r for r in store.events_of(home) if r.cls == "event"]
+    finally:
+        store.close()
+    opener = Opener(HomeRegistry(cfg.center.homes_dir), keyring.opening_keys(cfg), None, SystemClock())
+    bodies = []
+    for row in rows:
+        try:
+            event = opener.open_event(row.envelope, row.topic, open_audit=False)
+        except (TryggError, ValueError) as exc:
+            raise TryggError(f"a recorded event of {home} ({row.id}) no longer opens: {exc}") from None
+        if event.kind == "audit":
+            bodies.append(event.body)
+    if not bodies:
+        raise TryggError(f"no audit entries from {home} at this center (is the home enrolled and sending?)")
+    report = check(bodies)
+    click.echo(json.dumps(report.to_json(), ensure_ascii=False) if as_json else render(report))
+    if not report.ok:
+        raise SystemExit(2)

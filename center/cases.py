@@ -218,7 +218,7 @@ class CaseDesk:
         if action == "unlock" and outcome == "done" and case.state == "accepted":
             case.state, case.on_site, case.on_site_by = "on_site", at, staff
             what = "on_site"
-        elif action == "help_coming" and case.help_coming is None:
+        elif action == "help_coming" and (case.help_coming or {}).get("outcome") in (None, "no_answer"):
             case.help_coming = _verdict(body, at)
             what = "help_coming"
         else:
@@ -302,6 +302,8 @@ class CaseDesk:
         home = self.get(case_id).home
         with self.db.tx(lock=f"case:{home}") as tx:
             case = self._case(tx.execute(f"SELECT {self._COLUMNS} FROM cases WHERE id = ?", (case_id,)).fetchone())
+            if case.help_coming and case.help_coming.get("outcome") != "no_answer":
+                return  # the device's own result event was recorded first: it is the same answer
             case.help_coming = _verdict(verdict, now)
             self._save(tx, case, now)
             caselog.append(tx, self.sealer, case.id, "help_coming", now, {"by": verdict.get("staff"),

@@ -1,0 +1,157 @@
+"""The receiving side as night staff use it, through the CLI with real processes: the service
+(`trygg center run`) receives, the view (`trygg center watch`) comes and goes, cases are taken
+and closed with signed actions, the resident is told help is coming, presence is state."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.support.lab import ENV, TRYGG, stop_process, trygg, wait_for
+
+
+def center(lab, *args, check: bool = True):
+    return trygg("center", *args, "--config", lab.center_config, check=check)
+
+
+def cases(lab, *args) -> list[dict]:
+    return json.loads(center(lab, "cases", "--json", *args).stdout)
+
+
+@pytest.fixture
+def staffed(lab):
+    home = lab.home("hem-case", help_coming={"speaker": "speech", "output_file": str(lab.root / "spoken.wav")}).start()
+    lab.enroll(home, "berit", "nurse")
+    lab.enroll(home, "anna", "night-staff")
+    return lab, home
+
+
+def test_an_alarm_is_a_case_that_named_staff_take_the_resident_is_told_and_the_case_closed(staffed):
+    lab, home = staffed
+    watch = lab.watch()
+    [fall] = home.simulate("alarm", kind="fall")
+    opened = watch.wait_case(lambda c: c["change"] == "opened" and c["home"] == home.id)
+    assert (opened["state"], opened["kinds"], opened["alarms"]) == ("open", ["fall"], [fall])
+    home.simulate("alarm", kind="help")
+    joined = watch.wait_case(lambda c: c["change"] == "alarm")
+    assert joined["id"] == opened["id"] and joined["kinds"] == ["fall", "help"]
+
+    taken = center(lab, "accept", opened["id"][-8:], "--as", "berit", "--timeout", "10")
+    assert "TAGET" in taken.stdout and "berit" in taken.stdout
+    case = watch.wait_case(lambda c: c["change"] == "help_coming")
+    assert case["help_coming"]["outcome"] == "done", case["help_coming"]
+    assert case["help_coming"]["spoken"] is True and (lab.root / "spoken.wav").stat().st_size > 10_000
+    assert case["accepted_by"] == "berit" and case["state"] == "accepted"
+
+    # berit's confirmed unlock of that home records her on site by itself
+    unlock = center(lab, "unlock", home.id, "--as", "berit", "--timeout", "10")
+    assert "DONE" in unlock.stdout
+    on_site = watch.wait_case(lambda c: c["change"] == "on_site")
+    assert on_site["on_site_by"] == "berit"
+
+    center(lab, "close", opened["id"], "--as", "berit", "--outcome", "helped", "--note", "satt på golvet")
+    [closed] = cases(lab)
+    assert (closed["state"], closed["outcome"], closed["note"]) == ("closed", "helped", "satt på golvet")
+    assert all(closed["response_s"][k] is not None for k in ("to_accept", "to_on_site", "to_close"))
+    detail = json.loads(center(lab, "case", closed["id"], "--json").stdout)
+    assert [h["action"] for h in detail["history"]] == ["opened", "alarm", "accept", "help_coming", "on_site", "close"]
+    assert cases(lab, "--open") == []
+    assert "chain intact" in center(lab, "audit", "cases").stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["accept", "0123456789ab", "--as", "berit"], "no case '0123456789ab'"),
+    (["accept", "CASE", "--as", "nobody-here"], "no key for staff member 'nobody-here'"),
+    (["close", "CASE", "--as", "berit", "--outcome", "fine"], "outcome must be one of helped, injured"),
+    (["forward", "CASE", "--as", "berit", "--to", "dora"], "'dora' is not an enrolled staff member"),
+    (["cases", "--since", "yesterday"], "--since must be like 30m, 2h, 7d"),
+])
+def test_bad_case_input_is_one_clear_line_and_changes_nothing(staffed, args, message):
+    lab, home = staffed
+    watch = lab.watch()
+    home.simulate("alarm", kind="fall")
+    case_id = watch.wait_case(lambda c: c["change"] == "opened")["id"]
+    before = cases(lab)
+    proc = center(lab, *[case_id if a == "CASE" else a for a in args], check=False)
+    assert proc.returncode == 1 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert cases(lab) == before
+
+
+def test_a_view_started_later_shows_what_is_true_now(staffed):
+    """An empty screen must not mean "all quiet" when a home is dead: a view started after a
+    home went offline, and after an alarm, shows both at once."""
+    lab, home = staffed
+    never = lab.home("hem-never")  # enrolled, never started
+    watch = lab.watch()
+    home.simulate("alarm", kind="fall")
+    watch.wait_case(lambda c: c["change"] == "opened")
+    home.stop()
+    watch.wait_other(lambda o: o.get("type") == "presence" and o.get("home") == home.id and o["state"] == "offline")
+    view = subprocess.Popen([*TRYGG, "center", "watch", "--json", "--config", str(lab.center_config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(2)
+    stop_process(view)
+    out, err = view.stdout.read(), view.stderr.read()
+    first = [json.loads(line) for line in out.splitlines()]
+    other = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [(c["type"], c["change"], c["home"]) for c in first] == [("case", "open_now", home.id)]
+    now = {(o["home"], o["state"]) for o in other if o["type"] == "presence" and o["snapshot"]}
+    assert {(home.id, "offline"), (never.id, "never")} <= now
+    assert any(o["type"] == "receiver" and o["state"] == "connected" for o in other)
+
+
+def test_the_view_comes_and_goes_while_the_service_receives_and_acknowledges(staffed):
+    lab, home = staffed
+    watch = lab.watch()
+    stop_process(watch.view)
+    ids = home.simulate("alarm", kind="fall") + home.simulate("event", count=5)
+    [case] = wait_for(lambda: cases(lab, "--open"), 20, "the case opened with no view running")
+    wait_for(lambda: home.depth() == 0, 20, "every event acknowledged with no view running")
+    assert case["alarms"] == ids[:1]
+    again = lab.watch()
+    assert ids[0] not in again.ids()  # a view shows what happens from now on, and the open case
+
+
+def test_rejected_messages_reach_a_view_as_a_summary_never_line_by_line(staffed):
+    from tests.support.lab import RawCenter
+
+    lab, home = staffed
+    watch = lab.watch()
+    raw = RawCenter(lab)
+    for i in range(300):
+        raw.client.publish(f"trygg/v1/{home.id}/up/event", os.urandom(200), qos=1)
+    home.simulate("alarm", kind="fall")
+    watch.wait_case(lambda c: c["change"] == "opened")
+    time.sleep(1)
+    lines = [o for o in watch.other if o.get("type") == "rejected"]
+    assert len(lines) <= 1, lines  # the summary comes once a minute; the log has the first reason at once
+    service_log = watch.log.with_suffix(".service.log").read_text()
+    assert service_log.count("rejected a message from") == 1
+
+
+def test_the_service_notifies_ready_and_feeds_the_watchdog(lab, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.5)
+    proc = subprocess.Popen([*TRYGG, "center", "run", "--config", str(lab.center_config)],
+                            env={**ENV, "NOTIFY_SOCKET": path}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not ({"READY=1", "WATCHDOG=1"} <= set(seen)):
+            try:
+                seen += sock.recv(4096).decode().splitlines()
+            except socket.timeout:
+                pass
+        assert "READY=1" in seen and "WATCHDOG=1" in seen, seen
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
