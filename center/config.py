@@ -27,6 +27,7 @@ class CenterSection(_Section):
     silent_after_heartbeats: float = Field(default=3.0, ge=1.5, le=100)
     shared_group: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,64}$")  # several receivers share events
     session_expiry_s: int = Field(default=86400, ge=0, le=30 * 86400)  # broker keeps our queue while we restart
+    rejected_summary_s: float = Field(default=60.0, ge=1, le=3600)  # rejected messages: one summary per home per period
 
 
 class RoundsConfig(_Section):

@@ -36,7 +36,6 @@ from .store import EventStore
 log = logging.getLogger(__name__)
 CASES_CONTEXT = "trygg-center/v1/"
 TICK_S = 1.0
-SUMMARY_EVERY_S = 60.0
 
 
 def case_desk(cfg: CenterConfig, store: EventStore, keys=None) -> CaseDesk:
@@ -132,7 +131,7 @@ class Service:
                 ready = True
                 sdnotify.notify(f"READY=1\nSTATUS=receiving from {self.cfg.broker.host}:{self.cfg.broker.port}")
             self._tick(connected)
-            if time.monotonic() - last_summary >= SUMMARY_EVERY_S:
+            if time.monotonic() - last_summary >= self.cfg.center.rejected_summary_s:
                 last_summary = time.monotonic()
                 self._summarize()
             sdnotify.notify("WATCHDOG=1")

@@ -13,7 +13,7 @@ from base.keys import Identity, load_private, load_public
 from protocol import envelope, topics
 from protocol.ids import new_id
 from protocol.messages import AckMessage, encode
-from tests.support.lab import Lab, wait_for
+from tests.support.lab import edit_toml, Lab, wait_for
 from tests.support.netproxy import TcpProxy
 
 FAST = {"outbox": {"resend_after_s": 1.0}, "uplink": {"backoff_min_s": 0.1, "backoff_max_s": 0.5}}
@@ -151,6 +151,9 @@ def _center_client(lab, broker):
 
 
 def test_receiver_reports_and_skips_garbage_tampered_and_foreign_messages(lab, broker):
+    """Each is rejected and counted; staff views get one summary per home per period, the
+    service's log the first reason at once: never a line per message."""
+    edit_toml(lab.center_config, {"center": {"rejected_summary_s": 2}})
     watch = lab.watch()
     home = lab.home("hem-hostile").start()
     [first] = home.simulate("alarm")
@@ -177,8 +180,11 @@ def test_receiver_reports_and_skips_garbage_tampered_and_foreign_messages(lab, b
     try:
         for topic, payload in hostile:
             attacker.publish(topic, payload, qos=1).wait_for_publish(5)
-        wait_for(lambda: len([o for o in watch.other if o.get("type") == "rejected"
-                              and "hem-hostile" in o["topic"]]) >= len(hostile) - 1, 15, "every hostile message reported")
+        def rejected() -> int:
+            return sum(o["count"] for o in watch.other if o.get("type") == "rejected" and o.get("home") == "hem-hostile")
+        wait_for(lambda: rejected() >= len(hostile) - 1, 15, "every hostile message counted in a summary")
+        assert len([o for o in watch.other if o.get("type") == "rejected"]) <= 3
+        assert watch.log.with_suffix(".service.log").read_text().count("rejected a message from hem-hostile") <= 3
         # the real alarm still arrives afterwards, and the receiver is still alive
         [after] = home.simulate("alarm", kind="help")
         watch.wait_ids([after])
