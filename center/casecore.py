@@ -66,7 +66,7 @@ def tell_resident(cfg, desk, case: Case, identity, timeout: float) -> None:
     except NoAnswer as exc:
         verdict = {"outcome": "no_answer", "reason": str(exc), "staff": identity.name}
     desk.record_help_coming(case.id, verdict, SystemClock().time())
-    what = ", ".join(f"{k}={verdict[k]}" for k in ("led", "spoken", "reason") if verdict.get(k) is not None)
+    what = ", ".join(f"{k}={verdict[k]}" for k in ("led", "spoken", "reason") if verdict.get(k) not in (None, ""))
     line = f"{words['help_coming']}: {str(verdict['outcome']).upper()}" + (f" ({what})" if what else "")
     click.echo(line, err=verdict["outcome"] != "done")
 

@@ -52,11 +52,13 @@ def fleet_rows(cfg, desk, now: float) -> list[dict]:
     for home in sorted(set(homes.keys) | set(states)):
         state = states.get(home)
         report = open_report(cfg, homes, home, state.report if state else None) or {}
-        cert = report.get("cert_not_after")
+        cert = report.get("cert_expires")
         cert_days = None
         if cert:
             cert_days = int((datetime.fromisoformat(cert.replace("Z", "+00:00")).timestamp() - now) // 86400)
         faults = list(report.get("faults") or []) + [f"driver {d} not running" for d in report.get("drivers_down") or []]
+        if report.get("under_voltage") or report.get("under_voltage_seen"):
+            faults.append("under-voltage (power supply)")
         if state and state.storage and state.storage != "ok":
             faults.append(f"storage {state.storage}")
         case = open_cases.get(home)
@@ -66,7 +68,7 @@ def fleet_rows(cfg, desk, now: float) -> list[dict]:
             "since": _iso(state.since) if state else None,
             "last_heard": _iso(state.last_heard) if state else None,
             "version": report.get("version"),
-            "backlog": report.get("backlog"),
+            "backlog": _backlog(report.get("outbox")),
             "unacked_alarms": report.get("unacked_alarms"),
             "faults": faults,
             "cert_days_left": cert_days,
@@ -75,6 +77,14 @@ def fleet_rows(cfg, desk, now: float) -> list[dict]:
             "report_time": _iso(state.report_at) if state else None,
         })
     return sorted(rows, key=_attention)
+
+
+def _backlog(outbox: dict | None) -> dict | None:
+    """Per class, what waits in the home's outbox and how old the oldest is (seconds)."""
+    if not outbox:
+        return None
+    return {cls: {"depth": (v or {}).get("depth"), "oldest_age_s": (v or {}).get("oldest_age_s")}
+            for cls, v in outbox.items()}
 
 
 def _attention(row: dict) -> tuple:

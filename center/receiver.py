@@ -333,6 +333,8 @@ class Receiver:
             heard = None
         if self.store.set_presence(home, status.state, now, status.heartbeat_s, heard):
             self._show(self.sink.presence, home, status.state)
+        if status.report:  # sealed by the device; opened only to show it (fleet.py)
+            self.store.set_report(home, status.report.encode(), now)
         if status.storage is not None and self.store.set_storage(home, status.storage, status.free_bytes, now):
             self._show(self.sink.storage, home, status.storage, status.free_bytes)
 

@@ -22,6 +22,7 @@ home's keys, the broker's files. The story it plays:
 Set DEMO_SECONDS=0 to keep it running until Ctrl-C afterwards.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -81,9 +82,13 @@ def main() -> None:
 
     procs = []
     try:
-        say("night-staff console (trygg center watch) - events appear below as they are verified")
+        say("the receiving service (trygg center run; its log in demo/center.log)")
+        center_log = open(WORK / "center.log", "w")
+        procs.append(subprocess.Popen([*TRYGG, "center", "run", "--config", center_cfg], stdout=center_log,
+                                      stderr=center_log))
+        say("night-staff console (trygg center watch) - cases, homes and events as they are recorded")
         procs.append(subprocess.Popen([*TRYGG, "center", "watch", "--config", center_cfg]))
-        time.sleep(1.0)
+        time.sleep(2.0)
         home_log = open(WORK / "home.log", "w")
         say("the home: trygg run --simulate (a compressed night, 22:00-07:30 at 900x; log in demo/home.log)")
         procs.append(subprocess.Popen([*TRYGG, "run", "--simulate", "--config", home_cfg], stdout=home_log, stderr=home_log))
@@ -94,8 +99,21 @@ def main() -> None:
         print((refused.stdout + refused.stderr).strip())
         if refused.returncode != 4:  # 4 = refused by the device; anything else means the demo is wrong
             sys.exit(f"expected the device to refuse anna's unlock (exit 4), got exit {refused.returncode}")
+        say("trygg center cases --open: the fall is an alarm case")
+        opened = json.loads(trygg("center", "cases", "--open", "--json", "--config", center_cfg))
+        if not opened:
+            sys.exit("expected the simulated fall to open a case")
+        case = opened[0]["id"]
+        print(trygg("center", "cases", "--open", "--config", center_cfg))
+        say(f"anna takes it: trygg center accept {case[-8:]} --as anna (the wrist button's light: help is coming)")
+        print(trygg("center", "accept", case[-8:], "--as", "anna", "--config", center_cfg, check=False))
         say("nurse: trygg center unlock hem-0042 --as berit (allowed: a nurse may always unlock)")
         print(trygg("center", "unlock", HOME, "--as", "berit", "--config", center_cfg))
+        say("anna: on site, then closes the case with an outcome")
+        print(trygg("center", "on-site", case[-8:], "--as", "anna", "--config", center_cfg))
+        print(trygg("center", "close", case[-8:], "--as", "anna", "--outcome", "helped", "--note",
+                    "låg på golvet, ingen skada", "--config", center_cfg))
+        print(trygg("center", "case", case[-8:], "--config", center_cfg))
         say("night staff: trygg center lookin hem-0042 --as anna --out demo/lookin.jpg (blurred, sealed to anna)")
         print(trygg("center", "lookin", HOME, "--as", "anna", "--out", str(WORK / "lookin.jpg"), "--config", center_cfg))
         time.sleep(2)

@@ -155,3 +155,25 @@ def test_the_service_notifies_ready_and_feeds_the_watchdog(lab, tmp_path):
         if proc.poll() is None:
             proc.kill()
         sock.close()
+
+
+def test_homes_shows_every_home_at_a_glance_those_needing_someone_first(staffed):
+    lab, home = staffed
+    lab.home("hem-never")  # enrolled, never started
+    lab.watch()
+    home.simulate("alarm", kind="fall")
+
+    def rows():
+        found = json.loads(center(lab, "homes", "--json").stdout)
+        ours = {r["home"]: r for r in found}
+        return found if ours.get(home.id, {}).get("version") and ours[home.id]["open_case"] else None
+    found = wait_for(rows, 30, "the home's fleet report and open case")
+    by_home = {r["home"]: r for r in found}
+    ours, never = by_home[home.id], by_home["hem-never"]
+    assert (never["presence"], ours["presence"]) == ("never", "online")
+    assert 0 <= ours["cert_days_left"] <= 30  # the lab issues 30-day certificates
+    assert set(ours["backlog"]) == {"alarm", "event", "telemetry"} and ours["faults"] == []
+    assert [r["home"] for r in found].index(home.id) < len(found)  # a home with an open case is listed
+    assert all(r["open_case"] or r["presence"] != "online" for r in found[:2])  # needing a person first
+    readable = center(lab, "homes").stdout
+    assert "aldrig hörts av" in readable and home.id in readable
