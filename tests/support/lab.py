@@ -249,8 +249,9 @@ class Lab:
         trygg("staff", "add", name, "--key", pub, "--role", role, "--config", home.config)
         return load_private(pub[: -len(".pub")] + ".key")
 
-    def watch(self) -> Watch:
-        watch = Watch(self.center_config, self.root / f"watch-{len(self.watches)}.log").start()
+    def watch(self, config: Path | None = None) -> Watch:
+        """A receiving service and a view on it; another receiver of the same center with config."""
+        watch = Watch(config or self.center_config, self.root / f"watch-{len(self.watches)}.log").start()
         self.watches.append(watch)
         return watch
 
