@@ -147,6 +147,9 @@ class OpenFaults:
 
 
 # -- the report ---------------------------------------------------------------------------------
+REPORT_EVERY_S = 900.0  # a report at least this often, even when nothing changed
+
+
 class FleetReporter:
     """Collects and seals this home's fleet report; everything it reads is injected."""
 
@@ -159,6 +162,8 @@ class FleetReporter:
         self._vcgencmd_bits: int | None = None
         self._failing: set[str] = set()  # fields whose failure was logged; quiet until they work again
         self._refused: set[str] = set()  # fields once refused by the model's bounds (logged once)
+        self._last_key: tuple | None = None  # what the last report sent said, in what matters
+        self._last_sent = -1e18
         self.version: str | None = None
         self.cert_expires: datetime | None = None
         self.reload()
@@ -197,9 +202,20 @@ class FleetReporter:
         return self._validated(fields)
 
     def sealed(self) -> str | None:
-        """The sealed report for the status's `report` field; None (logged) when it cannot be made."""
+        """The sealed report for the status's `report` field, when it is due: at the first
+        heartbeat, when something a technician acts on changed (faults, drivers down, alarms
+        unacknowledged, power, version), and at least every REPORT_EVERY_S. Otherwise None, so a
+        quiet home's heartbeat stays small (a report is about 1.4 KB on the link). None (logged)
+        also when it cannot be made."""
         try:
-            text = seal_report(self.collect(), topics.status(self.home), self.sign, self.center())
+            report = self.collect()
+            key = (report.faults, report.drivers_down, bool(report.unacked_alarms), report.under_voltage,
+                   report.version)
+            now = self.clock.monotonic()
+            if key == self._last_key and now - self._last_sent < REPORT_EVERY_S:
+                return None
+            text = seal_report(report, topics.status(self.home), self.sign, self.center())
+            self._last_key, self._last_sent = key, now
         except Exception:  # the heartbeat goes out without a report
             if "report" not in self._failing:  # once, with the traceback, until it works again
                 self._failing.add("report")

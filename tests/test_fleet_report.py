@@ -306,6 +306,16 @@ def test_no_report_rather_than_no_heartbeat_when_it_cannot_be_sealed(reporter, c
     assert "heartbeat goes without it" in caplog.text
 
 
+def test_a_report_goes_when_it_matters_and_at_least_every_fifteen_minutes(reporter, keys):
+    assert reporter.sealed() is not None  # the first heartbeat
+    assert reporter.sealed() is None  # nothing changed: the heartbeat stays small
+    reporter.faults.note(Event("event", "fault", {"component": "mat:bedroom"}))
+    assert opened(keys, reporter.sealed()).faults == ["camera", "mat:bedroom"]  # a new fault: at once
+    assert reporter.sealed() is None
+    reporter.clock.advance(fleetreport.REPORT_EVERY_S)
+    assert reporter.sealed() is not None
+
+
 # -- the real heartbeat ----------------------------------------------------------------------------
 def test_a_real_heartbeat_carries_a_report_the_center_opens(lab, run_daemon):
     home = lab.home("hem-fleet")
