@@ -34,7 +34,7 @@ SIMULATED_HOME = {
         "bed": {"mode": "bed", "pressure": {"pin": 5}, "supervision": {"pin": 6}},
         "bedside": {"mode": "floor", "pressure": {"pin": 12}, "supervision": {"pin": 13}},
     },
-    "buttons": {"wrist": {"input": {"pin": 16}, "led": {"pin": 7}}},
+    "buttons": {"wrist": {"input": {"pin": 16}, "led": {"pin": 14}}},
     "motion": {"hall": {"input": {"pin": 26}}},
     "dispensers": {"kitchen": {"doses": [{"time": "08:00"}, {"time": "13:00"}, {"time": "22:00"}],
                                "dispense": {"pin": 18}, "reminder": {"pin": 19}, "taken": {"pin": 20},

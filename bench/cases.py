@@ -37,7 +37,7 @@ def main() -> None:
             lab = Lab(root, pki, broker.port)
             try:
                 home = lab.home("hem-bench-case", help_coming={"speaker": "none"},
-                                buttons={"wrist": {"input": {"pin": 16}, "led": {"pin": 7}}})
+                                buttons={"wrist": {"input": {"pin": 16}, "led": {"pin": 14}}})
                 pub = trygg("center", "staff-key", "berit", "--config", lab.center_config).stdout.strip()
                 trygg("staff", "add", "berit", "--key", pub, "--role", "nurse", "--config", home.config)
                 watch = lab.watch()
