@@ -236,3 +236,51 @@ def test_schema_migrations_run_once_even_when_two_receivers_start_together(store
     for t in threads:
         t.join()
     assert len(results) == 3 and all(r == results[0] for r in results) and len(results[0]) >= 2
+
+
+def test_listing_resolving_and_the_json_a_script_reads(store):
+    receive(store, event("hem-1", "fall"), at=T0)
+    receive(store, event("hem-2", "help"), at=T0 + 3600)
+    desk = desk_on(store)
+    old = next(c for c in desk.listing() if c.home == "hem-1")
+    act(desk, "anna", old.id, "close", T0 + 100, outcome="helped")
+    assert [c.home for c in desk.listing()] == ["hem-2", "hem-1"]  # open first
+    assert [c.home for c in desk.listing(open_only=True)] == ["hem-2"]
+    assert [c.home for c in desk.listing(since=T0 + 1800)] == ["hem-2"]
+    assert desk.open_case_of("hem-1") is None and desk.open_case_of("hem-2").kinds == ["help"]
+    assert desk.resolve(old.id[-8:].upper()) == old.id
+    with pytest.raises(CaseError, match="last 6 or more"):
+        desk.resolve("abc")
+    with pytest.raises(CaseError, match="no case 'ffffffffffff'"):
+        desk.resolve("ffffffffffff")
+    out = desk.get(old.id).to_json()
+    assert (out["opened"], out["closed"], out["accepted"]) == ("2025-11-24T16:00:00.000Z", "2025-11-24T16:01:40.000Z",
+                                                               None)
+
+
+def test_the_devices_help_coming_answer_is_kept_once_and_a_missing_one_is_replaced(store):
+    receive(store, event("hem-1", "fall"))
+    desk = desk_on(store)
+    case_id = desk.listing()[0].id
+    act(desk, "anna", case_id, "accept", T0 + 5)
+    desk.record_help_coming(case_id, {"outcome": "no_answer", "reason": "home offline", "staff": "anna"}, T0 + 20)
+    assert desk.get(case_id).help_coming["outcome"] == "no_answer"
+    answer = {"action": "help_coming", "outcome": "done", "staff": "anna", "led": "on", "spoken": True, "x": 1}
+    receive(store, event("hem-1", "command_result", cls="event", body=answer), at=T0 + 30)
+    kept = desk.get(case_id).help_coming
+    assert kept == {"outcome": "done", "led": "on", "spoken": True, "at": "2025-11-24T16:00:30.000Z"}
+    desk.record_help_coming(case_id, {"outcome": "failed", "staff": "anna"}, T0 + 40)  # the same answer, later
+    assert desk.get(case_id).help_coming == kept
+    assert [h["action"] for h in desk.history(case_id)].count("help_coming") == 2
+
+
+def test_forwarding_an_untaken_case_gives_it_to_the_colleague(store):
+    receive(store, event("hem-1", "fall"))
+    desk = desk_on(store)
+    case_id = desk.listing()[0].id
+    case = act(desk, "anna", case_id, "forward", T0 + 10, to="bo")
+    assert (case.state, case.accepted_by, case.accepted) == ("accepted", "bo", T0 + 10)
+    with pytest.raises(CaseError, match="already bo's"):
+        act(desk, "anna", case_id, "forward", T0 + 11, to="bo")
+    case = act(desk, "cilla", case_id, "on_site", T0 + 12)
+    assert (case.state, case.on_site_by, case.accepted_by) == ("on_site", "cilla", "bo")
