@@ -49,6 +49,7 @@ class HomeState:
     report_at: float | None
 
 
+INSERT_CHUNK = 200  # events per INSERT statement (6 parameters each; well under SQLite's limit)
 OnNew = Callable[[object, list[Received]], list[tuple]]  # (tx, new events) -> more feed rows
 
 
@@ -66,11 +67,17 @@ class EventStore:
         are written with them.
         """
         with self.db.tx() as tx:
+            inserted: set[str] = set()
+            for i in range(0, len(batch), INSERT_CHUNK):  # one statement per chunk: one round trip
+                chunk = batch[i : i + INSERT_CHUNK]
+                rows = tx.execute("INSERT INTO events (id, home, class, topic, envelope, received) VALUES "
+                                  + ",".join(["(?,?,?,?,?,?)"] * len(chunk)) + " ON CONFLICT (id) DO NOTHING RETURNING id",
+                                  [v for r in chunk for v in (r.id, r.home, r.cls, r.topic, r.envelope, r.received)])
+                inserted.update(row[0] for row in rows.fetchall())
             new = []
-            for r in batch:
-                tx.execute("INSERT INTO events (id, home, class, topic, envelope, received) VALUES (?,?,?,?,?,?) "
-                           "ON CONFLICT (id) DO NOTHING", (r.id, r.home, r.cls, r.topic, r.envelope, r.received))
-                if tx.rowcount == 1:
+            for r in batch:  # in arrival order, each once (a batch may hold a re-sent copy)
+                if r.id in inserted:
+                    inserted.discard(r.id)
                     new.append(r)
             heard: dict[str, float] = {}
             for r in batch:
