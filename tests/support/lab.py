@@ -251,9 +251,9 @@ class Lab:
 
     def watch(self, config: Path | None = None) -> Watch:
         """A receiving service and a view on it; another receiver of the same center with config."""
-        watch = Watch(config or self.center_config, self.root / f"watch-{len(self.watches)}.log").start()
-        self.watches.append(watch)
-        return watch
+        watch = Watch(config or self.center_config, self.root / f"watch-{len(self.watches)}.log")
+        self.watches.append(watch)  # before it starts: a start that times out leaves nothing running
+        return watch.start()
 
     def close(self) -> None:
         for home in self.homes:
