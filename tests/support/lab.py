@@ -89,7 +89,7 @@ class Watch:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
         threading.Thread(target=self._read, args=(self.view.stdout, self.events), daemon=True).start()
         threading.Thread(target=self._read, args=(self.view.stderr, self.other), daemon=True).start()
-        self.wait_other(lambda o: o.get("type") == "receiver" and o.get("state") == "connected", timeout=30)
+        self.wait_other(lambda o: o.get("type") == "receiver" and o.get("state") == "connected", timeout=60)
         return self
 
     def _read(self, stream, into: list) -> None:
