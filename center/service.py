@@ -114,18 +114,35 @@ class Service:
                 rounds=rounds, cases=case_desk(cfg, store, keys), lane=lane))
 
     def run(self) -> str | None:
-        """Receive until stop(); returns why a lane failed, or None after a clean stop."""
+        """Receive until stop(); returns why a lane failed, or None after a clean stop. The lanes
+        are stopped whatever happens here: a bug in the ticker must not leave them receiving in
+        a process that no longer pets the watchdog or answers SIGTERM."""
         threads = [threading.Thread(target=r.run, name=f"lane-{r.lane}") for r in self.lanes]
         for t in threads:
             t.start()
+        try:
+            return self._supervise(threads)
+        finally:
+            sdnotify.notify("STOPPING=1")
+            for r in self.lanes:
+                r.stop()
+            for t in threads:
+                t.join(30)
+            self._tick(False)
+            for r in self.lanes:
+                r.store.close()
+                if r.rounds is not None:
+                    r.rounds.close()
+            self.ticker_store.close()
+
+    def _supervise(self, threads: list[threading.Thread]) -> str | None:
+        """Tick until stop() or a lane fails: readiness, escalations, summaries, the watchdog."""
         ready = False
         last_summary = time.monotonic()
-        failed = None
         while not self._stop.wait(TICK_S):
             failed = next((r.failed for r in self.lanes if r.failed), None)
             if failed or not all(t.is_alive() for t in threads):
-                failed = failed or "a receiving lane ended"
-                break
+                return failed or "a receiving lane ended"
             connected = all(r.connected.is_set() for r in self.lanes)
             if connected and not ready:
                 ready = True
@@ -135,18 +152,7 @@ class Service:
                 last_summary = time.monotonic()
                 self._summarize()
             sdnotify.notify("WATCHDOG=1")
-        sdnotify.notify("STOPPING=1")
-        for r in self.lanes:
-            r.stop()
-        for t in threads:
-            t.join(30)
-        self._tick(False)
-        for r in self.lanes:
-            r.store.close()
-            if r.rounds is not None:
-                r.rounds.close()
-        self.ticker_store.close()
-        return failed
+        return None
 
     def _tick(self, connected: bool) -> None:
         """Escalations and this receiver's heartbeat; the store may be away (logged, retried)."""
