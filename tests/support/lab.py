@@ -82,13 +82,16 @@ class Watch:
         self.view: subprocess.Popen | None = None
 
     def start(self) -> "Watch":
-        self.proc = subprocess.Popen([*TRYGG, "center", "run", "--config", str(self.config)], stdin=subprocess.DEVNULL,
-                                     stdout=open(self.log.with_suffix(".service.log"), "a"), stderr=subprocess.STDOUT,
-                                     env=ENV)
+        # The view first, and attached (its first line read) before the service starts: what the
+        # service records from a queue waiting at the broker is then a change the view shows.
         self.view = subprocess.Popen([*TRYGG, "center", "watch", "--json", "--config", str(self.config)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
         threading.Thread(target=self._read, args=(self.view.stdout, self.events), daemon=True).start()
         threading.Thread(target=self._read, args=(self.view.stderr, self.other), daemon=True).start()
+        self.wait_other(lambda o: o.get("type") == "receiver", timeout=60)
+        self.proc = subprocess.Popen([*TRYGG, "center", "run", "--config", str(self.config)], stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log.with_suffix(".service.log"), "a"), stderr=subprocess.STDOUT,
+                                     env=ENV)
         self.wait_other(lambda o: o.get("type") == "receiver" and o.get("state") == "connected", timeout=60)
         return self
 
