@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support.lab import ENV, TRYGG, stop_process, trygg, wait_for
+from tests.support.lab import ENV, TRYGG, read_notify, stop_process, trygg, wait_for
 
 
 def center(lab, *args, check: bool = True):
@@ -143,12 +143,7 @@ def test_the_service_notifies_ready_and_feeds_the_watchdog(lab, tmp_path):
                             env={**ENV, "NOTIFY_SOCKET": path}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: list[str] = []
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not ({"READY=1", "WATCHDOG=1"} <= set(seen)):
-            try:
-                seen += sock.recv(4096).decode().splitlines()
-            except socket.timeout:
-                pass
+        read_notify(sock, {"READY=1", "WATCHDOG=1"}, seen)
         assert "READY=1" in seen and "WATCHDOG=1" in seen, seen
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

@@ -5,7 +5,7 @@ import signal
 import socket
 import time
 
-from tests.support.lab import ENV, TRYGG
+from tests.support.lab import ENV, TRYGG, read_notify
 
 
 def test_daemon_notifies_ready_feeds_watchdog_and_says_stopping(lab, tmp_path):
@@ -21,12 +21,7 @@ def test_daemon_notifies_ready_feeds_watchdog_and_says_stopping(lab, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: list[str] = []
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not ({"READY=1", "WATCHDOG=1"} <= set(seen)):
-            try:
-                seen += sock.recv(4096).decode().splitlines()
-            except socket.timeout:
-                pass
+        read_notify(sock, {"READY=1", "WATCHDOG=1"}, seen)
         assert "READY=1" in seen and "WATCHDOG=1" in seen, seen
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0

@@ -56,6 +56,19 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> int | No
     return proc.wait()
 
 
+def read_notify(sock, wanted: set[str], seen: list[str], timeout: float = 20) -> list[str]:
+    """sd_notify lines from a bound datagram socket (0.5 s recv timeout) until all of wanted arrived."""
+    import socket as _socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not wanted <= set(seen):
+        try:
+            seen += sock.recv(4096).decode().splitlines()
+        except _socket.timeout:
+            pass
+    return seen
+
+
 def edit_toml(path: Path, overrides: dict[str, dict]) -> None:
     """Merge overrides into a config file written by trygg init."""
     data = tomllib.loads(path.read_text())
