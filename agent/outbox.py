@@ -31,6 +31,7 @@ from typing import Callable, Iterable
 
 from .diskspace import Reserve, free_bytes
 from base.errors import DiskFullError, StorageError
+from base.sqltx import use_wal
 from protocol.topics import CLASSES
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class _Corrupt(Exception):
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
-    conn.execute("PRAGMA journal_mode=WAL")
+    use_wal(conn, BUSY_TIMEOUT_S)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
     conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")

@@ -34,7 +34,7 @@ from typing import Callable
 from base.errors import StorageError
 from base.keys import Identity, check_database, create_private, open_at_rest, seal_at_rest
 from protocol.kem import KemPublic
-from base.sqltx import immediate
+from base.sqltx import immediate, use_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS staff (
@@ -102,7 +102,7 @@ class TrustDB:
         create_private(self.path)  # created private, never widened; -wal and -shm get its mode
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(self.conn, 10)
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA secure_delete=ON")
             self.conn.executescript(_SCHEMA)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from base.errors import StorageError
 from base.keys import check_database, create_private
-from base.sqltx import immediate
+from base.sqltx import immediate, use_wal
 
 
 BUSY_TIMEOUT_S = 10.0  # SQLite: how long a writer waits for another (the CLI's case action, a view)
@@ -137,7 +137,7 @@ class SqliteDatabase(Database):
         self.path = path
         super().__init__()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._conn, BUSY_TIMEOUT_S)
         self._conn.execute("PRAGMA synchronous=FULL")  # the home deletes what we acknowledge: on disk first
 
     @contextmanager
