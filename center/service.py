@@ -188,6 +188,6 @@ def _open_store(cfg: CenterConfig, stop: threading.Event) -> EventStore:
         except StoreUnavailable as exc:
             if stop.is_set():
                 raise TryggError(f"stopped while waiting for the store: {exc}") from None
-            log.error("waiting for the store: %s (retrying in %.0f s)", exc, delay)
+            log.error("waiting for the store: %s (retrying in %g s)", exc, delay)
             stop.wait(delay)
             delay = min(delay * 2, 30.0)

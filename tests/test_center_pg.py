@@ -9,11 +9,12 @@ missing from the store, since the home deletes it on the ack)."""
 import os
 import shutil
 import signal
+import subprocess
 import time
 
 import psycopg
 
-from tests.support.lab import edit_toml, wait_for
+from tests.support.lab import ENV, TRYGG, edit_toml, wait_for
 
 HOMES, EVENTS, ALARMS = 3, 990, 10  # 3,000 in all
 
@@ -81,3 +82,29 @@ def test_postgresql_stopped_mid_burst_and_started_again_loses_nothing(lab, own_p
     own_pg_server.start()
     check_all_once(url, homes, alarms, events, [])
     assert first.proc.poll() is None and second.proc.poll() is None  # they waited, and went on
+
+
+def test_postgresql_unreachable_at_start_the_service_says_so_retries_and_then_receives(lab, own_pg_server):
+    url = own_pg_server.url(own_pg_server.create_database())
+    edit_toml(lab.center_config, {"store": {"url": url}})
+    own_pg_server.stop()
+    home = lab.home("hem-pg-late", outbox={"resend_after_s": 2}).start()
+    sent = home.simulate("alarm", kind="fall") + home.simulate("event", count=20)
+    log_path = lab.root / "late-service.log"
+    service = subprocess.Popen([*TRYGG, "center", "run", "--config", str(lab.center_config)],
+                               stdin=subprocess.DEVNULL, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=ENV)
+    try:
+        wait_for(lambda: "waiting for the store" in log_path.read_text(), 30, "the service to say the store is away")
+        time.sleep(3)
+        assert service.poll() is None, "it keeps retrying, it does not exit"
+        assert home.depth() >= len(sent), "nothing acknowledged while nothing can be recorded"
+        own_pg_server.start()
+        wait_for(lambda: home.depth() == 0, 90, "the home's outbox to drain once the store is back")
+        with psycopg.connect(url) as conn:
+            ids = {r[0] for r in conn.execute("SELECT id FROM events")}
+            cases = conn.execute("SELECT COUNT(*) FROM cases WHERE home = %s", (home.id,)).fetchone()[0]
+        assert set(sent) <= ids and cases == 1
+        assert "Traceback" not in log_path.read_text()
+    finally:
+        service.terminate()
+        service.wait(30)
