@@ -65,8 +65,13 @@ def find_mosquitto() -> str:
     return found
 
 
-def write_config(workdir: Path, pki: LabPKI, port: int, acl: bool = True, persistence: bool = True) -> Path:
-    """Write `mosquitto.conf` (and `acl`) into workdir for an mTLS listener on 127.0.0.1:port."""
+def write_config(workdir: Path, pki: LabPKI, port: int, acl: bool = True, persistence: bool = True,
+                 max_queued: int | None = None) -> Path:
+    """Write `mosquitto.conf` (and `acl`) into workdir for an mTLS listener on 127.0.0.1:port.
+
+    max_queued: Mosquitto's per-subscriber queue (default 1000, beyond which it drops QoS 1
+    silently); a load generator that does not re-send as homes do needs it larger.
+    """
     workdir = Path(workdir).resolve()
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths = [workdir, pki.ca.resolve(), pki.broker_cert.resolve(), pki.broker_key.resolve()]
@@ -89,6 +94,8 @@ def write_config(workdir: Path, pki: LabPKI, port: int, acl: bool = True, persis
         f"log_dest file {workdir / LOG_NAME}",
         *(f"log_type {t}" for t in LOG_TYPES),
     ]
+    if max_queued is not None:
+        lines.append(f"max_queued_messages {int(max_queued)}")
     if persistence:
         data = workdir / "data"
         data.mkdir(mode=0o700, exist_ok=True)
@@ -110,12 +117,13 @@ class Broker:
     host = HOST
 
     def __init__(
-        self, workdir: Path, pki: LabPKI, port: int | None = None, acl: bool = True, persistence: bool = True
+        self, workdir: Path, pki: LabPKI, port: int | None = None, acl: bool = True, persistence: bool = True,
+        max_queued: int | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.pki = pki
         self.port = free_port() if port is None else port
-        self.conf = write_config(self.workdir, pki, self.port, acl, persistence)
+        self.conf = write_config(self.workdir, pki, self.port, acl, persistence, max_queued)
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
 
