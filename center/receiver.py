@@ -27,7 +27,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import replace
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import paho.mqtt.client as mqtt
@@ -66,6 +67,14 @@ class Ticks:
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A batch as read from the broker, and its events that opened and verified."""
+
+    batch: list[mqtt.MQTTMessage]
+    accepted: list[tuple[EventMessage, Received]]
 
 
 class OutputFailed(TryggError, RuntimeError):
@@ -180,35 +189,71 @@ class Receiver:
         return up + ([topics.STATUS_WILDCARD] if self.lane != "alarm" else [])
 
     def _session(self, client: mqtt.Client) -> None:
+        """Read, open, record, acknowledge: a pipeline of two batches.
+
+        While one batch is recorded (mostly a wait for the store's commit) on the recorder
+        thread, the next is read and opened here; batches are still recorded and acknowledged
+        one at a time, in order. Measured on the fleet bench: see docs/operations.md.
+        """
+        recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"record-{self.lane}")
+        recording: tuple[Future, _Opened] | None = None
+        opened_next: _Opened | None = None
         try:
             while not self._stop.is_set():
-                ok, _ = mqttconn.pump(client, [], timeout=0.5)
+                full = opened_next is not None and len(self._pending) >= MAX_BATCH
+                if full:  # enough waiting: let the recording finish before reading more
+                    wait([recording[0]], timeout=0.5)
+                ok, _ = mqttconn.pump(client, [], timeout=0 if full else 0.002 if recording else 0.5)
                 # Read everything already waiting before recording: one fsync and one ack per batch.
                 while ok and self._pending and len(self._pending) < MAX_BATCH:
                     before = len(self._pending)
                     ok, _ = mqttconn.pump(client, [], timeout=0)
                     if len(self._pending) == before:
                         break
-                if self._pending:
+                if self._pending and opened_next is None:
                     batch, self._pending = self._pending, []
-                    try:
-                        self.handle(client, batch)
-                    except StoreUnavailable as exc:  # nothing acknowledged: the broker keeps it all
-                        self._store_lost(exc)
-                        self._pending = []
+                    opened_next = self._open_batch(batch)
+                if recording is not None and recording[0].done():
+                    if not self._settle(client, recording, ok):
                         return
+                    recording = None
+                if recording is None and opened_next is not None:
+                    recording = (recorder.submit(self._record, opened_next.accepted), opened_next)
+                    opened_next = None
                 if self.lane != "alarm" and self._ticks.due("silent", 1.0, time.monotonic()):
                     self.mark_silent()
                 if not ok:
                     return
+            if recording is not None:  # stopping: what is recorded is acknowledged first
+                self._settle(client, recording, ok=True)
             client.disconnect()
         finally:
+            recorder.shutdown(wait=True)  # a batch still being recorded is not acknowledged: it comes again
             if self.connected.is_set():
                 self._show(self.sink.link, "disconnected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
             self.connected.clear()
 
+    def _settle(self, client: mqtt.Client, recording: tuple[Future, "_Opened"], ok: bool) -> bool:
+        """A recorded batch is acknowledged (when still connected); False if the store failed it."""
+        try:
+            recording[0].result()
+        except StoreUnavailable as exc:  # nothing acknowledged: the broker keeps it all
+            self._store_lost(exc)
+            self._pending = []
+            return False
+        if ok:
+            self._finish(client, recording[1])
+        return True
+
     # -- message handling ----------------------------------------------------------------
     def handle(self, client: mqtt.Client, batch: list[mqtt.MQTTMessage]) -> None:
+        """One batch at once: open, record, acknowledge (the session pipelines these steps)."""
+        opened = self._open_batch(batch)
+        self._record(opened.accepted)
+        self._finish(client, opened)
+
+    def _open_batch(self, batch: list[mqtt.MQTTMessage]) -> "_Opened":
+        """Open and verify every message; presence is taken in here, rejections reported."""
         accepted: list[tuple[EventMessage, Received]] = []
         self.homes.refresh()
         for message in batch:
@@ -229,17 +274,21 @@ class Receiver:
             except Exception as exc:  # a bug must cost one message, never the receiver
                 log.exception("receiver: unexpected error on %s", message.topic)
                 self._show(self.sink.rejected, message.topic, f"internal error: {type(exc).__name__}: {exc}")
-        if accepted:
-            self._record(accepted)
-        for message in batch:  # PUBACK to the broker only now: recorded, or rejected for good
+        return _Opened(batch, accepted)
+
+    def _finish(self, client: mqtt.Client, opened: "_Opened") -> None:
+        """After the batch is recorded: PUBACK to the broker, the signed acks to the homes."""
+        for message in opened.batch:  # PUBACK to the broker only now: recorded, or rejected for good
             client.ack(message.mid, message.qos)
-        if accepted:
-            self._acknowledge(client, [event for event, _ in accepted])
+        if opened.accepted:
+            self._acknowledge(client, [event for event, _ in opened.accepted])
         marks = self.homes.take_changed_marks()
         if marks:
             self.store.save_replay_marks(marks)
 
     def _record(self, accepted: list[tuple[EventMessage, Received]]) -> None:
+        if not accepted:
+            return
         """Record the batch (new events, their feed rows, their cases: one transaction), then log
         the new ones. Rounds see an event before it is recorded: a crash between means it is
         re-sent and taken in again."""
