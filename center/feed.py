@@ -32,7 +32,7 @@ def append(tx: _Tx, rows: list[tuple[float, str, str | None, str | None]]) -> No
     if not rows:
         return
     tx.lock("feed")
-    tx.executemany("INSERT INTO feed (at, type, home, ref) VALUES (?, ?, ?, ?)", rows)
+    tx.insert_rows("INSERT INTO feed (at, type, home, ref)", rows)
     if tx.dialect == "postgresql":
         tx.execute("NOTIFY trygg_feed")
 

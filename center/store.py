@@ -49,7 +49,6 @@ class HomeState:
     report_at: float | None
 
 
-INSERT_CHUNK = 200  # events per INSERT statement (6 parameters each; well under SQLite's limit)
 OnNew = Callable[[object, list[Received]], list[tuple]]  # (tx, new events) -> more feed rows
 
 
@@ -67,13 +66,10 @@ class EventStore:
         are written with them.
         """
         with self.db.tx() as tx:
-            inserted: set[str] = set()
-            for i in range(0, len(batch), INSERT_CHUNK):  # one statement per chunk: one round trip
-                chunk = batch[i : i + INSERT_CHUNK]
-                rows = tx.execute("INSERT INTO events (id, home, class, topic, envelope, received) VALUES "
-                                  + ",".join(["(?,?,?,?,?,?)"] * len(chunk)) + " ON CONFLICT (id) DO NOTHING RETURNING id",
-                                  [v for r in chunk for v in (r.id, r.home, r.cls, r.topic, r.envelope, r.received)])
-                inserted.update(row[0] for row in rows.fetchall())
+            inserted = {row[0] for row in tx.insert_rows(
+                "INSERT INTO events (id, home, class, topic, envelope, received)",
+                [(r.id, r.home, r.cls, r.topic, r.envelope, r.received) for r in batch],
+                "ON CONFLICT (id) DO NOTHING RETURNING id")}
             new = []
             for r in batch:  # in arrival order, each once (a batch may hold a re-sent copy)
                 if r.id in inserted:
@@ -132,16 +128,16 @@ class EventStore:
 
     def save_replay_marks(self, marks: dict[str, tuple[float, float]]) -> None:
         with self.db.tx() as tx:
-            tx.executemany(
-                "INSERT INTO presence (home, last_online, last_offline) VALUES (?,?,?) ON CONFLICT (home) "
-                "DO UPDATE SET last_online=excluded.last_online, last_offline=excluded.last_offline",
-                [(home, on, off) for home, (on, off) in marks.items()])
+            tx.insert_rows("INSERT INTO presence (home, last_online, last_offline)",
+                           [(home, on, off) for home, (on, off) in marks.items()],
+                           "ON CONFLICT (home) DO UPDATE SET last_online=excluded.last_online, "
+                           "last_offline=excluded.last_offline")
 
     def _heard(self, tx, heard: dict[str, float]) -> None:
         """Hearing from a home (any message) keeps it known; its first event makes it online."""
-        tx.executemany("INSERT INTO homes_state (home, state, since, last_heard) VALUES (?, 'online', ?, ?) "
-                       "ON CONFLICT (home) DO UPDATE SET last_heard = excluded.last_heard",
-                       [(home, at, at) for home, at in sorted(heard.items())])
+        tx.insert_rows("INSERT INTO homes_state (home, state, since, last_heard)",
+                       [(home, "online", at, at) for home, at in sorted(heard.items())],
+                       "ON CONFLICT (home) DO UPDATE SET last_heard = excluded.last_heard")
 
     def set_presence(self, home: str, state: str, now: float, heartbeat_s: float | None,
                      heard: float | None) -> bool:
