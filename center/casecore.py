@@ -87,21 +87,37 @@ def case_line(case: Case, lang: str | None, change: str | None = None) -> str:
             f"{_hhmm(case.opened)}{escalated}{'  FÖRSENAT' if case.overdue and case.state != 'closed' else ''}")
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
 def case_details(case: Case, history: list[dict], lang: str | None) -> str:
+    """What staff read about one case: in their language, local times, no raw field names."""
     w = Words(language(lang))
+    sv = w.lang == "sv"
     times = case.to_json()["response_s"]
     lines = [case_line(case, lang),
-             f"  id {case.id}",
-             f"  larm/alarms: {', '.join(case.alarms) or '–'}",
-             f"  svarstider/response (s): tagit {times['to_accept']}, på plats {times['to_on_site']}, "
-             f"avslutat {times['to_close']}"]
+             f"  {'ärende' if sv else 'case'} {case.id}",
+             f"  {'larm' if sv else 'alarms'}: {', '.join(case.alarms) or '–'}",
+             ("  svarstid: taget efter {}, på plats efter {}, avslutat efter {}" if sv else
+              "  response: taken after {}, on site after {}, closed after {}").format(
+                 *(_duration(times[k]) for k in ("to_accept", "to_on_site", "to_close")))]
     if case.help_coming:
-        lines.append(f"  {w['help_coming']}: {json.dumps(case.help_coming, ensure_ascii=False)}")
+        verdict = case.help_coming
+        lines.append(f"  {w['help_coming']}: {str(verdict.get('outcome')).upper()}"
+                     + (f" ({verdict['reason']})" if verdict.get("reason") else ""))
     if case.note:
-        lines.append(f"  note: {case.note}")
+        lines.append(f"  {'anteckning' if sv else 'note'}: {case.note}")
     for entry in history:
-        who = f" {entry['by']}" if entry.get("by") else ""
-        lines.append(f"  {entry['at']}  {entry['action']}{who}")
+        at = datetime.fromisoformat(entry["at"]).timestamp()
+        change = entry["action"] + (f":{entry['n']}" if entry.get("n") else "")
+        who = f"  {entry['by']}" if entry.get("by") else ""
+        to = f" → {entry['args']['to']}" if isinstance(entry.get("args"), dict) and entry["args"].get("to") else ""
+        called = f"  ({w['on_call_staff']}: {', '.join(entry['to'])})" if entry.get("to") else ""
+        lines.append(f"  {_hhmm(at)}  {w.change(change)}{who}{to}{called}")
     return "\n".join(lines)
 
 

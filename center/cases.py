@@ -340,7 +340,8 @@ class CaseDesk:
                 tx.execute("UPDATE cases SET escalations = ? WHERE id = ? AND escalations < ?", (n, case_id, n))
             if flag == "overdue":
                 tx.execute("UPDATE cases SET overdue = 1 WHERE id = ?", (case_id,))
-            caselog.append(tx, self.sealer, case_id, flag, now, {"by": None, "n": n})
+            called = {"to": list(self.cfg.on_call)} if flag == "on_call" else {}  # who was on call then
+            caselog.append(tx, self.sealer, case_id, flag, now, {"by": None, "n": n, **called})
             feed.append(tx, [(now, "case", home, f"{case_id}|{flag}:{n}")])
         return True
 

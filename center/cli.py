@@ -112,7 +112,8 @@ def watch(ctx, config_path, as_json: bool, show_all: bool, bell: bool, lang) -> 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    View(cfg, Printer(as_json, Words(language(lang)), bell=bell), SystemClock(), show_all).run(stop)
+    View(cfg, Printer(as_json, Words(language(lang)), bell=bell, on_call=cfg.cases.on_call), SystemClock(),
+         show_all).run(stop)
 
 
 # -- staff keys and center key rotation --------------------------------------------------------

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from base import configbase
 from base.configbase import BrokerConfig, LogConfig, _Section
 from base.configpath import CENTER_CONFIG as DEFAULT_CENTER_CONFIG
+from protocol.names import STAFF_NAME_RULE, is_staff_name
 
 
 
@@ -75,6 +76,15 @@ class CasesConfig(_Section):
     escalate_times: int = Field(default=3, ge=0, le=20)
     on_site_within_s: float = Field(default=1800.0, ge=60, le=86400)
     outcomes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_OUTCOMES), min_length=1, max_length=30)
+    on_call: list[str] = Field(default_factory=list, max_length=20)  # named on the TO ON-CALL line
+
+    @field_validator("on_call")
+    @classmethod
+    def _on_call_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not is_staff_name(name):
+                raise ValueError(f"on_call: {name!r} is not a staff name ({STAFF_NAME_RULE})")
+        return names
 
     @field_validator("outcomes")
     @classmethod

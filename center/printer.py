@@ -36,8 +36,9 @@ def _iso(at: float | None) -> str | None:
 
 class Printer:
     def __init__(self, as_json: bool, words: Words, out: TextIO | None = None, err: TextIO | None = None,
-                 color: bool | None = None, bell: bool = False) -> None:
+                 color: bool | None = None, bell: bool = False, on_call: list[str] | tuple = ()) -> None:
         self.as_json = as_json
+        self.on_call = list(on_call)  # who a TO ON-CALL line names ([cases] on_call)
         self.w = words
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -65,14 +66,18 @@ class Printer:
 
     # -- cases -----------------------------------------------------------------------------------
     def case(self, case: Case, change: str) -> None:
+        to_on_call = self.on_call if change.startswith("on_call") else None
         if self.as_json:
-            return self._json(self.out, {"type": "case", "change": change, **case.to_json()})
+            return self._json(self.out, {"type": "case", "change": change, **case.to_json(),
+                                         **({"on_call": to_on_call} if to_on_call is not None else {})})
         kinds = ", ".join(self.w.kind(k) for k in case.kinds)
         who = case.on_site_by if case.state == "on_site" else case.accepted_by
         extra = f"  ({case.outcome})" if case.state == "closed" and case.outcome else ""
         told = ""
         if change == "help_coming" and case.help_coming:
             told = f"  – {self.w['help_coming']}: {case.help_coming.get('outcome')}"
+        if to_on_call:
+            told += f"  – {self.w['on_call_staff']}: {', '.join(to_on_call)}"
         line = (f"{_local(case.updated)}  {self.w.change(change)}  {case.home}  {kinds}  – "
                 f"{self.w.state(case.state, who)}{extra}{told}  [{self.w['case']} {case.id}]")
         self._line(line, change.partition(":")[0] in _LOUD_CHANGES or change == "open_now")

@@ -65,11 +65,11 @@ WORDS = {
     "sv": {"home": "hem", "device_time": "enhetens tid", "unsynced": "enhetens klocka går inte rätt",
            "no_receiver": "INGEN MOTTAGARE IGÅNG – larm tas inte emot just nu",
            "receiver": "mottagare", "rejected": "avvisade meddelanden", "card": "minneskort",
-           "help_coming": "besked till brukaren", "case": "ärende"},
+           "help_coming": "besked till brukaren", "case": "ärende", "on_call_staff": "i beredskap"},
     "en": {"home": "home", "device_time": "device time", "unsynced": "device clock not synchronized",
            "no_receiver": "NO RECEIVER RUNNING – alarms are not being received",
            "receiver": "receiver", "rejected": "rejected messages", "card": "storage card",
-           "help_coming": "resident told", "case": "case"},
+           "help_coming": "resident told", "case": "case", "on_call_staff": "on call"},
 }
 
 

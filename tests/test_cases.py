@@ -22,7 +22,7 @@ T0 = 1_764_000_000.0
 CENTER = Identity.generate("center")
 STAFF = {name: Identity.generate(name) for name in ("anna", "bo", "cilla")}
 CFG = SimpleNamespace(accept_within_s=90.0, escalate_times=3, on_site_within_s=1800.0,
-                      outcomes={"helped": "Hjälpt", "false_alarm": "Falsklarm"})
+                      outcomes={"helped": "Hjälpt", "false_alarm": "Falsklarm"}, on_call=["cilla"])
 
 
 def desk_on(store: EventStore) -> CaseDesk:
@@ -181,6 +181,8 @@ def test_escalations_and_overdue_are_raised_once_each_by_two_receivers_racing(st
     assert [(flag, n) for case, flag, n in raised if case == hem2] == [("overdue", 0)]  # accepted: never escalated
     assert [e["to"] for e in hem1.escalations] == ["shift", "shift", "shift", "on_call", "shift"]
     assert hem1.escalation_count == 3 and hem1.overdue
+    called = [e for e in desks[1].history(hem1.id) if e["action"] == "on_call"]
+    assert [e["to"] for e in called] == [["cilla"]]  # the log keeps who was on call at the time
     for s in stores:
         s.close()
 

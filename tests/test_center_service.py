@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support.lab import ENV, TRYGG, read_notify, stop_process, trygg, wait_for
+from tests.support.lab import ENV, TRYGG, edit_toml, read_notify, stop_process, trygg, wait_for
 
 
 def center(lab, *args, check: bool = True):
@@ -173,3 +173,28 @@ def test_homes_shows_every_home_at_a_glance_those_needing_someone_first(staffed)
     assert all(r["open_case"] or r["presence"] != "online" for r in found[:2])  # needing a person first
     readable = center(lab, "homes").stdout
     assert "aldrig hörts av" in readable and home.id in readable
+
+
+def test_an_untaken_alarm_is_escalated_then_raised_to_the_named_on_call_staff_each_once(staffed):
+    lab, home = staffed
+    edit_toml(lab.center_config, {"cases": {"accept_within_s": 5, "escalate_times": 1, "on_call": ["berit"]}})
+    watch = lab.watch()
+    home.simulate("alarm", kind="fall")
+    opened = watch.wait_case(lambda c: c["change"] == "opened" and c["home"] == home.id)
+    escalated = watch.wait_case(lambda c: c["change"] == "escalated:1", timeout=20)
+    on_call = watch.wait_case(lambda c: c["change"] == "on_call:0", timeout=20)
+    assert escalated["id"] == on_call["id"] == opened["id"] and on_call["on_call"] == ["berit"]
+    assert "on_call" not in escalated  # only the on-call line names who is on call
+    time.sleep(6)  # one more period: nothing is raised twice
+    changes = [c["change"] for c in watch.cases if c["id"] == opened["id"]]
+    assert changes.count("escalated:1") == 1 and changes.count("on_call:0") == 1
+    assert not any(c.startswith("escalated:2") for c in changes)
+    human = center(lab, "case", opened["id"]).stdout
+    assert "ESKALERAT" in human and "TILL BEREDSKAPEN" in human and "i beredskap: berit" in human
+    assert "escalated" not in human and "on_call" not in human  # staff read words, not field names
+
+
+def test_an_on_call_name_that_is_not_a_staff_name_is_refused_in_the_config(lab):
+    edit_toml(lab.center_config, {"cases": {"on_call": ["Berit Berg"]}})
+    failed = center(lab, "cases", check=False)
+    assert failed.returncode != 0 and "on_call" in failed.stderr and "Traceback" not in failed.stderr
