@@ -8,7 +8,17 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test bench clean
 
-setup: system-packages $(VENV)/.installed
+WEB    := center/web
+VENDOR := $(WEB)/static/vendor/preact-htm.js
+
+setup: system-packages $(VENV)/.installed $(VENDOR)
+
+# The console's browser packages: exactly what package-lock.json pins (npm ci), copied next to
+# the page (Preact + htm in one ES module, no build step).
+$(VENDOR): $(WEB)/package.json $(WEB)/package-lock.json
+	npm ci --prefix $(WEB) --no-audit --no-fund --silent
+	mkdir -p $(dir $@)
+	cp $(WEB)/node_modules/htm/preact/standalone.module.js $@
 
 # Mosquitto, espeak-ng and aplay (and venv support) come from the OS packages; installed only when missing.
 system-packages:
@@ -23,6 +33,10 @@ system-packages:
 	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v aplay >/dev/null 2>&1; then \
 	    echo "installing espeak-ng and alsa-utils from the OS packages (the help-coming message)"; \
 	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng alsa-utils >/dev/null; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	    echo "installing chromium and npm from the OS packages (the web console's browser tests and packages)"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium npm >/dev/null; \
 	fi
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
 	    echo "installing python3-venv from the OS packages"; \
@@ -45,4 +59,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .hypothesis
+	rm -rf $(VENV) demo .pytest_cache .hypothesis $(WEB)/node_modules $(WEB)/static/vendor

@@ -389,3 +389,7 @@ def not_seen(ctx, home, as_staff, slot, config_path) -> None:
 from .casecli import register as _register_case_commands  # noqa: E402 (after the group exists)
 
 _register_case_commands(center)
+
+from .webcli import register as _register_web_commands  # noqa: E402
+
+_register_web_commands(center, _center_config)

@@ -99,16 +99,29 @@ class CasesConfig(_Section):
         return outcomes
 
 
+class WebConfig(_Section):
+    """The night staff's web console (`trygg center web`): HTTPS with this certificate and key;
+    plain HTTP only on a loopback address (the demo)."""
+
+    listen: str = Field(default="127.0.0.1:8080", pattern=r"^[0-9A-Za-z.:\[\]-]+:[0-9]{1,5}$")
+    cert: Path | None = None
+    key: Path | None = None
+    secret: Path = Path("web.secret")  # the session cookies' MAC key, made at first start (0600)
+    session_h: float = Field(default=12.0, gt=0, le=24)  # a night shift; then sign in again
+
+
 class CenterConfig(_Section):
     PATH_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
         "broker": ("ca", "cert", "key"),
         "center": ("key", "next_key", "retired_keys", "staff_dir", "homes_dir", "store"),
+        "web": ("cert", "key", "secret"),
     }
     center: CenterSection = CenterSection()
     broker: BrokerConfig
     rounds: RoundsConfig = RoundsConfig()
     store: StoreConfig = StoreConfig()
     cases: CasesConfig = CasesConfig()
+    web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 from base.errors import KeyFileError
 from base.keys import Identity, load_public, write_private, write_public
 from base.provisioning import broker_section, refuse_existing, render_toml, write_config
+from protocol.names import STAFF_NAME_RULE, is_staff_name
 from protocol.topics import check_home_id
 
 from .config import CenterConfig
@@ -50,9 +51,22 @@ def add_home(homes_dir: Path, public_key: Path, force: bool = False) -> Path:
         check_home_id(public.name)
     except ValueError as exc:
         raise KeyFileError(f"{public_key}: {exc}") from None
-    target = Path(homes_dir) / f"{public.name}.pub"
+    return _enroll(homes_dir, public_key, public.name, force)
+
+
+def add_staff(staff_dir: Path, public_key: Path, force: bool = False) -> Path:
+    """Enroll a staff member's public key (made in their browser by the console): their signed
+    case actions and console sign-ins are checked against it; the private key never comes here."""
+    public = load_public(public_key)
+    if not is_staff_name(public.name):
+        raise KeyFileError(f"{public_key}: {public.name!r} is not a staff name ({STAFF_NAME_RULE})")
+    return _enroll(staff_dir, public_key, public.name, force)
+
+
+def _enroll(directory: Path, public_key: Path, name: str, force: bool) -> Path:
+    target = Path(directory) / f"{name}.pub"
     refuse_existing([target], force)
-    Path(homes_dir).mkdir(parents=True, exist_ok=True)
+    Path(directory).mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     shutil.copyfile(public_key, tmp)
     os.replace(tmp, target)  # a rename changes the directory, so a running receiver re-reads it

@@ -1,0 +1,172 @@
+"""The night staff's web console: an ASGI app (Starlette) on the center's store.
+
+It reads cases and homes from the store the receiving service writes, follows the store's
+feed for live changes (Server-Sent Events), and applies case actions that the staff member's
+browser signed with their own key (the same signed statements as `trygg center accept ...`):
+the server checks and records them, it cannot make one. Several instances may run against one
+PostgreSQL store. Everything but the page, its files, its words and sign-in needs a session.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .. import feed, keyring
+from ..cases import CaseDesk, CaseError
+from ..staffsign import SignatureRefused, SignedAction
+from .catalog import catalog, language_of
+from .headers import SecurityHeaders
+from .session import SignInRefused, Sessions
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+COOKIE = "trygg_session"
+FEED_POLL_S = 0.1  # the live stream's look at the store's feed: an alarm is on screen within ~0.1 s
+MAX_BODY = 16_384
+
+
+class Console:
+    """What the routes need: the config, the case desk on the store, the sessions."""
+
+    def __init__(self, cfg, desk: CaseDesk, sessions: Sessions, secure: bool, clock=time.time) -> None:
+        self.cfg = cfg
+        self.desk = desk
+        self.sessions = sessions
+        self.secure = secure
+        self.clock = clock
+
+    def staff_key(self, name: str):
+        return keyring.staff_public(self.cfg, name)
+
+    def member(self, request: Request) -> str:
+        return self.sessions.who(request.cookies.get(COOKIE), self.staff_key)
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _json_body(request: Request) -> dict:
+    """A small JSON object from a same-origin script (the header a form or another site cannot set)."""
+    if request.headers.get("x-trygg") != "1" or not request.headers.get("content-type", "").startswith(
+            "application/json"):
+        raise ValueError("requests must come from the console's own page")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ValueError("request too large")
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+def make_app(console: Console) -> Starlette:
+    def signed_in(handler):
+        async def wrapped(request: Request):
+            try:
+                request.state.member = await run_in_threadpool(console.member, request)
+            except SignInRefused as exc:
+                return _error(str(exc), 401)
+            return await handler(request)
+        return wrapped
+
+    async def page(request: Request):
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    async def words(request: Request):
+        return JSONResponse({**catalog(language_of(request.query_params.get("lang"))),
+                             "outcomes": console.cfg.cases.outcomes})
+
+    async def challenge(request: Request):
+        return JSONResponse({"challenge": console.sessions.challenge()})
+
+    async def sign_in(request: Request):
+        try:
+            data = await _json_body(request)
+            token = await run_in_threadpool(console.sessions.sign_in, str(data.get("statement", "")),
+                                            str(data.get("signature", "")), console.staff_key)
+        except (ValueError, SignInRefused) as exc:
+            log.warning("console sign-in refused from %s: %s", request.client.host if request.client else "?", exc)
+            return _error(str(exc), 401 if isinstance(exc, SignInRefused) else 400)
+        name = json.loads(data["statement"])["name"]
+        log.warning("console sign-in: %s from %s", name, request.client.host if request.client else "?")  # audited
+        response = JSONResponse({"name": name})
+        response.set_cookie(COOKIE, token, max_age=int(console.sessions.lifetime_s), httponly=True,
+                            secure=console.secure, samesite="strict", path="/")
+        return response
+
+    async def sign_out(request: Request):
+        response = JSONResponse({})
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @signed_in
+    async def me(request: Request):
+        return JSONResponse({"name": request.state.member})
+
+    @signed_in
+    async def cases(request: Request):
+        listing = await run_in_threadpool(console.desk.listing, False, console.clock() - 86400)
+        return JSONResponse([c.to_json() for c in listing])
+
+    @signed_in
+    async def homes(request: Request):
+        from ..fleet import fleet_rows
+
+        return JSONResponse(await run_in_threadpool(fleet_rows, console.cfg, console.desk, console.clock()))
+
+    @signed_in
+    async def act(request: Request):
+        try:
+            data = await _json_body(request)
+            signed = SignedAction.from_wire(str(data.get("statement", "")), str(data.get("signature", "")))
+            statement = json.loads(signed.statement)
+            if statement.get("by") != request.state.member:
+                raise SignatureRefused("a case action must be signed by the member signed in here")
+            if statement.get("case") != request.path_params["case_id"]:
+                raise SignatureRefused("the signed case action is for another case")
+            case = await run_in_threadpool(console.desk.act, signed, console.clock())
+        except (ValueError, SignatureRefused, CaseError) as exc:
+            return _error(str(exc))
+        log.info("case %s: %s by %s (signed in the browser)", case.id, statement.get("action"), statement.get("by"))
+        return JSONResponse(case.to_json())
+
+    @signed_in
+    async def live(request: Request):
+        async def changes():
+            seq = await run_in_threadpool(feed.last_seq, console.desk.db)
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                rows = await run_in_threadpool(feed.after, console.desk.db, seq, 200)
+                for row in rows:
+                    seq = row.seq
+                    yield f"data: {json.dumps({'type': row.type, 'home': row.home, 'ref': row.ref})}\n\n"
+                if not rows:
+                    await asyncio.sleep(FEED_POLL_S)
+        return StreamingResponse(changes(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    routes = [
+        Route("/", page),
+        Route("/api/words", words),
+        Route("/api/challenge", challenge),
+        Route("/api/sign-in", sign_in, methods=["POST"]),
+        Route("/api/sign-out", sign_out, methods=["POST"]),
+        Route("/api/me", me),
+        Route("/api/cases", cases),
+        Route("/api/homes", homes),
+        Route("/api/cases/{case_id}/action", act, methods=["POST"]),
+        Route("/api/live", live),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, hsts=console.secure)])

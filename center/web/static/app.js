@@ -1,0 +1,228 @@
+// The night staff's console in the browser. The staff member's keys are made and kept here
+// (WebCrypto, non-extractable, in IndexedDB); sign-in and every case action are signed here, so
+// the server can check them but never make one. Preact + htm (npm, pinned; no build step).
+import { html, render, useState, useEffect, useRef } from "./vendor/preact-htm.js";
+
+// -- keys in this browser ------------------------------------------------------------------------
+const DB = "trygg-console";
+
+function idb(mode, fn) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(DB, 1);
+    open.onupgradeneeded = () => open.result.createObjectStore("keys");
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction("keys", mode);
+      const req = fn(tx.objectStore("keys"));
+      tx.oncomplete = () => resolve(req && req.result);
+      tx.onerror = () => reject(tx.error);
+    };
+  });
+}
+const loadKeys = () => idb("readonly", (s) => s.get("me"));
+const saveKeys = (keys) => idb("readwrite", (s) => s.put(keys, "me"));
+
+const b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)));
+const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
+
+async function makeKeys(name) {
+  const sign = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+  const kem = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+  const signRaw = await crypto.subtle.exportKey("raw", sign.publicKey);
+  const kemRaw = await crypto.subtle.exportKey("raw", kem.publicKey);
+  const pub = { format: "trygg-public-key-v1", name, sign: b64(signRaw), kem: "x25519", kem_public: b64(kemRaw) };
+  const digest = hex(await crypto.subtle.digest("SHA-256", signRaw)).slice(0, 32);
+  const keys = { name, sign, kem, pub, fingerprint: digest.match(/.{4}/g).join(" ") };
+  await saveKeys(keys);
+  return keys;
+}
+
+// The server checks that a statement is canonical JSON (sorted keys, no spaces), as Python's
+// json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False) writes it.
+function canonical(value) {
+  if (Array.isArray(value)) return "[" + value.map(canonical).join(",") + "]";
+  if (value && typeof value === "object") {
+    return "{" + Object.keys(value).sort().map((k) => JSON.stringify(k) + ":" + canonical(value[k])).join(",") + "}";
+  }
+  return JSON.stringify(value);
+}
+
+async function signed(keys, statement) {
+  const text = typeof statement === "string" ? statement : canonical(statement);
+  const sig = await crypto.subtle.sign({ name: "Ed25519" }, keys.sign.privateKey, new TextEncoder().encode(text));
+  return { statement: text, signature: b64(sig) };
+}
+
+// -- the server ------------------------------------------------------------------------------------
+async function api(path, body) {
+  const init = { credentials: "same-origin", headers: {} };
+  if (body !== undefined) {
+    init.method = "POST";
+    init.headers = { "Content-Type": "application/json", "X-Trygg": "1" };
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw Object.assign(new Error(data.error || response.statusText), { status: response.status });
+  return data;
+}
+
+// -- the alert: a tone until someone takes the alarm, and a vibration on phones -----------------------
+const alert = {
+  ctx: null, timer: null,
+  unlock() { this.ctx = this.ctx || new AudioContext(); this.ctx.resume(); },
+  beep() {
+    if (!this.ctx) return;
+    const osc = this.ctx.createOscillator(), gain = this.ctx.createGain();
+    osc.frequency.value = 880; gain.gain.value = 0.25;
+    osc.connect(gain).connect(this.ctx.destination);
+    osc.start(); osc.stop(this.ctx.currentTime + 0.4);
+  },
+  set(on) {
+    document.body.dataset.alerting = on ? "true" : "false";
+    if (on && !this.timer) {
+      this.beep(); navigator.vibrate?.([300, 150, 300]);
+      this.timer = setInterval(() => this.beep(), 1500);
+    } else if (!on && this.timer) { clearInterval(this.timer); this.timer = null; }
+  },
+};
+
+// -- screens ---------------------------------------------------------------------------------------
+const localTime = (iso) => (iso ? new Date(iso).toLocaleTimeString("sv-SE") : "–");
+
+function CaseCard({ c, w, me, keys, outcomes, onDone }) {
+  const [outcome, setOutcome] = useState(Object.keys(outcomes)[0]);
+  const [note, setNote] = useState("");
+  const [error, setError] = useState("");
+  const who = c.state === "on_site" ? c.on_site_by : c.accepted_by;
+  const act = async (action, args = {}) => {
+    setError("");
+    try {
+      const body = await signed(keys, { v: 1, case: c.id, action, by: me, at: Math.floor(Date.now() / 1000), args });
+      await api(`/api/cases/${encodeURIComponent(c.id)}/action`, body);
+      onDone();
+    } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
+  };
+  const kinds = c.kinds.map((k) => w.kinds[k] || k).join(", ");
+  return html`<article class="case ${c.state}" data-case=${c.id} data-state=${c.state}>
+    <h2>${kinds}</h2>
+    <div class="meta">${w.ui.home} ${c.home} · ${w.ui.opened} ${localTime(c.opened)}</div>
+    <div>${(w.states[c.state] || c.state).replace("{who}", who || "?")}</div>
+    ${c.escalations?.length ? html`<div class="flags">${w.ui.escalated} ${c.escalations.filter((e) => e.to === "shift").length}</div>` : ""}
+    ${c.overdue && c.state !== "closed" ? html`<div class="flags">${w.ui.overdue}</div>` : ""}
+    ${c.help_coming ? html`<div>${w.ui.help_coming_told}: ${c.help_coming.outcome}</div>` : ""}
+    <div class="actions">
+      ${c.state === "open" ? html`<button class="alarm" data-action="accept" onClick=${() => act("accept")}>${w.ui.take}</button>` : ""}
+      ${["open", "accepted"].includes(c.state) ? html`<button data-action="on_site" onClick=${() => act("on_site")}>${w.ui.on_site}</button>` : ""}
+    </div>
+    ${["accepted", "on_site"].includes(c.state) ? html`<div class="actions">
+      <div><label>${w.ui.outcome}</label>
+        <select data-field="outcome" value=${outcome} onChange=${(e) => setOutcome(e.target.value)}>
+          ${Object.entries(outcomes).map(([id, label]) => html`<option value=${id}>${label}</option>`)}
+        </select></div>
+      <div><label>${w.ui.note}</label><input data-field="note" value=${note} onInput=${(e) => setNote(e.target.value)} /></div>
+      <button data-action="close" onClick=${() => act("close", note ? { outcome, note } : { outcome })}>${w.ui.close}</button>
+    </div>` : ""}
+    ${error ? html`<p class="error" role="alert">${error}</p>` : ""}
+  </article>`;
+}
+
+function Alarms({ w, me, keys, outcomes, cases, reload }) {
+  const open = cases.filter((c) => c.state !== "closed");
+  const closed = cases.filter((c) => c.state === "closed");
+  return html`<section id="alarms">
+    ${open.length === 0 ? html`<p>${w.ui.no_open_cases}</p>` : ""}
+    ${[...open, ...closed].map((c) => html`<${CaseCard} key=${c.id} c=${c} w=${w} me=${me} keys=${keys} outcomes=${outcomes} onDone=${reload} />`)}
+  </section>`;
+}
+
+function Homes({ w, homes }) {
+  return html`<section id="homes"><table>
+    <thead><tr><th>${w.ui.home}</th><th>${w.ui.presence}</th><th>${w.ui.last_heard}</th><th>${w.ui.open_case}</th>
+      <th>${w.ui.backlog}</th><th>${w.ui.faults}</th><th>${w.ui.cert_days}</th></tr></thead>
+    <tbody>${homes.map((h) => html`<tr data-home=${h.home}>
+      <td>${h.home}</td><td class=${h.presence}>${w.presence[h.presence] || h.presence}</td>
+      <td>${localTime(h.last_heard)}</td><td>${h.open_case ? "●" : ""}</td>
+      <td>${h.backlog?.total ?? "–"}</td><td>${(h.faults || []).length || ""}</td><td>${h.cert_days_left ?? "–"}</td>
+    </tr>`)}</tbody></table></section>`;
+}
+
+function SignIn({ w, keys, setKeys, onSignedIn }) {
+  const [name, setName] = useState(keys?.name || "");
+  const [error, setError] = useState("");
+  const create = async () => {
+    setError("");
+    try { setKeys(await makeKeys(name.trim())); } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
+  };
+  const signIn = async () => {
+    setError(""); alert.unlock();
+    try {
+      const { challenge } = await api("/api/challenge");
+      const body = await signed(keys, { challenge, name: keys.name, purpose: "trygg-console-sign-in" });
+      onSignedIn((await api("/api/sign-in", body)).name);
+    } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
+  };
+  return html`<section id="sign-in">
+    ${keys ? html`
+      <p>${w.ui.fingerprint}: <strong data-field="fingerprint">${keys.fingerprint}</strong></p>
+      <details><summary>${w.ui.key_made}</summary><pre class="pub" data-field="public-key">${JSON.stringify(keys.pub, null, 1)}</pre></details>
+      <button class="primary" data-action="sign-in" onClick=${signIn}>${w.ui.sign_in} (${keys.name})</button>` : html`
+      <p>${w.ui.no_key}</p>
+      <label for="name">${w.ui.your_name}</label>
+      <input id="name" data-field="name" autocomplete="username" value=${name} onInput=${(e) => setName(e.target.value)} />
+      <div class="actions"><button class="primary" data-action="make-key" onClick=${create}>${w.ui.make_key}</button></div>`}
+    ${error ? html`<p class="error" role="alert">${error}</p>` : ""}
+  </section>`;
+}
+
+function App() {
+  const [lang, setLang] = useState(localStorage.getItem("lang") || "sv");
+  const [w, setWords] = useState(null);
+  const [keys, setKeys] = useState(undefined);
+  const [me, setMe] = useState(null);
+  const [tab, setTab] = useState("alarms");
+  const [cases, setCases] = useState([]);
+  const [homes, setHomes] = useState([]);
+  const [live, setLive] = useState(true);
+  const pending = useRef(null);
+
+  useEffect(() => { api(`/api/words?lang=${lang}`).then(setWords); document.documentElement.lang = lang; }, [lang]);
+  useEffect(() => { loadKeys().then((k) => setKeys(k || null)); api("/api/me").then((m) => setMe(m.name), () => setMe(null)); }, []);
+
+  const reload = async () => {
+    try {
+      const [c, h] = await Promise.all([api("/api/cases"), api("/api/homes")]);
+      setCases(c); setHomes(h);
+      alert.set(c.some((x) => x.state === "open"));
+    } catch (e) { if (e.status === 401) setMe(null); }
+  };
+  useEffect(() => {
+    if (!me) return undefined;
+    reload();
+    const source = new EventSource("/api/live");
+    source.onopen = () => setLive(true);
+    source.onerror = () => { setLive(false); api("/api/me").catch((e) => e.status === 401 && setMe(null)); };
+    source.onmessage = () => { clearTimeout(pending.current); pending.current = setTimeout(reload, 30); };
+    return () => { source.close(); alert.set(false); };
+  }, [me]);
+
+  if (!w || keys === undefined) return html`<p>Trygg …</p>`;
+  const other = lang === "sv" ? "en" : "sv";
+  const switchLang = () => { localStorage.setItem("lang", other); setLang(other); };
+  return html`<header>
+      <strong>${w.ui.title}</strong>
+      ${me ? html`<nav>
+        <button aria-pressed=${tab === "alarms"} data-tab="alarms" onClick=${() => setTab("alarms")}>${w.ui.tab_alarms}</button>
+        <button aria-pressed=${tab === "homes"} data-tab="homes" onClick=${() => setTab("homes")}>${w.ui.tab_homes}</button>
+      </nav>` : ""}
+      <span>${me ? html`${w.ui.signed_in_as} <strong data-field="me">${me}</strong> ` : ""}
+        <button data-action="lang" onClick=${switchLang}>${w.ui.lang_other}</button>
+        ${me ? html` <button data-action="sign-out" onClick=${() => api("/api/sign-out", {}).then(() => setMe(null))}>${w.ui.sign_out}</button>` : ""}</span>
+    </header>
+    ${me && !live ? html`<p class="banner" role="alert">${w.ui.live_lost}</p>` : ""}
+    ${!me ? html`<${SignIn} w=${w} keys=${keys} setKeys=${setKeys} onSignedIn=${setMe} />`
+      : tab === "alarms" ? html`<${Alarms} w=${w} me=${me} keys=${keys} outcomes=${w.outcomes} cases=${cases} reload=${reload} />`
+      : html`<${Homes} w=${w} homes=${homes} />`}`;
+}
+
+render(html`<${App} />`, document.getElementById("app"));
