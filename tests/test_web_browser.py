@@ -1,0 +1,136 @@
+"""The web console in a real browser (Debian's Chromium, driven by Playwright), against a real
+broker, the receiving service and a simulated home: the staff member makes her key in the
+browser, is enrolled, signs in, sees a fall arrive with the alert on, takes it and closes it;
+another browser profile cannot act as her; a removed member is out. Screenshots of every
+screen at phone and PC size go to build/screenshots/ (look at them)."""
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.lab import ENV, TRYGG, stop_process, trygg, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+PC, PHONE = {"width": 1366, "height": 768}, {"width": 390, "height": 844}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def console_url(lab):
+    port = free_port()
+    log = open(lab.root / "web.log", "w")
+    proc = subprocess.Popen([*TRYGG, "center", "web", "--listen", f"127.0.0.1:{port}", "--config",
+                             str(lab.center_config)], env=ENV, stdout=log, stderr=subprocess.STDOUT)
+
+    def up() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return proc.poll() is not None
+    wait_for(up, 30, "the console to listen")
+    assert proc.poll() is None, (lab.root / "web.log").read_text()
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs it (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        yield browser
+        browser.close()
+
+
+def make_key_and_enroll(lab, page, url: str, name: str, tmp: Path) -> None:
+    page.goto(url)
+    page.fill("[data-field=name]", name)
+    page.click("[data-action=make-key]")
+    pub = json.loads(page.locator("[data-field=public-key]").text_content())
+    assert pub["name"] == name and pub["format"] == "trygg-public-key-v1"
+    path = tmp / f"{name}.pub"
+    path.write_text(json.dumps(pub))
+    trygg("center", "add-staff", path, "--config", lab.center_config)
+
+
+def shoot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for size_name, size in (("pc", PC), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        page.screenshot(path=str(SHOTS / f"{name}-{size_name}.png"), full_page=True)
+    page.set_viewport_size(PC)
+
+
+def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_key(lab, console_url, browser, tmp_path):
+    home = lab.home("hem-webb").start()
+    lab.watch()
+    context = browser.new_context(viewport=PC)
+    page = context.new_page()
+    make_key_and_enroll(lab, page, console_url, "berit", tmp_path)
+    shoot(page, "sign-in")
+    page.click("[data-action=sign-in]")
+    page.wait_for_selector("[data-field=me]:has-text('berit')")
+    assert page.get_attribute("body", "data-alerting") in (None, "false")
+
+    started = time.monotonic()
+    [fall] = home.simulate("alarm", kind="fall")
+    card = page.wait_for_selector("article.case[data-state=open]", timeout=10_000)
+    shown_s = time.monotonic() - started
+    assert shown_s < 3.0, f"the fall took {shown_s:.2f} s to reach the browser"  # bench/web.py: the figure
+    assert "Fall" in card.inner_text() and home.id in card.inner_text()
+    assert page.get_attribute("body", "data-alerting") == "true"  # the tone plays until someone takes it
+    shoot(page, "alarms-open")
+
+    page.click("article.case[data-state=open] [data-action=accept]")
+    page.wait_for_selector("article.case[data-state=accepted]")
+    assert page.get_attribute("body", "data-alerting") == "false"
+    [case] = json.loads(trygg("center", "cases", "--json", "--config", lab.center_config).stdout)
+    assert (case["accepted_by"], case["alarms"]) == ("berit", [fall])
+    shoot(page, "alarms-accepted")
+
+    page.select_option("article.case[data-state=accepted] [data-field=outcome]", "helped")
+    page.fill("article.case[data-state=accepted] [data-field=note]", "satt på golvet, oskadd")
+    page.click("article.case[data-state=accepted] [data-action=close]")
+    page.wait_for_selector("article.case[data-state=closed]")
+    [case] = json.loads(trygg("center", "cases", "--json", "--config", lab.center_config).stdout)
+    assert (case["state"], case["outcome"], case["note"]) == ("closed", "helped", "satt på golvet, oskadd")
+
+    page.click("[data-tab=homes]")
+    row = page.wait_for_selector(f"tr[data-home={home.id}]")
+    assert "uppkopplat" in row.inner_text()
+    shoot(page, "homes")
+
+    page.click("[data-action=lang]")
+    page.wait_for_selector("[data-tab=alarms]:has-text('Alarms')")
+    assert "uppkopplat" not in page.inner_text("body") and "online" in page.inner_text("body")
+    page.click("[data-tab=alarms]")
+    shoot(page, "alarms-english")
+    page.click("[data-action=lang]")
+
+    # another browser profile: its own key under her name is not hers
+    other = browser.new_context(viewport=PC).new_page()
+    other.goto(console_url)
+    other.fill("[data-field=name]", "berit")
+    other.click("[data-action=make-key]")
+    other.click("[data-action=sign-in]")
+    assert "not signed by berit" in other.wait_for_selector("[role=alert]").inner_text()
+
+    # removed at the center: out at once
+    (lab.root / "center" / "staff" / "berit.pub").unlink()
+    page.reload()
+    page.wait_for_selector("[data-action=sign-in]")
+    context.close()
