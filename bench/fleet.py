@@ -15,12 +15,13 @@ case. Figures:
     its ratio to the crypto ceiling: open + verify per second of the same envelopes on one
     core, measured in this run (target >= 0.8 per receiver core);
   - each receiver's RSS at the end.
-The homes do not process acknowledgements (nothing re-sends). Sizes: FLEET_HOMES (200),
-FLEET_BACKLOG (50), FLEET_RECEIVERS (1); the issue's 2,000 homes need FLEET_HOMES=2000 and a
-machine with the threads for it.
+The homes do not process acknowledgements (nothing re-sends); they are spread over forked
+processes of 250 (paho's select() loop cannot hold more descriptors). Sizes: FLEET_HOMES (200;
+the issue's region is FLEET_HOMES=2000), FLEET_BACKLOG (50), FLEET_RECEIVERS (1).
 """
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -33,10 +34,10 @@ from _common import env_int, header, result, say, temp_root, wait_until
 HOMES = env_int("FLEET_HOMES", 200)
 BACKLOG = env_int("FLEET_BACKLOG", 50)
 RECEIVERS = env_int("FLEET_RECEIVERS", 1)
+HOMES_PER_PROCESS = 250
 
 
 def main() -> None:
-    import paho.mqtt.client as mqtt
     import psycopg
 
     from base.keys import Identity, load_private, write_public
@@ -57,6 +58,8 @@ def main() -> None:
             lab = Lab(root, pki, broker.port)
             procs: list[subprocess.Popen] = []
             clients: list = []
+            workers: list = []
+            stop = None
             try:
                 edit_toml(lab.center_config, {"store": {"url": url}, "center": {"shared_group": "fleet"}})
                 center = load_private(root / "center" / "center.key").public()
@@ -105,18 +108,20 @@ def main() -> None:
                     stop_process(proc)
                 say("  the region reconnects: every home publishes its backlog into the broker's queue ...")
                 host, port = lab.broker.rsplit(":", 1)
-                for name, _key, (cert, tls_key) in homes:
-                    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{name}-fleet", protocol=mqtt.MQTTv5)
-                    c.tls_set(ca_certs=str(pki.ca), certfile=str(cert), keyfile=str(tls_key))
-                    c.max_inflight_messages_set(50)
-                    c.max_queued_messages_set(0)
-                    c.connect(host, int(port))
-                    c.loop_start()
-                    clients.append(c)
-                published = [c.publish(topic, payload, qos=1) for c, backlog in zip(clients, backlogs)
-                             for topic, payload, _ in backlog]
-                for info in published:
-                    info.wait_for_publish(120)
+                connect = (pki.ca, host, int(port))
+                # paho's loop uses select(): its descriptors must stay below 1024, about 300 clients a
+                # process. So the region is split over forked processes of HOMES_PER_PROCESS homes.
+                fork = multiprocessing.get_context("fork")
+                done, stop = fork.Queue(), fork.Event()
+                for first in range(0, HOMES, HOMES_PER_PROCESS):
+                    part = list(zip(homes, backlogs))[first : first + HOMES_PER_PROCESS]
+                    worker = fork.Process(target=region_part, args=(part, connect, done, stop), daemon=True)
+                    worker.start()
+                    workers.append(worker)
+                for _ in workers:
+                    problem = done.get(timeout=600)
+                    if problem:
+                        raise RuntimeError(f"a part of the region could not publish: {problem}")
 
                 view = subprocess.Popen([*TRYGG, "center", "watch", "--json", "--config", str(lab.center_config)],
                                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -135,10 +140,13 @@ def main() -> None:
                 with psycopg.connect(url, autocommit=True) as db:
                     wait_until(lambda: db.execute("SELECT COUNT(*) FROM events").fetchone()[0] >= 200, 120,
                                "the drain to be under way")
-                name, key, _ = homes[HOMES // 2]
+                name, key, (cert, tls_key) = homes[HOMES // 2]
                 topic, payload, fall_id = sealed(name, key, "alarm", "fall")
+                faller = home_client(f"{name}-fall", cert, tls_key, connect)
+                clients.append(faller)
+                wait_until(faller.is_connected, 30, "the falling home to connect")
                 fall_at = time.monotonic()
-                clients[HOMES // 2].publish(topic, payload, qos=1)
+                faller.publish(topic, payload, qos=1)
                 total = HOMES * BACKLOG + 1
                 with psycopg.connect(url, autocommit=True) as db:
                     wait_until(lambda: db.execute("SELECT COUNT(*) FROM events").fetchone()[0] >= total, 600,
@@ -162,6 +170,10 @@ def main() -> None:
                 for i, proc in enumerate(procs[:RECEIVERS]):
                     result("fleet", f"receiver {i} RSS", rss_mib(proc.pid), "MiB", digits=1)
             finally:
+                if stop is not None:
+                    stop.set()
+                for worker in workers:
+                    worker.join(30)
                 for c in clients:
                     c.loop_stop()
                     c.disconnect()
@@ -169,6 +181,42 @@ def main() -> None:
                     stop_process(proc)
                 lab.close()
     say()
+
+
+def home_client(client_id: str, cert, tls_key, connect):
+    import paho.mqtt.client as mqtt
+
+    ca, host, port = connect
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(tls_key))
+    c.max_inflight_messages_set(50)
+    c.max_queued_messages_set(0)
+    c.connect(host, port)
+    c.loop_start()
+    return c
+
+
+def region_part(part, connect, done, stop) -> None:
+    """A forked process: connect its homes (a hundred handshakes at a time), publish their
+    backlogs, report, and stay connected until told to stop."""
+    clients = []
+    try:
+        for (name, _key, (cert, tls_key)), _backlog in part:
+            clients.append(home_client(f"{name}-fleet", cert, tls_key, connect))
+            if len(clients) % 100 == 0:
+                wait_until(lambda: all(c.is_connected() for c in clients[-100:]), 60, "homes to connect")
+        wait_until(lambda: all(c.is_connected() for c in clients), 60, "every home to connect")
+        published = [c.publish(topic, payload, qos=1) for c, (_home, backlog) in zip(clients, part)
+                     for topic, payload, _ in backlog]
+        for info in published:
+            info.wait_for_publish(300)
+        done.put("")
+    except Exception as exc:  # reported to the parent, which stops the run
+        done.put(f"{type(exc).__name__}: {exc}")
+    stop.wait(3600)
+    for c in clients:
+        c.loop_stop()
+        c.disconnect()
 
 
 def crypto_ceiling(backlogs, homes, center_key) -> float:
