@@ -57,8 +57,8 @@ class Answer:
 class Commander:
     """One MQTT session at the center for commands; reusable for many commands to one home."""
 
-    def __init__(self, cfg: CenterConfig, center_keys: list[KemPrivate], staff: Identity, home: PublicIdentity,
-                 clock) -> None:
+    def __init__(self, cfg: CenterConfig, center_keys: list[KemPrivate], staff: Identity | None,
+                 home: PublicIdentity, clock) -> None:
         self.cfg = cfg
         self.center_keys = center_keys
         self.staff = staff
@@ -159,20 +159,30 @@ class Commander:
         return answer
 
     def _send_once(self, action: str, args: dict, timeout: float, lifetime_s: float) -> Answer:
+        cmd = self.prepare(action, args, lifetime_s)
+        topic = topics.command(self.home.name)
+        return self.send_signed(cmd, envelope.sign(encode(cmd), topic, self.staff.sign), timeout)
+
+    def prepare(self, action: str, args: dict, lifetime_s: float = 60.0) -> CommandMessage:
+        """A command to this home, fresh by its current challenge; to be signed by the sender."""
         status = self.status
         if status.state != "online":
             raise NoAnswer(f"{self.home.name} is offline (since {status.time.isoformat(timespec='seconds')}); "
                            "command not sent")
         now = self.clock.now()
-        cmd = CommandMessage(id=new_id(int(now.timestamp() * 1000)), home=self.home.name, action=action, args=args,
-                             issued=now, expires=now + timedelta(seconds=lifetime_s), challenge=status.challenge)
+        return CommandMessage(id=new_id(int(now.timestamp() * 1000)), home=self.home.name, action=action, args=args,
+                              issued=now, expires=now + timedelta(seconds=lifetime_s), challenge=status.challenge)
+
+    def send_signed(self, cmd: CommandMessage, signed: bytes, timeout: float) -> Answer:
+        """Seal a signed command to the home, publish it, wait for the device's signed result.
+        The signature may come from elsewhere (a browser): only the device's verdict counts."""
         topic = topics.command(self.home.name)
-        payload = envelope.seal(encode(cmd), topic, self.staff.sign, self.home.kem)
+        payload = envelope.seal_signed(signed, topic, self.home.kem)
         sent_at = self.clock.time()
         self._client.publish(topic, payload, qos=1)
         self._pump_until(lambda: cmd.id in self._results, timeout,
                          f"no answer from {self.home.name} within {timeout:.0f} s")
-        return Answer(cmd, self._results.pop(cmd.id), sent_at, self.clock.time(), status.clock_synced)
+        return Answer(cmd, self._results.pop(cmd.id), sent_at, self.clock.time(), self.status.clock_synced)
 
     def look_in(self, timeout: float = 30.0) -> tuple[Answer, LookinMessage | None]:
         """Ask for a look-in; the picture comes with a `done` answer, never with any other."""

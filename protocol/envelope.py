@@ -66,8 +66,20 @@ def _signed_bytes(topic: str, body: bytes) -> bytes:
 
 def sign(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey) -> bytes:
     """Signer key id + signature + body, bound to the topic."""
-    sig = signer.sign(_signed_bytes(topic, body))
-    return signer_kid(signer.public_key()) + sig + body
+    return signed_message(signer.public_key(), signer.sign(_signed_bytes(topic, body)), body)
+
+
+def signing_input(topic: str, body: bytes) -> bytes:
+    """What a signer signs: for a key held elsewhere (a staff member's browser), which signs this
+    and hands back only the signature."""
+    return _signed_bytes(topic, body)
+
+
+def signed_message(public: ed25519.Ed25519PublicKey, signature: bytes, body: bytes) -> bytes:
+    """The signed form of body, from a signature made over signing_input(topic, body)."""
+    if len(signature) != SIG_LEN:
+        raise EnvelopeError(f"a signature is {SIG_LEN} bytes, not {len(signature)}")
+    return signer_kid(public) + signature + body
 
 
 def verify(signed: bytes, topic: str, lookup: SignerLookup) -> Opened:
@@ -95,9 +107,14 @@ def seal(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey, recipient: 
     The result is exactly one of padding.SIZES long (EnvelopeError if the message is too large
     for the largest); every sender gets the padding here, none needs to think about it.
     """
+    return seal_signed(sign(body, topic, signer), topic, recipient)
+
+
+def seal_signed(signed: bytes, topic: str, recipient: KemPublic) -> bytes:
+    """Pad and seal an already signed message (sign, or signed_message) to the recipient."""
     header = HEADER.pack(VERSION, recipient.suite_id, recipient.kid)
     info = _SEAL_CTX + topic.encode() + b"\x00" + header
-    plain = padding.pad(sign(body, topic, signer), recipient.suite_id, topic)
+    plain = padding.pad(signed, recipient.suite_id, topic)
     sealed = header + suite(recipient.suite_id).encrypt(plain, recipient.hpke_key, info=info)
     assert len(sealed) == len(plain) + padding.overhead(recipient.suite_id)  # the suites' enc lengths
     return sealed

@@ -56,7 +56,7 @@ def browser():
         browser.close()
 
 
-def make_key_and_enroll(lab, page, url: str, name: str, tmp: Path) -> None:
+def make_key_and_enroll(lab, page, url: str, name: str, tmp: Path, home=None, role: str = "nurse") -> None:
     page.goto(url)
     page.fill("[data-field=name]", name)
     page.click("[data-action=make-key]")
@@ -65,6 +65,23 @@ def make_key_and_enroll(lab, page, url: str, name: str, tmp: Path) -> None:
     path = tmp / f"{name}.pub"
     path.write_text(json.dumps(pub))
     trygg("center", "add-staff", path, "--config", lab.center_config)
+    if home is not None:  # and on the home's device, with a role, as a technician does
+        trygg("staff", "add", name, "--key", path, "--role", role, "--config", home.config)
+
+
+def shown(page, selector: str, timeout_ms: int = 20_000):
+    """The element once shown; on a timeout, the failure says what the page showed instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        return page.wait_for_selector(selector, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{selector} not shown; the page shows:\n{page.inner_text('body')}\n"
+                             f"console: {getattr(page, 'console_lines', [])}") from None
+
+
+def cases(lab) -> list[dict]:
+    return json.loads(trygg("center", "cases", "--json", "--config", lab.center_config).stdout)
 
 
 def shoot(page, name: str) -> None:
@@ -76,11 +93,14 @@ def shoot(page, name: str) -> None:
 
 
 def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_key(lab, console_url, browser, tmp_path):
-    home = lab.home("hem-webb").start()
+    home = lab.home("hem-webb", help_coming={"speaker": "none"},
+                    buttons={"wrist": {"input": {"pin": 16}, "led": {"pin": 14}}}).start()
     lab.watch()
     context = browser.new_context(viewport=PC)
     page = context.new_page()
-    make_key_and_enroll(lab, page, console_url, "berit", tmp_path)
+    page.console_lines = []
+    page.on("console", lambda m: page.console_lines.append(m.text))
+    make_key_and_enroll(lab, page, console_url, "berit", tmp_path, home)
     shoot(page, "sign-in")
     page.click("[data-action=sign-in]")
     page.wait_for_selector("[data-field=me]:has-text('berit')")
@@ -98,15 +118,24 @@ def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_ke
     page.click("article.case[data-state=open] [data-action=accept]")
     page.wait_for_selector("article.case[data-state=accepted]")
     assert page.get_attribute("body", "data-alerting") == "false"
-    [case] = json.loads(trygg("center", "cases", "--json", "--config", lab.center_config).stdout)
-    assert (case["accepted_by"], case["alarms"]) == ("berit", [fall])
+    told = shown(page, "[data-field=verdict]:has-text('Brukaren har fått besked')")
+    assert "bekräftat av hemmets enhet" in told.inner_text()
+    case = wait_for(lambda: next((c for c in cases(lab) if c["help_coming"]), None), 20, "the device's answer in the case")
+    assert (case["accepted_by"], case["alarms"], case["help_coming"]["outcome"]) == ("berit", [fall], "done")
     shoot(page, "alarms-accepted")
 
-    page.select_option("article.case[data-state=accepted] [data-field=outcome]", "helped")
-    page.fill("article.case[data-state=accepted] [data-field=note]", "satt på golvet, oskadd")
-    page.click("article.case[data-state=accepted] [data-action=close]")
+    page.click("article.case[data-state=accepted] [data-action=unlock]")
+    unlocked = shown(page, "[data-field=verdict]:has-text('Dörren är upplåst')")
+    assert "bekräftat av hemmets enhet" in unlocked.inner_text()
+    page.wait_for_selector("article.case[data-state=on_site]")  # her confirmed unlock: she is there
+    assert cases(lab)[0]["on_site_by"] == "berit"
+    shoot(page, "alarms-on-site")
+
+    page.select_option("article.case[data-state=on_site] [data-field=outcome]", "helped")
+    page.fill("article.case[data-state=on_site] [data-field=note]", "satt på golvet, oskadd")
+    page.click("article.case[data-state=on_site] [data-action=close]")
     page.wait_for_selector("article.case[data-state=closed]")
-    [case] = json.loads(trygg("center", "cases", "--json", "--config", lab.center_config).stdout)
+    [case] = cases(lab)
     assert (case["state"], case["outcome"], case["note"]) == ("closed", "helped", "satt på golvet, oskadd")
 
     page.click("[data-tab=homes]")
@@ -134,3 +163,16 @@ def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_ke
     page.reload()
     page.wait_for_selector("[data-action=sign-in]")
     context.close()
+
+
+def test_a_home_that_cannot_say_help_is_coming_is_shown_as_its_devices_refusal(lab, console_url, browser, tmp_path):
+    home = lab.home("hem-utan-lampa").start()  # no light, no speaker: the device refuses help_coming
+    lab.watch()
+    page = browser.new_context(viewport=PC).new_page()
+    make_key_and_enroll(lab, page, console_url, "anna", tmp_path, home, role="night-staff")
+    page.click("[data-action=sign-in]")
+    shown(page, "[data-field=me]:has-text('anna')")
+    home.simulate("alarm", kind="help")
+    shown(page, "article.case[data-state=open] [data-action=accept]").click()
+    refusal = shown(page, "[data-field=verdict]:has-text('Hemmets enhet sa nej')")
+    assert "bekräftat" not in refusal.inner_text()

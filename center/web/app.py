@@ -21,6 +21,8 @@ from starlette.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from base.errors import TryggError
+
 from .. import feed, keyring
 from ..cases import CaseDesk, CaseError
 from ..staffsign import SignatureRefused, SignedAction
@@ -142,6 +144,34 @@ def make_app(console: Console) -> Starlette:
         return JSONResponse(case.to_json())
 
     @signed_in
+    async def prepare_command(request: Request):
+        from .commands import CommandRefused, prepare
+
+        try:
+            data = await _json_body(request)
+            args = data.get("args") or {}
+            if not isinstance(args, dict):
+                raise ValueError("args must be an object")
+            return JSONResponse(await run_in_threadpool(prepare, console.cfg, request.path_params["home"],
+                                                        str(data.get("action", "")), args))
+        except (ValueError, CommandRefused, TryggError) as exc:
+            return _error(str(exc))
+
+    @signed_in
+    async def send_command(request: Request):
+        from .commands import CommandRefused, send
+
+        try:
+            data = await _json_body(request)
+            answer = await run_in_threadpool(send, console.cfg, request.state.member, request.path_params["home"],
+                                             str(data.get("body", "")), str(data.get("signature", "")))
+        except (ValueError, CommandRefused) as exc:
+            return _error(str(exc))
+        log.info("%s to %s by %s (signed in the browser): %s", answer.get("action"), request.path_params["home"],
+                 request.state.member, answer.get("outcome"))
+        return JSONResponse(answer)
+
+    @signed_in
     async def live(request: Request):
         async def changes():
             seq = await run_in_threadpool(feed.last_seq, console.desk.db)
@@ -166,6 +196,8 @@ def make_app(console: Console) -> Starlette:
         Route("/api/cases", cases),
         Route("/api/homes", homes),
         Route("/api/cases/{case_id}/action", act, methods=["POST"]),
+        Route("/api/homes/{home}/command/prepare", prepare_command, methods=["POST"]),
+        Route("/api/homes/{home}/command/send", send_command, methods=["POST"]),
         Route("/api/live", live),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -67,6 +67,24 @@ async function api(path, body) {
   return data;
 }
 
+// A command to a home: the server prepares it (fresh by the home's challenge), this browser signs
+// exactly those bytes, the server seals and sends it and returns the device's signed verdict.
+async function command(keys, home, action, args = {}) {
+  const path = `/api/homes/${encodeURIComponent(home)}/command`;
+  const prepared = await api(`${path}/prepare`, { action, args });
+  const toSign = Uint8Array.from(atob(prepared.to_sign), (c) => c.charCodeAt(0));
+  const sig = await crypto.subtle.sign({ name: "Ed25519" }, keys.sign.privateKey, toSign);
+  return api(`${path}/send`, { body: prepared.body, signature: b64(sig) });
+}
+
+function verdictText(w, answer) {
+  if (answer.outcome === "done") {
+    const time = new Date(answer.answered * 1000).toLocaleTimeString("sv-SE");
+    return (w.ui[`done_${answer.action}`] || answer.action).replace("{time}", time);
+  }
+  return `${w.ui[answer.outcome] || answer.outcome}${answer.reason ? `: ${answer.reason}` : ""}`;
+}
+
 // -- the alert: a tone until someone takes the alarm, and a vibration on phones -----------------------
 const alert = {
   ctx: null, timer: null,
@@ -94,14 +112,24 @@ function CaseCard({ c, w, me, keys, outcomes, onDone }) {
   const [outcome, setOutcome] = useState(Object.keys(outcomes)[0]);
   const [note, setNote] = useState("");
   const [error, setError] = useState("");
+  const [verdict, setVerdict] = useState(null);
   const who = c.state === "on_site" ? c.on_site_by : c.accepted_by;
+  const send = async (action, args = {}) => {
+    const answer = await command(keys, c.home, action, args);
+    setVerdict({ ok: answer.outcome === "done", text: verdictText(w, answer) });
+  };
   const act = async (action, args = {}) => {
     setError("");
     try {
       const body = await signed(keys, { v: 1, case: c.id, action, by: me, at: Math.floor(Date.now() / 1000), args });
       await api(`/api/cases/${encodeURIComponent(c.id)}/action`, body);
       onDone();
+      if (action === "accept") await send("help_coming", { case: c.id });  // the resident is told at once
     } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
+  };
+  const door = async (action) => {
+    setError("");
+    try { await send(action, { lock: "front-door" }); onDone(); } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
   };
   const kinds = c.kinds.map((k) => w.kinds[k] || k).join(", ");
   return html`<article class="case ${c.state}" data-case=${c.id} data-state=${c.state}>
@@ -114,7 +142,11 @@ function CaseCard({ c, w, me, keys, outcomes, onDone }) {
     <div class="actions">
       ${c.state === "open" ? html`<button class="alarm" data-action="accept" onClick=${() => act("accept")}>${w.ui.take}</button>` : ""}
       ${["open", "accepted"].includes(c.state) ? html`<button data-action="on_site" onClick=${() => act("on_site")}>${w.ui.on_site}</button>` : ""}
+      ${["accepted", "on_site"].includes(c.state) && who === me ? html`
+        <button data-action="unlock" onClick=${() => door("unlock")}>${w.ui.unlock}</button>
+        <button data-action="lock" onClick=${() => door("lock")}>${w.ui.lock}</button>` : ""}
     </div>
+    ${verdict ? html`<p class=${verdict.ok ? "verdict" : "error"} data-field="verdict" role="status">${verdict.text}</p>` : ""}
     ${["accepted", "on_site"].includes(c.state) ? html`<div class="actions">
       <div><label>${w.ui.outcome}</label>
         <select data-field="outcome" value=${outcome} onChange=${(e) => setOutcome(e.target.value)}>
