@@ -67,6 +67,7 @@ class Ticks:
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
+RECEIVE_MAXIMUM = 3 * MAX_BATCH  # unacknowledged at once: one batch recording, one opened, one read
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ class Receiver:
             ticker.start()
         try:
             mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
-                                    self._error, self.cfg.center.session_expiry_s, name="receiver")
+                                    self._error, self.cfg.center.session_expiry_s, name="receiver",
+                                    receive_maximum=RECEIVE_MAXIMUM)
         except Exception as exc:  # e.g. the event store cannot be written: stop rather than ack unrecorded
             self.failed = f"{type(exc).__name__}: {exc}"
             log.exception("receiver stopped")
