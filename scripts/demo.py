@@ -88,6 +88,11 @@ def main() -> None:
                                       stderr=center_log))
         say("night-staff console (trygg center watch) - cases, homes and events as they are recorded")
         procs.append(subprocess.Popen([*TRYGG, "center", "watch", "--config", center_cfg]))
+        web = os.environ.get("DEMO_WEB", "127.0.0.1:8080")
+        say(f"the web console (trygg center web) on http://{web}/ - in a browser: create your key, then "
+            f"enroll it: trygg center add-staff NAME.pub --config {center_cfg} (DEMO_SECONDS=0 keeps it running)")
+        procs.append(subprocess.Popen([*TRYGG, "center", "web", "--listen", web, "--config", center_cfg],
+                                      stdout=center_log, stderr=center_log))
         time.sleep(2.0)
         home_log = open(WORK / "home.log", "w")
         say("the home: trygg run --simulate (a compressed night, 22:00-07:30 at 900x; log in demo/home.log)")
