@@ -173,3 +173,4 @@ def test_add_staff_enrolls_a_browser_key_and_refuses_a_bad_name(lab, tmp_path):
 def test_the_console_refuses_plain_http_off_loopback(lab):
     refused = trygg("center", "web", "--listen", "0.0.0.0:8999", "--config", lab.center_config, check=False)
     assert refused.returncode != 0 and "refusing plain HTTP" in refused.stderr
+

@@ -35,6 +35,7 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "trygg_session"
 FEED_POLL_S = 0.1  # the live stream's look at the store's feed: an alarm is on screen within ~0.1 s
 MAX_BODY = 16_384
+MEMBER_RECHECK_S = 5.0  # an open live stream re-checks its member this often
 
 
 class Console:
@@ -176,7 +177,14 @@ def make_app(console: Console) -> Starlette:
         async def changes():
             seq = await run_in_threadpool(feed.last_seq, console.desk.db)
             yield "retry: 2000\n\n"
+            checked = time.monotonic()
             while not await request.is_disconnected():
+                if time.monotonic() - checked > MEMBER_RECHECK_S:  # removed or expired: the stream ends too
+                    checked = time.monotonic()
+                    try:
+                        await run_in_threadpool(console.member, request)
+                    except SignInRefused:
+                        return
                 rows = await run_in_threadpool(feed.after, console.desk.db, seq, 200)
                 for row in rows:
                     seq = row.seq
