@@ -175,3 +175,23 @@ def test_a_home_that_cannot_say_help_is_coming_is_shown_as_its_devices_refusal(l
     shown(page, "article.case[data-state=open] [data-action=accept]").click()
     refusal = shown(page, "[data-field=verdict]:has-text('Hemmets enhet sa nej')")
     assert "bekräftat" not in refusal.inner_text()
+
+
+def test_an_untaken_alarm_is_shown_escalated_and_a_home_gone_offline_as_offline(lab, console_url, browser, tmp_path):
+    from tests.support.lab import edit_toml
+
+    edit_toml(lab.center_config, {"cases": {"accept_within_s": 5, "escalate_times": 1}})
+    home = lab.home("hem-tyst").start()
+    lab.watch()
+    page = browser.new_context(viewport=PHONE).new_page()
+    make_key_and_enroll(lab, page, console_url, "cilla", tmp_path)
+    page.click("[data-action=sign-in]")
+    shown(page, "[data-field=me]:has-text('cilla')")
+    home.simulate("alarm", kind="help")
+    shown(page, "article.case[data-state=open] .flags:has-text('ESKALERAT 1')")
+    assert page.get_attribute("body", "data-alerting") == "true"  # still sounding: nobody took it
+    shoot(page, "alarms-escalated")
+    home.stop()
+    page.click("[data-tab=homes]")
+    shown(page, f"tr[data-home={home.id}] td.offline:has-text('NEDKOPPLAT')")
+    shoot(page, "homes-offline")
