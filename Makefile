@@ -9,16 +9,19 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: setup system-packages demo test bench clean
 
 WEB    := center/web
-VENDOR := $(WEB)/static/vendor/preact-htm.js
+VENDOR := $(WEB)/static/vendor/.built
 
 setup: system-packages $(VENV)/.installed $(VENDOR)
 
-# The console's browser packages: exactly what package-lock.json pins (npm ci), copied next to
-# the page (Preact + htm in one ES module, no build step).
-$(VENDOR): $(WEB)/package.json $(WEB)/package-lock.json
+# The console's browser packages: exactly what package-lock.json pins (npm ci), placed next to
+# the page: Preact + htm as shipped (one ES module), HPKE bundled by esbuild (hpke-entry.js).
+$(VENDOR): $(WEB)/package.json $(WEB)/package-lock.json $(WEB)/hpke-entry.js
 	npm ci --prefix $(WEB) --no-audit --no-fund --silent
 	mkdir -p $(dir $@)
-	cp $(WEB)/node_modules/htm/preact/standalone.module.js $@
+	cp $(WEB)/node_modules/htm/preact/standalone.module.js $(WEB)/static/vendor/preact-htm.js
+	cd $(WEB) && node_modules/.bin/esbuild hpke-entry.js --bundle --format=esm --minify --log-level=warning \
+	    --outfile=static/vendor/hpke.js
+	touch $@
 
 # Mosquitto, espeak-ng and aplay (and venv support) come from the OS packages; installed only when missing.
 system-packages:

@@ -67,6 +67,7 @@ class Commander:
         self.status: StatusMessage | None = None
         self._results: dict[str, dict] = {}
         self._pictures: dict[str, LookinMessage] = {}
+        self.sealed_pictures: list[bytes] = []  # staff is None: pictures as they came, still sealed
         self._subscribed = False
         self._client: mqtt.Client | None = None
 
@@ -129,7 +130,11 @@ class Commander:
             self._results[event.body["command"]] = event.body
 
     def _picture(self, message) -> None:
-        """A look-in picture for us: sealed to our key, signed by the home, answering our command."""
+        """A look-in picture for us: sealed to our key, signed by the home, answering our command.
+        Without a staff key here (the web console) it is kept sealed, for the browser to open."""
+        if self.staff is None:
+            self.sealed_pictures.append(bytes(message.payload))
+            return
         opened = envelope.open_sealed(message.payload, message.topic, [self.staff.kem], self._home_signer)
         picture = decode(opened.body, LookinMessage)
         if picture.home == self.home.name and picture.staff == self.staff.name:
@@ -162,6 +167,11 @@ class Commander:
         cmd = self.prepare(action, args, lifetime_s)
         topic = topics.command(self.home.name)
         return self.send_signed(cmd, envelope.sign(encode(cmd), topic, self.staff.sign), timeout)
+
+    def wait_for_sealed_picture(self) -> None:
+        """After a done look-in sent without a staff key: its sealed picture (or NoAnswer)."""
+        self._pump_until(lambda: self.sealed_pictures, PICTURE_WAIT_S,
+                         f"{self.home.name} reported the look-in done but its picture did not arrive")
 
     def prepare(self, action: str, args: dict, lifetime_s: float = 60.0) -> CommandMessage:
         """A command to this home, fresh by its current challenge; to be signed by the sender."""

@@ -195,3 +195,82 @@ def test_an_untaken_alarm_is_shown_escalated_and_a_home_gone_offline_as_offline(
     page.click("[data-tab=homes]")
     shown(page, f"tr[data-home={home.id}] td.offline:has-text('NEDKOPPLAT')")
     shoot(page, "homes-offline")
+
+
+OPEN_IN_PAGE = """async ([sealed, topic, signRaw]) => {
+  const { openSealed } = await import("/static/envelope.js");
+  const keys = await new Promise((resolve, reject) => {
+    const open = indexedDB.open("trygg-console", 1);
+    open.onsuccess = () => { const get = open.result.transaction("keys").objectStore("keys").get("me");
+                             get.onsuccess = () => resolve(get.result); get.onerror = () => reject(get.error); };
+    open.onerror = () => reject(open.error);
+  });
+  const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  try {
+    return new TextDecoder().decode(await openSealed(bytes(sealed), topic, keys.kem, bytes(signRaw)));
+  } catch (e) { return "refused: " + e.message; }
+}"""
+
+
+def test_the_browser_opens_what_the_python_side_seals_to_its_key_and_nothing_else(lab, console_url, browser):
+    import base64
+
+    from base.keys import Identity, parse_public
+    from protocol import envelope, topics
+
+    page = browser.new_context(viewport=PC).new_page()
+    page.goto(console_url)
+    page.fill("[data-field=name]", "vera")
+    page.click("[data-action=make-key]")
+    staff = parse_public(json.loads(page.locator("[data-field=public-key]").text_content()), "the browser")
+    home = Identity.generate("hem-vektor")
+    topic = topics.lookin("hem-vektor")
+    body = json.dumps({"t": "lookin", "note": "vektor åäö"}, ensure_ascii=False).encode()
+    sealed = envelope.seal(body, topic, home.sign, staff.kem)  # what the device does (cryptography's HPKE)
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    sign_raw = b64(home.sign.public_key().public_bytes_raw())
+    assert page.evaluate(OPEN_IN_PAGE, [b64(sealed), topic, sign_raw]) == body.decode()
+    tampered = bytearray(sealed)
+    tampered[40] ^= 1
+    assert page.evaluate(OPEN_IN_PAGE, [b64(bytes(tampered)), topic, sign_raw]).startswith("refused")
+    other_topic = topics.lookin("hem-annat")
+    assert page.evaluate(OPEN_IN_PAGE, [b64(sealed), other_topic, sign_raw]).startswith("refused")
+    forger = Identity.generate("hem-vektor")  # sealed to her key, but signed by someone else
+    forged = envelope.seal(body, topic, forger.sign, staff.kem)
+    assert "not signed by this home" in page.evaluate(OPEN_IN_PAGE, [b64(forged), topic, sign_raw])
+    to_other = envelope.seal(body, topic, home.sign, Identity.generate("x").kem.public)
+    assert "another key" in page.evaluate(OPEN_IN_PAGE, [b64(to_other), topic, sign_raw])
+
+
+def test_a_look_in_picture_is_opened_in_the_browser_and_kept_nowhere_at_the_center(lab, console_url, browser,
+                                                                                     tmp_path):
+    import base64
+
+    from agent import config as agentcfg
+    from agent.daemon import Daemon
+    from tests.test_lookin_e2e import CAMERA, NtpClock
+
+    home = lab.home("hem-kamera", lookin=CAMERA)
+    page = browser.new_context(viewport=PC).new_page()
+    make_key_and_enroll(lab, page, console_url, "anna", tmp_path, home, role="night-staff")
+    daemon = Daemon(agentcfg.load(home.config), clock=NtpClock())
+    daemon.start()
+    try:
+        wait_for(lambda: daemon.status()["link"] == "connected", 20, "the home to connect")
+        lab.watch()
+        page.click("[data-action=sign-in]")
+        shown(page, "[data-field=me]:has-text('anna')")
+        page.click("[data-tab=homes]")
+        shown(page, f"tr[data-home={home.id}] [data-action=look-in]").click()
+        img = shown(page, "[data-field=lookin] img", timeout_ms=30_000)
+        assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", img)
+        assert "suddad" in page.inner_text("[data-field=lookin]")  # the device blurred it, and says so
+        shoot(page, "lookin")
+        jpeg = base64.b64decode(img.get_attribute("src").split(",", 1)[1])
+        assert jpeg[:3] == b"\xff\xd8\xff"
+        for path in (lab.root).rglob("*"):  # the store, the logs, the configs: no copy of it anywhere
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                data = path.read_bytes()
+                assert jpeg[100:400] not in data and base64.b64encode(jpeg)[:300] not in data, path
+    finally:
+        daemon.stop()

@@ -1,10 +1,11 @@
-"""Commands to a home from the console (unlock, lock, help-coming), signed in the browser.
+"""Commands to a home from the console (unlock, lock, help-coming, look-in), signed in the browser.
 
 prepare() builds the command (fresh by the home's current challenge) and hands the browser the
 exact bytes to sign; send() takes the body back with the signature, checks that the signed-in
 member's enrolled key made it, seals it to the home and waits for the device's signed result.
 The server never holds a staff key: it cannot make a command, only carry one (and the device
-checks the signature, the role and the freshness again, and audits it).
+checks the signature, the role and the freshness again, and audits it). A look-in's picture is
+sealed by the home to the member's browser key: it passes through here sealed, in memory only.
 """
 
 import base64
@@ -19,7 +20,7 @@ from protocol.messages import CommandMessage, decode, encode
 from .. import keyring
 from ..commander import Commander, NoAnswer
 
-WEB_ACTIONS = ("unlock", "lock", "help_coming")
+WEB_ACTIONS = ("unlock", "lock", "help_coming", "lookin")
 ANSWER_WAIT_S = 15.0
 
 
@@ -64,9 +65,18 @@ def send(cfg, member: str, home: str, body_b64: str, signature_b64: str) -> dict
         signed = envelope.signed_message(public.sign, signature, body)
     except Exception:
         raise CommandRefused(f"the command is not signed by {member}'s enrolled key") from None
+    pictures: list[bytes] = []
     try:
         with _commander(cfg, home) as commander:
             answer = commander.send_signed(cmd, signed, ANSWER_WAIT_S)
+            if cmd.action == "lookin" and answer.outcome == "done":
+                commander.wait_for_sealed_picture()
+                pictures = commander.sealed_pictures  # sealed to the member's browser key: opened there only
+            home_sign = commander.home.sign.public_bytes_raw()
     except NoAnswer as exc:
         return {"outcome": "no_answer", "reason": str(exc), "action": cmd.action}
-    return {**answer.to_json(), "action": cmd.action}
+    reply = {**answer.to_json(), "action": cmd.action}
+    if pictures:
+        reply.update(pictures=[base64.b64encode(p).decode() for p in pictures], topic=topics.lookin(home),
+                     home_sign=base64.b64encode(home_sign).decode())
+    return reply

@@ -2,6 +2,7 @@
 // (WebCrypto, non-extractable, in IndexedDB); sign-in and every case action are signed here, so
 // the server can check them but never make one. Preact + htm (npm, pinned; no build step).
 import { html, render, useState, useEffect, useRef } from "./vendor/preact-htm.js";
+import { openSealed } from "./envelope.js";
 
 // -- keys in this browser ------------------------------------------------------------------------
 const DB = "trygg-console";
@@ -77,6 +78,24 @@ async function command(keys, home, action, args = {}) {
   return api(`${path}/send`, { body: prepared.body, signature: b64(sig) });
 }
 
+const fromB64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+// A look-in: the device seals the picture to this browser's own key; it is opened only here.
+async function lookIn(keys, home) {
+  const answer = await command(keys, home, "lookin");
+  if (answer.outcome !== "done") return { answer };
+  for (const sealed of answer.pictures || []) {
+    try {
+      const body = await openSealed(fromB64(sealed), answer.topic, keys.kem, fromB64(answer.home_sign));
+      const picture = JSON.parse(new TextDecoder().decode(body));
+      if (picture.home === home && picture.staff === keys.name && picture.command === answer.command) {
+        return { answer, picture };
+      }
+    } catch (e) { /* another staff member's picture, or not one: skip */ }
+  }
+  return { answer: { ...answer, outcome: "failed", reason: "no picture for this browser's key" } };
+}
+
 function verdictText(w, answer) {
   if (answer.outcome === "done") {
     const time = new Date(answer.answered * 1000).toLocaleTimeString("sv-SE");
@@ -132,7 +151,7 @@ function CaseCard({ c, w, me, keys, outcomes, onDone }) {
     try { await send(action, { lock: "front-door" }); onDone(); } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
   };
   const kinds = c.kinds.map((k) => w.kinds[k] || k).join(", ");
-  return html`<article class="case ${c.state}" data-case=${c.id} data-state=${c.state}>
+  return html`<article class="case ${c.state}" data-case=${c.id} data-state=${c.state} data-alarms=${c.alarms.length}>
     <h2>${kinds}</h2>
     <div class="meta">${w.ui.home} ${c.home} · ${w.ui.opened} ${localTime(c.opened)}</div>
     <div>${(w.states[c.state] || c.state).replace("{who}", who || "?")}</div>
@@ -168,13 +187,30 @@ function Alarms({ w, me, keys, outcomes, cases, reload }) {
   </section>`;
 }
 
-function Homes({ w, homes }) {
-  return html`<section id="homes"><table>
+function Homes({ w, homes, keys }) {
+  const [look, setLook] = useState(null);
+  const [busy, setBusy] = useState("");
+  const lookAt = async (home) => {
+    setBusy(home); setLook(null);
+    try { setLook({ home, ...(await lookIn(keys, home)) }); } catch (e) { setLook({ home, error: e.message }); }
+    setBusy("");
+  };
+  const p = look?.picture;
+  const privacy = p ? w.ui[`privacy_${p.privacy}`] || p.privacy : "";
+  return html`<section id="homes">
+    ${look ? html`<div class="picture" data-field="lookin">
+      ${p ? html`<p>${w.ui.picture.replace("{home}", p.home).replace("{time}", localTime(p.time)).replace("{privacy}", privacy)}</p>
+        ${p.frames.map((f) => html`<img alt=${w.ui.picture.replace("{home}", p.home).replace("{time}", "").replace("{privacy}", privacy)} src=${`data:image/jpeg;base64,${f}`} />`)}`
+      : html`<p class="error" role="alert">${look.error ? `${w.ui.error}: ${look.error}` : verdictText(w, look.answer)}</p>`}
+      <button data-action="close-picture" onClick=${() => setLook(null)}>${w.ui.close_picture}</button>
+    </div>` : ""}
+    <table>
     <thead><tr><th>${w.ui.home}</th><th>${w.ui.presence}</th><th>${w.ui.last_heard}</th><th>${w.ui.open_case}</th>
-      <th>${w.ui.backlog}</th><th>${w.ui.faults}</th><th>${w.ui.cert_days}</th></tr></thead>
+      <th></th><th>${w.ui.backlog}</th><th>${w.ui.faults}</th><th>${w.ui.cert_days}</th></tr></thead>
     <tbody>${homes.map((h) => html`<tr data-home=${h.home}>
       <td>${h.home}</td><td class=${h.presence}>${w.presence[h.presence] || h.presence}</td>
       <td>${localTime(h.last_heard)}</td><td>${h.open_case ? "●" : ""}</td>
+      <td><button data-action="look-in" disabled=${busy === h.home} onClick=${() => lookAt(h.home)}>${w.ui.look_in}</button></td>
       <td>${h.backlog?.total ?? "–"}</td><td>${(h.faults || []).length || ""}</td><td>${h.cert_days_left ?? "–"}</td>
     </tr>`)}</tbody></table></section>`;
 }
@@ -254,7 +290,7 @@ function App() {
     ${me && !live ? html`<p class="banner" role="alert">${w.ui.live_lost}</p>` : ""}
     ${!me ? html`<${SignIn} w=${w} keys=${keys} setKeys=${setKeys} onSignedIn=${setMe} />`
       : tab === "alarms" ? html`<${Alarms} w=${w} me=${me} keys=${keys} outcomes=${w.outcomes} cases=${cases} reload=${reload} />`
-      : html`<${Homes} w=${w} homes=${homes} />`}`;
+      : html`<${Homes} w=${w} homes=${homes} keys=${keys} />`}`;
 }
 
 render(html`<${App} />`, document.getElementById("app"));
