@@ -37,6 +37,8 @@ def register(center: click.Group, load_config) -> None:
 
         from base import logs
 
+        from .atrest import center_keys
+        from .roundsdesk import RoundsDesk
         from .service import case_desk
         from .store import EventStore
         from .web.app import Console, make_app
@@ -53,7 +55,9 @@ def register(center: click.Group, load_config) -> None:
             raise TryggError(f"refusing plain HTTP on {host}: set [web] cert and key (HTTPS), or listen on 127.0.0.1")
         store = EventStore(cfg.store_url)
         sessions = Sessions(load_secret(cfg.web.secret), cfg.web.session_h * 3600)
-        app = make_app(Console(cfg, case_desk(cfg, store), sessions, secure=tls))
+        keys = center_keys(cfg)
+        app = make_app(Console(cfg, case_desk(cfg, store, keys), sessions, secure=tls,
+                               rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s)))
         click.echo(f"console on {'https' if tls else 'http'}://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False,
                     ssl_certfile=str(cfg.web.cert) if tls else None, ssl_keyfile=str(cfg.web.key) if tls else None)

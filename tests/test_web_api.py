@@ -10,6 +10,8 @@ from starlette.testclient import TestClient
 
 from base.keys import Identity, write_public
 from center import config as cfgmod
+from center.atrest import center_keys
+from center.roundsdesk import RoundsDesk
 from center.service import case_desk
 from center.staffsign import SignedAction
 from center.store import EventStore, Received
@@ -41,7 +43,9 @@ def console(lab, tmp_path):
     for member in staff.values():
         write_public(member.public(), cfg.center.staff_dir / f"{member.name}.pub")
     desk = case_desk(cfg, store)
-    app = make_app(Console(cfg, desk, Sessions(b"k" * 32, 3600, clock), secure=False, clock=clock))
+    keys = center_keys(cfg)
+    app = make_app(Console(cfg, desk, Sessions(b"k" * 32, 3600, clock), secure=False, clock=clock,
+                           rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s)))
     with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, staff, desk, store, clock, cfg
     store.close()
@@ -174,3 +178,14 @@ def test_the_console_refuses_plain_http_off_loopback(lab):
     refused = trygg("center", "web", "--listen", "0.0.0.0:8999", "--config", lab.center_config, check=False)
     assert refused.returncode != 0 and "refusing plain HTTP" in refused.stderr
 
+
+
+def test_rounds_answer_tonights_slots_and_refuse_a_bad_verdict_clearly(console):
+    client, staff, *_ = console
+    assert client.post("/api/rounds/hem-web/verdict", headers=HEADERS, json={"verdict": "seen"}).status_code == 401
+    sign_in(client, staff["anna"])
+    assert client.get("/api/rounds").json()["slots"] == []
+    bad = client.post("/api/rounds/hem-web/verdict", headers=HEADERS, json={"verdict": "maybe"})
+    assert bad.status_code == 400 and "seen or not_seen" in bad.json()["error"]
+    unknown = client.post("/api/rounds/hem-nowhere/verdict", headers=HEADERS, json={"verdict": "seen"})
+    assert unknown.status_code == 400 and "not an enrolled home" in unknown.json()["error"]

@@ -242,15 +242,18 @@ def test_the_browser_opens_what_the_python_side_seals_to_its_key_and_nothing_els
     assert "another key" in page.evaluate(OPEN_IN_PAGE, [b64(to_other), topic, sign_raw])
 
 
-def test_a_look_in_picture_is_opened_in_the_browser_and_kept_nowhere_at_the_center(lab, console_url, browser,
-                                                                                     tmp_path):
+def test_a_look_in_round_in_the_browser_the_picture_opened_there_and_kept_nowhere_at_the_center(
+        lab, console_url, browser, tmp_path):
     import base64
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
 
     from agent import config as agentcfg
     from agent.daemon import Daemon
     from tests.test_lookin_e2e import CAMERA, NtpClock
 
-    home = lab.home("hem-kamera", lookin=CAMERA)
+    now = datetime.now(ZoneInfo("Europe/Stockholm")).strftime("%H:%M")  # an agreed look-in due now
+    home = lab.home("hem-kamera", lookin={**CAMERA, "times": [now], "tolerance_s": 900})
     page = browser.new_context(viewport=PC).new_page()
     make_key_and_enroll(lab, page, console_url, "anna", tmp_path, home, role="night-staff")
     daemon = Daemon(agentcfg.load(home.config), clock=NtpClock())
@@ -260,14 +263,23 @@ def test_a_look_in_picture_is_opened_in_the_browser_and_kept_nowhere_at_the_cent
         lab.watch()
         page.click("[data-action=sign-in]")
         shown(page, "[data-field=me]:has-text('anna')")
-        page.click("[data-tab=homes]")
-        shown(page, f"tr[data-home={home.id}] [data-action=look-in]").click()
+        page.click("[data-tab=rounds]")
+        slot = f"tr[data-slot='{home.id} {now}']"
+        shown(page, f"{slot}[data-state=due]", timeout_ms=30_000)
+        shoot(page, "rounds")
+        page.click(f"{slot} [data-action=look-in]")
         img = shown(page, "[data-field=lookin] img", timeout_ms=30_000)
         assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", img)
         assert "suddad" in page.inner_text("[data-field=lookin]")  # the device blurred it, and says so
         shoot(page, "lookin")
         jpeg = base64.b64decode(img.get_attribute("src").split(",", 1)[1])
         assert jpeg[:3] == b"\xff\xd8\xff"
+        page.click(f"{slot} [data-action=seen]")
+        shown(page, f"{slot}[data-state=seen]")
+        assert "sedd" in page.inner_text(slot)
+        rounds = json.loads(trygg("center", "rounds", "--json", "--config", lab.center_config).stdout)
+        [mine] = [s for s in rounds["slots"] if s["home"] == home.id and s["slot"] == now]
+        assert (mine["state"], mine["by"]) == ("seen", "anna")
         for path in (lab.root).rglob("*"):  # the store, the logs, the configs: no copy of it anywhere
             if path.is_file() and path.stat().st_size < 50_000_000:
                 data = path.read_bytes()

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -41,9 +42,11 @@ MEMBER_RECHECK_S = 5.0  # an open live stream re-checks its member this often
 class Console:
     """What the routes need: the config, the case desk on the store, the sessions."""
 
-    def __init__(self, cfg, desk: CaseDesk, sessions: Sessions, secure: bool, clock=time.time) -> None:
+    def __init__(self, cfg, desk: CaseDesk, sessions: Sessions, secure: bool, clock=time.time,
+                 rounds=None) -> None:
         self.cfg = cfg
         self.desk = desk
+        self.rounds = rounds  # () -> a RoundsDesk on the store, fresh (it reads the homes' plans when made)
         self.sessions = sessions
         self.secure = secure
         self.clock = clock
@@ -144,6 +147,38 @@ def make_app(console: Console) -> Starlette:
         log.info("case %s: %s by %s (signed in the browser)", case.id, statement.get("action"), statement.get("by"))
         return JSONResponse(case.to_json())
 
+    def _tonight() -> dict:
+        from protocol.messages import iso
+
+        from ..console import slot_json
+
+        now = datetime.now(timezone.utc)
+        return {"time": iso(now), "slots": [slot_json(s) for s in console.rounds().tonight(now)]}
+
+    @signed_in
+    async def rounds(request: Request):
+        if console.rounds is None:
+            return JSONResponse({"slots": []})
+        return JSONResponse(await run_in_threadpool(_tonight))
+
+    @signed_in
+    async def round_verdict(request: Request):
+        try:
+            data = await _json_body(request)
+            verdict, slot = data.get("verdict"), data.get("slot")
+            if verdict not in ("seen", "not_seen") or (slot is not None and not isinstance(slot, str)):
+                raise ValueError("verdict must be seen or not_seen (and slot HH:MM, if given)")
+            home = request.path_params["home"]
+            if not (console.cfg.center.homes_dir / f"{home}.pub").exists():
+                raise ValueError(f"{home!r} is not an enrolled home")
+            recorded = await run_in_threadpool(console.rounds().record, home, verdict, request.state.member,
+                                               datetime.now(timezone.utc), slot)
+        except (ValueError, TryggError) as exc:
+            return _error(str(exc))
+        from ..console import slot_json
+
+        return JSONResponse(slot_json(recorded))
+
     @signed_in
     async def prepare_command(request: Request):
         from .commands import CommandRefused, prepare
@@ -204,6 +239,8 @@ def make_app(console: Console) -> Starlette:
         Route("/api/cases", cases),
         Route("/api/homes", homes),
         Route("/api/cases/{case_id}/action", act, methods=["POST"]),
+        Route("/api/rounds", rounds),
+        Route("/api/rounds/{home}/verdict", round_verdict, methods=["POST"]),
         Route("/api/homes/{home}/command/prepare", prepare_command, methods=["POST"]),
         Route("/api/homes/{home}/command/send", send_command, methods=["POST"]),
         Route("/api/live", live),

@@ -4,6 +4,10 @@
 import { html, render, useState, useEffect, useRef } from "./vendor/preact-htm.js";
 import { openSealed } from "./envelope.js";
 
+// Times as the homes keep them (Swedish time), whatever zone the phone or PC is set to: an agreed
+// look-in at 23:00 and "look in by 23:15" must read alike.
+const ZONE = "Europe/Stockholm";
+
 // -- keys in this browser ------------------------------------------------------------------------
 const DB = "trygg-console";
 
@@ -98,7 +102,7 @@ async function lookIn(keys, home) {
 
 function verdictText(w, answer) {
   if (answer.outcome === "done") {
-    const time = new Date(answer.answered * 1000).toLocaleTimeString("sv-SE");
+    const time = new Date(answer.answered * 1000).toLocaleTimeString("sv-SE", { timeZone: ZONE });
     return (w.ui[`done_${answer.action}`] || answer.action).replace("{time}", time);
   }
   return `${w.ui[answer.outcome] || answer.outcome}${answer.reason ? `: ${answer.reason}` : ""}`;
@@ -125,7 +129,7 @@ const alert = {
 };
 
 // -- screens ---------------------------------------------------------------------------------------
-const localTime = (iso) => (iso ? new Date(iso).toLocaleTimeString("sv-SE") : "–");
+const localTime = (iso) => (iso ? new Date(iso).toLocaleTimeString("sv-SE", { timeZone: ZONE }) : "–");
 
 function CaseCard({ c, w, me, keys, outcomes, onDone }) {
   const [outcome, setOutcome] = useState(Object.keys(outcomes)[0]);
@@ -187,7 +191,8 @@ function Alarms({ w, me, keys, outcomes, cases, reload }) {
   </section>`;
 }
 
-function Homes({ w, homes, keys }) {
+// One look-in at a time: the button's state and the picture (or why there is none).
+function useLookIn(keys) {
   const [look, setLook] = useState(null);
   const [busy, setBusy] = useState("");
   const lookAt = async (home) => {
@@ -195,15 +200,26 @@ function Homes({ w, homes, keys }) {
     try { setLook({ home, ...(await lookIn(keys, home)) }); } catch (e) { setLook({ home, error: e.message }); }
     setBusy("");
   };
-  const p = look?.picture;
+  return { look, busy, lookAt, close: () => setLook(null) };
+}
+
+function Picture({ w, look, close }) {
+  if (!look) return "";
+  const p = look.picture;
   const privacy = p ? w.ui[`privacy_${p.privacy}`] || p.privacy : "";
+  const caption = p ? w.ui.picture.replace("{home}", p.home).replace("{privacy}", privacy) : "";
+  return html`<div class="picture" data-field="lookin">
+    ${p ? html`<p>${caption.replace("{time}", localTime(p.time))}</p>
+      ${p.frames.map((f) => html`<img alt=${caption.replace("{time}", "")} src=${`data:image/jpeg;base64,${f}`} />`)}`
+    : html`<p class="error" role="alert">${look.error ? `${w.ui.error}: ${look.error}` : verdictText(w, look.answer)}</p>`}
+    <button data-action="close-picture" onClick=${close}>${w.ui.close_picture}</button>
+  </div>`;
+}
+
+function Homes({ w, homes, keys }) {
+  const { look, busy, lookAt, close } = useLookIn(keys);
   return html`<section id="homes">
-    ${look ? html`<div class="picture" data-field="lookin">
-      ${p ? html`<p>${w.ui.picture.replace("{home}", p.home).replace("{time}", localTime(p.time)).replace("{privacy}", privacy)}</p>
-        ${p.frames.map((f) => html`<img alt=${w.ui.picture.replace("{home}", p.home).replace("{time}", "").replace("{privacy}", privacy)} src=${`data:image/jpeg;base64,${f}`} />`)}`
-      : html`<p class="error" role="alert">${look.error ? `${w.ui.error}: ${look.error}` : verdictText(w, look.answer)}</p>`}
-      <button data-action="close-picture" onClick=${() => setLook(null)}>${w.ui.close_picture}</button>
-    </div>` : ""}
+    <${Picture} w=${w} look=${look} close=${close} />
     <table>
     <thead><tr><th>${w.ui.home}</th><th>${w.ui.presence}</th><th>${w.ui.last_heard}</th><th>${w.ui.open_case}</th>
       <th></th><th>${w.ui.backlog}</th><th>${w.ui.faults}</th><th>${w.ui.cert_days}</th></tr></thead>
@@ -212,6 +228,35 @@ function Homes({ w, homes, keys }) {
       <td>${localTime(h.last_heard)}</td><td>${h.open_case ? "●" : ""}</td>
       <td><button data-action="look-in" disabled=${busy === h.home} onClick=${() => lookAt(h.home)}>${w.ui.look_in}</button></td>
       <td>${h.backlog?.total ?? "–"}</td><td>${(h.faults || []).length || ""}</td><td>${h.cert_days_left ?? "–"}</td>
+    </tr>`)}</tbody></table></section>`;
+}
+
+const OPEN_SLOTS = ["due", "not_seen", "retry_due"];
+
+function Rounds({ w, keys, rounds, reload }) {
+  const { look, busy, lookAt, close } = useLookIn(keys);
+  const [error, setError] = useState("");
+  const verdict = async (slot, value) => {
+    setError("");
+    try {
+      await api(`/api/rounds/${encodeURIComponent(slot.home)}/verdict`, { verdict: value, slot: slot.slot });
+      close(); reload();
+    } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
+  };
+  return html`<section id="rounds">
+    <${Picture} w=${w} look=${look} close=${close} />
+    ${error ? html`<p class="error" role="alert">${error}</p>` : ""}
+    ${rounds.length === 0 ? html`<p>${w.ui.no_rounds}</p>` : ""}
+    <table><thead><tr><th>${w.ui.home}</th><th>${w.ui.slot}</th><th>${w.ui.presence}</th><th></th></tr></thead>
+    <tbody>${rounds.map((r) => html`<tr data-slot=${`${r.home} ${r.slot}`} data-state=${r.state}>
+      <td>${r.home}</td><td>${r.slot}</td>
+      <td class=${r.state === "visit_needed" ? "offline" : ""}>${w.ui[`round_${r.state}`] || r.state}
+        ${r.next_at && OPEN_SLOTS.includes(r.state) ? html` (${w.ui.by_time} ${localTime(r.next_at).slice(0, 5)})` : ""}</td>
+      <td>${OPEN_SLOTS.includes(r.state) ? html`<div class="actions">
+        <button data-action="look-in" disabled=${busy === r.home} onClick=${() => lookAt(r.home)}>${w.ui.look_in}</button>
+        <button data-action="seen" onClick=${() => verdict(r, "seen")}>${w.ui.seen}</button>
+        <button data-action="not-seen" onClick=${() => verdict(r, "not_seen")}>${w.ui.not_seen}</button>
+      </div>` : ""}</td>
     </tr>`)}</tbody></table></section>`;
 }
 
@@ -251,6 +296,7 @@ function App() {
   const [tab, setTab] = useState("alarms");
   const [cases, setCases] = useState([]);
   const [homes, setHomes] = useState([]);
+  const [rounds, setRounds] = useState([]);
   const [live, setLive] = useState(true);
   const pending = useRef(null);
 
@@ -259,8 +305,8 @@ function App() {
 
   const reload = async () => {
     try {
-      const [c, h] = await Promise.all([api("/api/cases"), api("/api/homes")]);
-      setCases(c); setHomes(h);
+      const [c, h, r] = await Promise.all([api("/api/cases"), api("/api/homes"), api("/api/rounds")]);
+      setCases(c); setHomes(h); setRounds(r.slots);
       alert.set(c.some((x) => x.state === "open"));
     } catch (e) { if (e.status === 401) setMe(null); }
   };
@@ -282,6 +328,7 @@ function App() {
       ${me ? html`<nav>
         <button aria-pressed=${tab === "alarms"} data-tab="alarms" onClick=${() => setTab("alarms")}>${w.ui.tab_alarms}</button>
         <button aria-pressed=${tab === "homes"} data-tab="homes" onClick=${() => setTab("homes")}>${w.ui.tab_homes}</button>
+        <button aria-pressed=${tab === "rounds"} data-tab="rounds" onClick=${() => setTab("rounds")}>${w.ui.tab_rounds}</button>
       </nav>` : ""}
       <span>${me ? html`${w.ui.signed_in_as} <strong data-field="me">${me}</strong> ` : ""}
         <button data-action="lang" onClick=${switchLang}>${w.ui.lang_other}</button>
@@ -290,7 +337,8 @@ function App() {
     ${me && !live ? html`<p class="banner" role="alert">${w.ui.live_lost}</p>` : ""}
     ${!me ? html`<${SignIn} w=${w} keys=${keys} setKeys=${setKeys} onSignedIn=${setMe} />`
       : tab === "alarms" ? html`<${Alarms} w=${w} me=${me} keys=${keys} outcomes=${w.outcomes} cases=${cases} reload=${reload} />`
-      : html`<${Homes} w=${w} homes=${homes} keys=${keys} />`}`;
+      : tab === "homes" ? html`<${Homes} w=${w} homes=${homes} keys=${keys} />`
+      : html`<${Rounds} w=${w} keys=${keys} rounds=${rounds} reload=${reload} />`}`;
 }
 
 render(html`<${App} />`, document.getElementById("app"));
