@@ -88,6 +88,9 @@ ALTER TABLE {table}_v3 RENAME TO {table};
             ("lookin_homes", "home TEXT PRIMARY KEY, plan BLOB, camera BLOB", ""),
         )),
         "postgresql": ""}),
+    (4, "resident cards (center/residents.py): sealed to the center key; home and time readable", """
+CREATE TABLE residents (home TEXT PRIMARY KEY, sealed {blob} NOT NULL, updated {real} NOT NULL);
+"""),
 ]
 
 

@@ -1,5 +1,5 @@
-"""`trygg center web` (the night staff's console) and `trygg center add-staff` (enroll the key a
-staff member's browser made)."""
+"""`trygg center web` (the night staff's console), `trygg center add-staff` (enroll the key a
+staff member's browser made) and `trygg center resident` (the resident card staff read there)."""
 
 from pathlib import Path
 
@@ -26,6 +26,80 @@ def register(center: click.Group, load_config) -> None:
 
         click.echo(f"enrolled {enroll(load_config(ctx, config_path).center.staff_dir, public_key, force)}")
 
+    @center.group("resident")
+    def resident() -> None:
+        """The resident card of a home (name, entry, what to do per alarm, contacts): sealed at rest."""
+
+    def _residents(cfg):
+        from .atrest import Sealer, center_keys
+        from .residents import RESIDENT_CONTEXT, Residents
+        from .store import EventStore
+
+        store = EventStore(cfg.store_url)
+        return store, Residents(store.db, Sealer(center_keys(cfg), RESIDENT_CONTEXT))
+
+    def _enrolled_home(cfg, home: str) -> None:
+        from protocol.topics import check_home_id
+
+        try:
+            check_home_id(home)
+        except ValueError as exc:
+            raise TryggError(f"HOME: {exc}") from None
+        if not (cfg.center.homes_dir / f"{home}.pub").exists():
+            raise TryggError(f"home {home} is not enrolled here (trygg center add-home)")
+
+    @resident.command("set")
+    @click.argument("home")
+    @click.option("--file", "card_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                  help="The card as JSON: name, address, entry, care {kind: note}, contacts "
+                       "[{name, relation, phone}], notes.")
+    @config_option
+    @click.pass_context
+    @friendly_errors
+    def resident_set(ctx, home: str, card_file: Path, config_path) -> None:
+        """Enter or replace a home's resident card (an administrator's job)."""
+        import time
+
+        from .residents import read_card
+
+        cfg = load_config(ctx, config_path)
+        _enrolled_home(cfg, home)
+        card = read_card(card_file)
+        store, residents = _residents(cfg)
+        try:
+            residents.set(home, card, time.time())
+        finally:
+            store.close()
+        click.echo(f"resident card of {home} saved (sealed): {card.name}")
+
+    @resident.command("show")
+    @click.argument("home")
+    @click.option("--json", "as_json", is_flag=True)
+    @config_option
+    @click.pass_context
+    @friendly_errors
+    def resident_show(ctx, home: str, as_json: bool, config_path) -> None:
+        """A home's resident card, as staff see it."""
+        import json
+
+        cfg = load_config(ctx, config_path)
+        _enrolled_home(cfg, home)
+        store, residents = _residents(cfg)
+        try:
+            card = residents.get(home)
+        finally:
+            store.close()
+        if card is None:
+            raise TryggError(f"{home} has no resident card (trygg center resident set {home} --file CARD.json)")
+        if as_json:
+            click.echo(json.dumps(card, ensure_ascii=False))
+            return
+        click.echo(f"{card['name']}, {card['address']}\n{card['entry']}")
+        for kind, note in card["care"].items():
+            click.echo(f"  {kind}: {note}")
+        for contact in card["contacts"]:
+            click.echo(f"  {contact['name']} ({contact['relation']}) {contact['phone']}")
+
     @center.command("web")
     @click.option("--listen", help="HOST:PORT to serve on (default [web] listen). Plain HTTP only on loopback.")
     @config_option
@@ -37,7 +111,8 @@ def register(center: click.Group, load_config) -> None:
 
         from base import logs
 
-        from .atrest import center_keys
+        from .atrest import Sealer, center_keys
+        from .residents import RESIDENT_CONTEXT, Residents
         from .roundsdesk import RoundsDesk
         from .service import case_desk
         from .store import EventStore
@@ -57,7 +132,8 @@ def register(center: click.Group, load_config) -> None:
         sessions = Sessions(load_secret(cfg.web.secret), cfg.web.session_h * 3600)
         keys = center_keys(cfg)
         app = make_app(Console(cfg, case_desk(cfg, store, keys), sessions, secure=tls,
-                               rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s)))
+                               rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s),
+                               residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
         click.echo(f"console on {'https' if tls else 'http'}://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False,
                     ssl_certfile=str(cfg.web.cert) if tls else None, ssl_keyfile=str(cfg.web.key) if tls else None)

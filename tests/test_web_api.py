@@ -10,7 +10,8 @@ from starlette.testclient import TestClient
 
 from base.keys import Identity, write_public
 from center import config as cfgmod
-from center.atrest import center_keys
+from center.atrest import Sealer, center_keys
+from center.residents import RESIDENT_CONTEXT, Residents
 from center.roundsdesk import RoundsDesk
 from center.service import case_desk
 from center.staffsign import SignedAction
@@ -44,8 +45,10 @@ def console(lab, tmp_path):
         write_public(member.public(), cfg.center.staff_dir / f"{member.name}.pub")
     desk = case_desk(cfg, store)
     keys = center_keys(cfg)
+    write_public(Identity.generate("hem-web").public(), cfg.center.homes_dir / "hem-web.pub")
     app = make_app(Console(cfg, desk, Sessions(b"k" * 32, 3600, clock), secure=False, clock=clock,
-                           rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s)))
+                           rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s),
+                           residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
     with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, staff, desk, store, clock, cfg
     store.close()
@@ -189,3 +192,43 @@ def test_rounds_answer_tonights_slots_and_refuse_a_bad_verdict_clearly(console):
     assert bad.status_code == 400 and "seen or not_seen" in bad.json()["error"]
     unknown = client.post("/api/rounds/hem-nowhere/verdict", headers=HEADERS, json={"verdict": "seen"})
     assert unknown.status_code == 400 and "not an enrolled home" in unknown.json()["error"]
+
+
+CARD = {"name": "Greta Lind", "address": "Storgatan 4, Dorotea", "entry": "Nyckelbox vid dörren, kod 1234",
+        "care": {"fall": "Lyft inte ensam; ring 112 vid smärta i höften"},
+        "contacts": [{"name": "Per Lind", "relation": "son", "phone": "070-123 45 67"}]}
+
+
+def test_a_homes_screen_has_its_resident_card_sealed_at_rest_and_tonights_alarms(console, tmp_path, lab):
+    client, staff, desk, store, clock, cfg = console
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps(CARD, ensure_ascii=False))
+    assert "Greta Lind" in trygg("center", "resident", "set", "hem-web", "--file", card,
+                                 "--config", lab.center_config).stdout
+    at_rest = b"".join(p.read_bytes() for p in cfg.center.store.parent.glob(cfg.center.store.name + "*"))
+    assert b"Greta" not in at_rest and b"Nyckelbox" not in at_rest  # sealed to the center key
+    sign_in(client, staff["anna"])
+    case_id = open_case(store, desk, clock.now)
+    detail = client.get("/api/homes/hem-web").json()
+    assert detail["card"]["entry"] == CARD["entry"] and detail["card"]["contacts"][0]["phone"] == "070-123 45 67"
+    assert [c["id"] for c in detail["cases"]] == [case_id]
+    assert client.get("/api/homes/hem-nowhere").status_code == 404
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"contacts": [{"name": "Per", "phone": "ring mig"}]}, "contacts.0.phone"),
+    ({"name": ""}, "name"),
+    ({"shoe_size": 41}, "shoe_size"),
+])
+def test_a_bad_resident_card_is_one_clear_line_and_nothing_saved(lab, tmp_path, change, message):
+    home = tmp_path / "home.pub"
+    write_public(Identity.generate("hem-kort").public(), home)
+    trygg("center", "add-home", home, "--config", lab.center_config)
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({**CARD, **change}))
+    refused = trygg("center", "resident", "set", "hem-kort", "--file", card, "--config", lab.center_config, check=False)
+    assert refused.returncode != 0 and message in refused.stderr and "Traceback" not in refused.stderr
+    missing = trygg("center", "resident", "show", "hem-kort", "--config", lab.center_config, check=False)
+    assert missing.returncode != 0 and "no resident card" in missing.stderr
+    nowhere = trygg("center", "resident", "set", "hem-annan", "--file", card, "--config", lab.center_config, check=False)
+    assert "not enrolled" in nowhere.stderr

@@ -142,6 +142,17 @@ def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_ke
     row = page.wait_for_selector(f"tr[data-home={home.id}]")
     assert "uppkopplat" in row.inner_text()
     shoot(page, "homes")
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"name": "Greta Lind", "address": "Storgatan 4", "entry": "Nyckelbox, kod 1234",
+                                "care": {"fall": "Lyft inte ensam"}, "contacts": [
+                                    {"name": "Per Lind", "relation": "son", "phone": "070-123 45 67"}]}))
+    trygg("center", "resident", "set", home.id, "--file", card, "--config", lab.center_config)
+    page.click(f"tr[data-home={home.id}] [data-action=open-home]")
+    screen = shown(page, f"section#home[data-home={home.id}] [data-field=card]")
+    assert "Greta Lind" in screen.inner_text() and "Lyft inte ensam" in screen.inner_text()
+    assert "Fall" in page.inner_text("[data-field=events]")  # tonight's events, in plain language
+    shoot(page, "home")
+    page.click("[data-action=back]")
 
     page.click("[data-action=lang]")
     page.wait_for_selector("[data-tab=alarms]:has-text('Alarms')")

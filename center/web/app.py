@@ -8,6 +8,7 @@ PostgreSQL store. Everything but the page, its files, its words and sign-in need
 """
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -43,9 +44,11 @@ class Console:
     """What the routes need: the config, the case desk on the store, the sessions."""
 
     def __init__(self, cfg, desk: CaseDesk, sessions: Sessions, secure: bool, clock=time.time,
-                 rounds=None) -> None:
+                 rounds=None, residents=None, store=None) -> None:
         self.cfg = cfg
         self.desk = desk
+        self.residents = residents  # center/residents.py: the resident cards
+        self.store = store  # the events, opened for a home's screen
         self.rounds = rounds  # () -> a RoundsDesk on the store, fresh (it reads the homes' plans when made)
         self.sessions = sessions
         self.secure = secure
@@ -54,8 +57,27 @@ class Console:
     def staff_key(self, name: str):
         return keyring.staff_public(self.cfg, name)
 
+    def desk_events(self, home: str, since: float):
+        return self.store.events_of(home, since) if self.store is not None else []
+
+    @functools.cached_property
+    def opener(self):
+        """Opens a home's events for its screen, with the center's keys (made on first use)."""
+        from ..homes import HomeRegistry
+        from ..opening import Opener
+        from base.clock import SystemClock
+
+        return Opener(HomeRegistry(self.cfg.center.homes_dir), keyring.opening_keys(self.cfg),
+                      lambda: keyring.opening_keys(self.cfg), SystemClock())
+
     def member(self, request: Request) -> str:
         return self.sessions.who(request.cookies.get(COOKIE), self.staff_key)
+
+
+def _iso(at: float) -> str:
+    from protocol.messages import iso
+
+    return iso(datetime.fromtimestamp(at, timezone.utc))
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
@@ -146,6 +168,33 @@ def make_app(console: Console) -> Starlette:
             return _error(str(exc))
         log.info("case %s: %s by %s (signed in the browser)", case.id, statement.get("action"), statement.get("by"))
         return JSONResponse(case.to_json())
+
+    def _home(home: str) -> dict:
+        from ..fleet import fleet_rows
+
+        rows = [r for r in fleet_rows(console.cfg, console.desk, console.clock()) if r["home"] == home]
+        if not rows:
+            raise ValueError(f"{home!r} is not an enrolled home")
+        since = console.clock() - 12 * 3600  # tonight: the last twelve hours
+        events = []
+        for received in console.desk_events(home, since):
+            try:
+                event = console.opener.open_event(received.envelope, received.topic)
+            except (ValueError, TryggError):
+                continue  # reported by the service when it came; not shown twice
+            if event.cls != "telemetry" and event.kind != "audit":  # what staff act on, as the terminal view
+                events.append({"id": event.id, "class": event.cls, "kind": event.kind,
+                               "received": _iso(received.received), "body": event.body})
+        cases = [c.to_json() for c in console.desk.listing(False, console.clock() - 7 * 86400) if c.home == home]
+        return {**rows[0], "card": console.residents.get(home) if console.residents else None,
+                "events": events[-100:], "cases": cases}
+
+    @signed_in
+    async def home_detail(request: Request):
+        try:
+            return JSONResponse(await run_in_threadpool(_home, request.path_params["home"]))
+        except ValueError as exc:
+            return _error(str(exc), 404)
 
     def _tonight() -> dict:
         from protocol.messages import iso
@@ -239,6 +288,7 @@ def make_app(console: Console) -> Starlette:
         Route("/api/cases", cases),
         Route("/api/homes", homes),
         Route("/api/cases/{case_id}/action", act, methods=["POST"]),
+        Route("/api/homes/{home}", home_detail),
         Route("/api/rounds", rounds),
         Route("/api/rounds/{home}/verdict", round_verdict, methods=["POST"]),
         Route("/api/homes/{home}/command/prepare", prepare_command, methods=["POST"]),

@@ -161,7 +161,8 @@ function CaseCard({ c, w, me, keys, outcomes, onDone }) {
     <div>${(w.states[c.state] || c.state).replace("{who}", who || "?")}</div>
     ${c.escalations?.length ? html`<div class="flags">${w.ui.escalated} ${c.escalations.filter((e) => e.to === "shift").length}</div>` : ""}
     ${c.overdue && c.state !== "closed" ? html`<div class="flags">${w.ui.overdue}</div>` : ""}
-    ${c.help_coming ? html`<div>${w.ui.help_coming_told}: ${c.help_coming.outcome}</div>` : ""}
+    ${c.help_coming ? html`<div>${w.ui.help_coming_told}: ${c.help_coming.outcome === "done" ? w.ui.confirmed
+      : w.ui[c.help_coming.outcome] || c.help_coming.outcome}</div>` : ""}
     <div class="actions">
       ${c.state === "open" ? html`<button class="alarm" data-action="accept" onClick=${() => act("accept")}>${w.ui.take}</button>` : ""}
       ${["open", "accepted"].includes(c.state) ? html`<button data-action="on_site" onClick=${() => act("on_site")}>${w.ui.on_site}</button>` : ""}
@@ -216,7 +217,36 @@ function Picture({ w, look, close }) {
   </div>`;
 }
 
-function Homes({ w, homes, keys }) {
+function HomeDetail({ w, home, keys, me, outcomes, back, reload }) {
+  const [d, setD] = useState(null);
+  const [error, setError] = useState("");
+  useEffect(() => { api(`/api/homes/${encodeURIComponent(home)}`).then(setD, (e) => setError(e.message)); }, [home]);
+  if (error) return html`<p class="error" role="alert">${w.ui.error}: ${error}</p>`;
+  if (!d) return html`<p>…</p>`;
+  const card = d.card;
+  return html`<section id="home" data-home=${home}>
+    <button data-action="back" onClick=${back}>${w.ui.back}</button>
+    <h1>${home} · <span class=${d.presence}>${w.presence[d.presence] || d.presence}</span></h1>
+    <h2>${w.ui.resident}</h2>
+    ${card ? html`<dl class="card" data-field="card">
+      <dt>${card.name}</dt><dd>${w.ui.address}: ${card.address}</dd>
+      <dd>${w.ui.entry}: ${card.entry}</dd>
+      ${Object.keys(card.care).length ? html`<dt>${w.ui.care}</dt>
+        ${Object.entries(card.care).map(([kind, note]) => html`<dd><strong>${w.kinds[kind] || kind}:</strong> ${note}</dd>`)}` : ""}
+      ${card.contacts.length ? html`<dt>${w.ui.contacts}</dt>
+        ${card.contacts.map((c) => html`<dd>${c.name} (${c.relation}) <a href=${`tel:${c.phone.replace(/[^0-9+]/g, "")}`}>${c.phone}</a></dd>`)}` : ""}
+      ${card.notes ? html`<dt>${w.ui.notes}</dt><dd>${card.notes}</dd>` : ""}
+    </dl>` : html`<p>${w.ui.no_card}</p>`}
+    <h2>${w.ui.cases_here}</h2>
+    ${d.cases.map((c) => html`<${CaseCard} key=${c.id} c=${c} w=${w} me=${me} keys=${keys} outcomes=${outcomes} onDone=${reload} />`)}
+    <h2>${w.ui.tonight}</h2>
+    ${d.events.length ? html`<ul class="events" data-field="events">${[...d.events].reverse().map((e) => html`
+      <li class=${e.class}>${localTime(e.received).slice(0, 5)} ${w.kinds[e.kind] || e.kind}</li>`)}</ul>`
+      : html`<p>${w.ui.no_events}</p>`}
+  </section>`;
+}
+
+function Homes({ w, homes, keys, open }) {
   const { look, busy, lookAt, close } = useLookIn(keys);
   return html`<section id="homes">
     <${Picture} w=${w} look=${look} close=${close} />
@@ -224,7 +254,8 @@ function Homes({ w, homes, keys }) {
     <thead><tr><th>${w.ui.home}</th><th>${w.ui.presence}</th><th>${w.ui.last_heard}</th><th>${w.ui.open_case}</th>
       <th></th><th>${w.ui.backlog}</th><th>${w.ui.faults}</th><th>${w.ui.cert_days}</th></tr></thead>
     <tbody>${homes.map((h) => html`<tr data-home=${h.home}>
-      <td>${h.home}</td><td class=${h.presence}>${w.presence[h.presence] || h.presence}</td>
+      <td><button class="link" data-action="open-home" onClick=${() => open(h.home)}>${h.home}</button></td>
+      <td class=${h.presence}>${w.presence[h.presence] || h.presence}</td>
       <td>${localTime(h.last_heard)}</td><td>${h.open_case ? "●" : ""}</td>
       <td><button data-action="look-in" disabled=${busy === h.home} onClick=${() => lookAt(h.home)}>${w.ui.look_in}</button></td>
       <td>${h.backlog?.total ?? "–"}</td><td>${(h.faults || []).length || ""}</td><td>${h.cert_days_left ?? "–"}</td>
@@ -297,6 +328,7 @@ function App() {
   const [cases, setCases] = useState([]);
   const [homes, setHomes] = useState([]);
   const [rounds, setRounds] = useState([]);
+  const [home, setHome] = useState(null);
   const [live, setLive] = useState(true);
   const pending = useRef(null);
 
@@ -337,7 +369,9 @@ function App() {
     ${me && !live ? html`<p class="banner" role="alert">${w.ui.live_lost}</p>` : ""}
     ${!me ? html`<${SignIn} w=${w} keys=${keys} setKeys=${setKeys} onSignedIn=${setMe} />`
       : tab === "alarms" ? html`<${Alarms} w=${w} me=${me} keys=${keys} outcomes=${w.outcomes} cases=${cases} reload=${reload} />`
-      : tab === "homes" ? html`<${Homes} w=${w} homes=${homes} keys=${keys} />`
+      : tab === "homes" && home ? html`<${HomeDetail} key=${`${home}-${cases.length}-${homes.length}`} w=${w} home=${home}
+          keys=${keys} me=${me} outcomes=${w.outcomes} back=${() => setHome(null)} reload=${reload} />`
+      : tab === "homes" ? html`<${Homes} w=${w} homes=${homes} keys=${keys} open=${setHome} />`
       : html`<${Rounds} w=${w} keys=${keys} rounds=${rounds} reload=${reload} />`}`;
 }
 
