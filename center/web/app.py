@@ -41,7 +41,8 @@ MEMBER_RECHECK_S = 5.0  # an open live stream re-checks its member this often
 
 
 class Console:
-    """What the routes need: the config, the case desk on the store, the sessions."""
+    """What the routes need: the config, the store and the desks on it (cases, rounds, resident
+    cards), the sessions."""
 
     def __init__(self, cfg, desk: CaseDesk, sessions: Sessions, secure: bool, clock=time.time,
                  rounds=None, residents=None, store=None) -> None:
@@ -57,7 +58,7 @@ class Console:
     def staff_key(self, name: str):
         return keyring.staff_public(self.cfg, name)
 
-    def desk_events(self, home: str, since: float):
+    def home_events(self, home: str, since: float):
         return self.store.events_of(home, since) if self.store is not None else []
 
     @functools.cached_property
@@ -177,7 +178,7 @@ def make_app(console: Console) -> Starlette:
             raise ValueError(f"{home!r} is not an enrolled home")
         since = console.clock() - 12 * 3600  # tonight: the last twelve hours
         events = []
-        for received in console.desk_events(home, since):
+        for received in console.home_events(home, since):
             try:
                 event = console.opener.open_event(received.envelope, received.topic)
             except (ValueError, TryggError):
