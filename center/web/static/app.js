@@ -264,9 +264,11 @@ function Homes({ w, homes, keys, open }) {
 
 const OPEN_SLOTS = ["due", "not_seen", "retry_due"];
 
-function Rounds({ w, keys, rounds, reload }) {
+function Rounds({ w, keys, version, reload }) {
   const { look, busy, lookAt, close } = useLookIn(keys);
   const [error, setError] = useState("");
+  const [rounds, setRounds] = useState([]);
+  useEffect(() => { api("/api/rounds").then((r) => setRounds(r.slots), (e) => setError(e.message)); }, [version]);
   const verdict = async (slot, value) => {
     setError("");
     try {
@@ -327,7 +329,7 @@ function App() {
   const [tab, setTab] = useState("alarms");
   const [cases, setCases] = useState([]);
   const [homes, setHomes] = useState([]);
-  const [rounds, setRounds] = useState([]);
+  const [version, setVersion] = useState(0);  // bumped on every change: the rounds screen reads again
   const [home, setHome] = useState(null);
   const [live, setLive] = useState(true);
   const pending = useRef(null);
@@ -337,8 +339,8 @@ function App() {
 
   const reload = async () => {
     try {
-      const [c, h, r] = await Promise.all([api("/api/cases"), api("/api/homes"), api("/api/rounds")]);
-      setCases(c); setHomes(h); setRounds(r.slots);
+      const [c, h] = await Promise.all([api("/api/cases"), api("/api/homes")]);
+      setCases(c); setHomes(h); setVersion((v) => v + 1);
       alert.set(c.some((x) => x.state === "open"));
     } catch (e) { if (e.status === 401) setMe(null); }
   };
@@ -372,7 +374,7 @@ function App() {
       : tab === "homes" && home ? html`<${HomeDetail} key=${`${home}-${cases.length}-${homes.length}`} w=${w} home=${home}
           keys=${keys} me=${me} outcomes=${w.outcomes} back=${() => setHome(null)} reload=${reload} />`
       : tab === "homes" ? html`<${Homes} w=${w} homes=${homes} keys=${keys} open=${setHome} />`
-      : html`<${Rounds} w=${w} keys=${keys} rounds=${rounds} reload=${reload} />`}`;
+      : html`<${Rounds} w=${w} keys=${keys} version=${version} reload=${reload} />`}`;
 }
 
 render(html`<${App} />`, document.getElementById("app"));
