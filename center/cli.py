@@ -168,18 +168,10 @@ def _command_options(fn):
 
 def _commander(ctx, config_path, home: str, as_staff: str):
     """A command session to one enrolled home as one staff member (their key signs)."""
-    from protocol.topics import check_home_id
-
     from .commander import Commander
 
     cfg = _center_config(ctx, config_path)
-    try:
-        check_home_id(home)
-    except ValueError as exc:
-        raise TryggError(f"HOME: {exc}") from None
-    home_key = cfg.center.homes_dir / f"{home}.pub"
-    if not home_key.exists():
-        raise TryggError(f"home {home} is not enrolled here (no {home_key}; trygg center add-home)")
+    home_key = keyring.enrolled_home(cfg, home)
     staff = keyring.staff_identity(cfg, as_staff)
     return Commander(cfg, keyring.opening_keys(cfg), staff, load_public(home_key), SystemClock())
 
@@ -343,17 +335,10 @@ def rounds(ctx, config_path, as_json: bool) -> None:
 
 
 def _record_verdict(ctx, config_path, home: str, as_staff: str, slot: str | None, verdict: str) -> None:
-    from protocol.topics import check_home_id
-
     from .console import verdict_line
 
     cfg = _center_config(ctx, config_path)
-    try:
-        check_home_id(home)
-    except ValueError as exc:
-        raise TryggError(f"HOME: {exc}") from None
-    if not (cfg.center.homes_dir / f"{home}.pub").exists():
-        raise TryggError(f"home {home} is not enrolled here (no {cfg.center.homes_dir / (home + '.pub')})")
+    keyring.enrolled_home(cfg, home)
     keyring.staff_identity(cfg, as_staff)  # a known staff member, or a clear error: the record names who
     with _rounds_desk(cfg) as desk:
         click.echo(verdict_line(desk.record(home, verdict, as_staff, SystemClock().now(), slot)))

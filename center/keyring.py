@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 
 from .config import CenterConfig
-from base.errors import KeyFileError
+from base.errors import KeyFileError, TryggError
 from base.keys import Identity, PublicIdentity, load_private, load_public, write_private, write_public
 from protocol.names import is_staff_name
 from protocol.kem import KemPrivate, key_id
+from protocol.topics import check_home_id
 from base.keys import check_name
 
 
@@ -26,6 +27,19 @@ def opening_keys(cfg: CenterConfig) -> list[KemPrivate]:
     if cfg.center.retired_keys.is_dir():
         keys += [load_private(p).kem for p in sorted(cfg.center.retired_keys.glob("*.key"))]
     return keys
+
+
+def enrolled_home(cfg: CenterConfig, home: str) -> Path:
+    """The enrolled home's .pub, or TryggError saying what is wrong with HOME (every command and
+    console request that names a home goes through here)."""
+    try:
+        check_home_id(home)
+    except ValueError as exc:
+        raise TryggError(f"HOME: {exc}") from None
+    path = cfg.center.homes_dir / f"{home}.pub"
+    if not path.exists():
+        raise TryggError(f"home {home} is not enrolled here (no {path}; trygg center add-home)")
+    return path
 
 
 def _pub(path: Path) -> Path:

@@ -8,6 +8,8 @@ import click
 from base.cliutil import config_option, friendly_errors
 from base.errors import TryggError
 
+from . import keyring
+
 
 def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
@@ -38,16 +40,6 @@ def register(center: click.Group, load_config) -> None:
         store = EventStore(cfg.store_url)
         return store, Residents(store.db, Sealer(center_keys(cfg), RESIDENT_CONTEXT))
 
-    def _enrolled_home(cfg, home: str) -> None:
-        from protocol.topics import check_home_id
-
-        try:
-            check_home_id(home)
-        except ValueError as exc:
-            raise TryggError(f"HOME: {exc}") from None
-        if not (cfg.center.homes_dir / f"{home}.pub").exists():
-            raise TryggError(f"home {home} is not enrolled here (trygg center add-home)")
-
     @resident.command("set")
     @click.argument("home")
     @click.option("--file", "card_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -63,7 +55,7 @@ def register(center: click.Group, load_config) -> None:
         from .residents import read_card
 
         cfg = load_config(ctx, config_path)
-        _enrolled_home(cfg, home)
+        keyring.enrolled_home(cfg, home)
         card = read_card(card_file)
         store, residents = _residents(cfg)
         try:
@@ -83,7 +75,7 @@ def register(center: click.Group, load_config) -> None:
         import json
 
         cfg = load_config(ctx, config_path)
-        _enrolled_home(cfg, home)
+        keyring.enrolled_home(cfg, home)
         store, residents = _residents(cfg)
         try:
             card = residents.get(home)

@@ -191,7 +191,7 @@ def test_rounds_answer_tonights_slots_and_refuse_a_bad_verdict_clearly(console):
     bad = client.post("/api/rounds/hem-web/verdict", headers=HEADERS, json={"verdict": "maybe"})
     assert bad.status_code == 400 and "seen or not_seen" in bad.json()["error"]
     unknown = client.post("/api/rounds/hem-nowhere/verdict", headers=HEADERS, json={"verdict": "seen"})
-    assert unknown.status_code == 400 and "not an enrolled home" in unknown.json()["error"]
+    assert unknown.status_code == 400 and "not enrolled here" in unknown.json()["error"]
 
 
 CARD = {"name": "Greta Lind", "address": "Storgatan 4, Dorotea", "entry": "Nyckelbox vid dörren, kod 1234",

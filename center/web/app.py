@@ -220,8 +220,7 @@ def make_app(console: Console) -> Starlette:
             if verdict not in ("seen", "not_seen") or (slot is not None and not isinstance(slot, str)):
                 raise ValueError("verdict must be seen or not_seen (and slot HH:MM, if given)")
             home = request.path_params["home"]
-            if not (console.cfg.center.homes_dir / f"{home}.pub").exists():
-                raise ValueError(f"{home!r} is not an enrolled home")
+            keyring.enrolled_home(console.cfg, home)
             recorded = await run_in_threadpool(console.rounds().record, home, verdict, request.state.member,
                                                datetime.now(timezone.utc), slot)
         except (ValueError, TryggError) as exc:

@@ -29,9 +29,10 @@ class CommandRefused(TryggError, ValueError):
 
 
 def _commander(cfg, home: str) -> Commander:
-    path = cfg.center.homes_dir / f"{home}.pub"
-    if not topics.HOME_ID_RE.fullmatch(home) or not path.exists():
-        raise CommandRefused(f"{home!r} is not an enrolled home")
+    try:
+        path = keyring.enrolled_home(cfg, home)
+    except TryggError as exc:
+        raise CommandRefused(str(exc)) from None
     return Commander(cfg, keyring.opening_keys(cfg), None, load_public(path), SystemClock())
 
 
