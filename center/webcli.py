@@ -1,6 +1,7 @@
 """`trygg center web` (the night staff's console), `trygg center add-staff` (enroll the key a
 staff member's browser made) and `trygg center resident` (the resident card staff read there)."""
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -32,13 +33,17 @@ def register(center: click.Group, load_config) -> None:
     def resident() -> None:
         """The resident card of a home (name, entry, what to do per alarm, contacts): sealed at rest."""
 
+    @contextmanager
     def _residents(cfg):
         from .atrest import Sealer, center_keys
         from .residents import RESIDENT_CONTEXT, Residents
         from .store import EventStore
 
         store = EventStore(cfg.store_url)
-        return store, Residents(store.db, Sealer(center_keys(cfg), RESIDENT_CONTEXT))
+        try:
+            yield Residents(store.db, Sealer(center_keys(cfg), RESIDENT_CONTEXT))
+        finally:
+            store.close()
 
     @resident.command("set")
     @click.argument("home")
@@ -57,11 +62,8 @@ def register(center: click.Group, load_config) -> None:
         cfg = load_config(ctx, config_path)
         keyring.enrolled_home(cfg, home)
         card = read_card(card_file)
-        store, residents = _residents(cfg)
-        try:
+        with _residents(cfg) as residents:
             residents.set(home, card, time.time())
-        finally:
-            store.close()
         click.echo(f"resident card of {home} saved (sealed): {card.name}")
 
     @resident.command("show")
@@ -76,11 +78,8 @@ def register(center: click.Group, load_config) -> None:
 
         cfg = load_config(ctx, config_path)
         keyring.enrolled_home(cfg, home)
-        store, residents = _residents(cfg)
-        try:
+        with _residents(cfg) as residents:
             card = residents.get(home)
-        finally:
-            store.close()
         if card is None:
             raise TryggError(f"{home} has no resident card (trygg center resident set {home} --file CARD.json)")
         if as_json:
