@@ -169,6 +169,10 @@ def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_ke
     other.click("[data-action=sign-in]")
     assert "not signed by berit" in other.wait_for_selector("[role=alert]").inner_text()
 
+    page.reload()  # a page opened again at night: the browser lets it sound only after a touch
+    shown(page, "[data-action=sound-on]").click()
+    assert page.locator("[data-action=sound-on]").count() == 0
+
     # removed at the center: out at once, without reloading (the live stream ends, the page asks who it is)
     (lab.root / "center" / "staff" / "berit.pub").unlink()
     shown(page, "[data-action=sign-in]", timeout_ms=15_000)

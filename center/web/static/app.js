@@ -293,7 +293,7 @@ function Rounds({ w, keys, version, reload }) {
     </tr>`)}</tbody></table></section>`;
 }
 
-function SignIn({ w, keys, setKeys, onSignedIn }) {
+function SignIn({ w, keys, setKeys, onSignedIn, onSound }) {
   const [name, setName] = useState(keys?.name || "");
   const [error, setError] = useState("");
   const create = async () => {
@@ -301,7 +301,7 @@ function SignIn({ w, keys, setKeys, onSignedIn }) {
     try { setKeys(await makeKeys(name.trim())); } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
   };
   const signIn = async () => {
-    setError(""); alert.unlock();
+    setError("");
     try {
       const { challenge } = await api("/api/challenge");
       const body = await signed(keys, { challenge, name: keys.name, purpose: "trygg-console-sign-in" });
@@ -312,7 +312,7 @@ function SignIn({ w, keys, setKeys, onSignedIn }) {
     ${keys ? html`
       <p>${w.ui.fingerprint}: <strong data-field="fingerprint">${keys.fingerprint}</strong></p>
       <details><summary>${w.ui.key_made}</summary><pre class="pub" data-field="public-key">${JSON.stringify(keys.pub, null, 1)}</pre></details>
-      <button class="primary" data-action="sign-in" onClick=${signIn}>${w.ui.sign_in} (${keys.name})</button>` : html`
+      <button class="primary" data-action="sign-in" onClick=${() => { onSound(); signIn(); }}>${w.ui.sign_in} (${keys.name})</button>` : html`
       <p>${w.ui.no_key}</p>
       <label for="name">${w.ui.your_name}</label>
       <input id="name" data-field="name" autocomplete="username" value=${name} onInput=${(e) => setName(e.target.value)} />
@@ -331,6 +331,7 @@ function App() {
   const [homes, setHomes] = useState([]);
   const [version, setVersion] = useState(0);  // bumped on every change: the rounds screen reads again
   const [home, setHome] = useState(null);
+  const [sound, setSound] = useState(false);  // a browser plays sound only after a touch on the page
   const [live, setLive] = useState(true);
   const pending = useRef(null);
 
@@ -369,7 +370,10 @@ function App() {
         ${me ? html` <button data-action="sign-out" onClick=${() => api("/api/sign-out", {}).then(() => setMe(null))}>${w.ui.sign_out}</button>` : ""}</span>
     </header>
     ${me && !live ? html`<p class="banner" role="alert">${w.ui.live_lost}</p>` : ""}
-    ${!me ? html`<${SignIn} w=${w} keys=${keys} setKeys=${setKeys} onSignedIn=${setMe} />`
+    ${me && !sound ? html`<button class="alarm wide" data-action="sound-on"
+        onClick=${() => { alert.unlock(); setSound(true); }}>${w.ui.sound_on}</button>` : ""}
+    ${!me ? html`<${SignIn} w=${w} keys=${keys} setKeys=${setKeys} onSignedIn=${setMe}
+        onSound=${() => { alert.unlock(); setSound(true); }} />`
       : tab === "alarms" ? html`<${Alarms} w=${w} me=${me} keys=${keys} outcomes=${w.outcomes} cases=${cases} reload=${reload} />`
       : tab === "homes" && home ? html`<${HomeDetail} key=${`${home}-${cases.length}-${homes.length}`} w=${w} home=${home}
           keys=${keys} me=${me} outcomes=${w.outcomes} back=${() => setHome(null)} reload=${reload} />`
