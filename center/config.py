@@ -53,7 +53,9 @@ class StoreConfig(_Section):
 
         if url:
             parse_url(url)  # ValueError names the forms accepted
-            if "@" in url and ":" in url.split("://", 1)[1].split("@", 1)[0]:
+            _scheme, has_scheme, rest = url.partition("://")
+            userinfo, has_user, _host = rest.partition("@")
+            if has_scheme and has_user and ":" in userinfo:
                 raise ValueError("no password in the store url: put it in ~/.pgpass (or PGPASSFILE)")
         return url
 

@@ -89,6 +89,21 @@ def test_center_config_loads(write):
     assert cfg.broker.key == Path("/etc/trygg/pki/center.key")
 
 
+@pytest.mark.parametrize("url, refused", [
+    ("postgresql://trygg:hemligt@db.example/trygg", True),
+    ("postgresql://trygg@db.example/trygg", False),
+    ("@", False),  # a file named "@" next to the config: odd, but no URL and no password
+    ("sqlite:////var/lib/trygg/center@1.db", False),
+])
+def test_a_password_in_the_store_url_is_refused_and_nothing_else_is_taken_for_one(write, url, refused):
+    path = write(CENTER_TOML + f'\n[store]\nurl = "{url}"\n', "center.toml")
+    if refused:
+        with pytest.raises(ConfigError, match="pgpass"):
+            center_config.load(path)
+    else:
+        assert center_config.load(path).store.url == url
+
+
 def test_example_config_in_the_repository_loads():
     if not EXAMPLE.exists():
         pytest.skip(f"{EXAMPLE.relative_to(REPO)} has not been written yet")
