@@ -135,6 +135,7 @@ def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_ke
     page.fill("article.case[data-state=on_site] [data-field=note]", "satt på golvet, oskadd")
     page.click("article.case[data-state=on_site] [data-action=close]")
     page.wait_for_selector("article.case[data-state=closed]")
+    assert "Hjälpt, ingen skada" in page.inner_text("article.case[data-state=closed] [data-field=outcome]")
     [case] = cases(lab)
     assert (case["state"], case["outcome"], case["note"]) == ("closed", "helped", "satt på golvet, oskadd")
 

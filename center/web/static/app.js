@@ -158,7 +158,8 @@ function CaseCard({ c, w, me, keys, outcomes, onDone }) {
   return html`<article class="case ${c.state}" data-case=${c.id} data-state=${c.state} data-alarms=${c.alarms.length}>
     <h2>${kinds}</h2>
     <div class="meta">${w.ui.home} ${c.home} · ${w.ui.opened} ${localTime(c.opened)}</div>
-    <div>${(w.states[c.state] || c.state).replace("{who}", who || "?")}</div>
+    <div>${(w.states[c.state] || c.state).replace("{who}", who || "?")}${c.state === "closed" && c.outcome
+      ? html` – <span data-field="outcome">${outcomes[c.outcome] || c.outcome}</span>` : ""}</div>
     ${c.escalations?.length ? html`<div class="flags">${w.ui.escalated} ${c.escalations.filter((e) => e.to === "shift").length}</div>` : ""}
     ${c.overdue && c.state !== "closed" ? html`<div class="flags">${w.ui.overdue}</div>` : ""}
     ${c.help_coming ? html`<div>${w.ui.help_coming_told}: ${c.help_coming.outcome === "done" ? w.ui.confirmed
