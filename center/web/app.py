@@ -7,7 +7,6 @@ the server checks and records them, it cannot make one. Several instances may ru
 PostgreSQL store. Everything but the page, its files, its words and sign-in needs a session.
 """
 
-import asyncio
 import functools
 import json
 import logging

@@ -125,7 +125,3 @@ class Sessions:
         if staff_key(data["n"]) is None:
             raise SignInRefused(f"{data['n']} is no longer enrolled")
         return data["n"]
-
-
-def secret_path(config_dir: Path) -> Path:
-    return Path(config_dir) / "web.secret"
