@@ -70,6 +70,38 @@ def add_home(ctx, public_key: Path, config_path, force: bool) -> None:
     click.echo(f"enrolled {provision.add_home(cfg.center.homes_dir, public_key, force)}")
 
 
+@center.command("add-homes")
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--list", "list_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A text file naming one device.pub a line (# comments; relative to the list file).")
+@config_option
+@click.option("--force", is_flag=True, help="Replace homes enrolled with a different key.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list: home, file, result per key file.")
+@click.pass_context
+@friendly_errors
+def add_homes(ctx, folder: Path | None, list_file: Path | None, config_path, force: bool, as_json: bool) -> None:
+    """Enroll many homes: every .pub in FOLDER, or the files in --list. All are checked first;
+    if any is bad, none is enrolled. Homes already enrolled with the same key are left unchanged."""
+    if (folder is None) == (list_file is None):
+        raise TryggError("give a FOLDER of .pub files or --list FILE (one of them)")
+    cfg = _center_config(ctx, config_path)
+    files = provision.key_files_in(folder) if folder is not None else provision.key_files_listed(list_file)
+    try:
+        done = provision.add_homes(cfg.center.homes_dir, files, force)
+    except provision.BatchRefused as exc:
+        for problem in exc.problems:
+            click.echo(f"trygg: {problem}", err=True)
+        raise
+    if as_json:
+        click.echo(json.dumps([e.to_json() for e in done], ensure_ascii=False))
+        return
+    counts = {r: sum(e.result == r for e in done) for r in ("enrolled", "replaced", "unchanged")}
+    for e in done:
+        if e.result == "replaced":
+            click.echo(f"replaced the key of {e.home} ({e.file})")
+    click.echo(", ".join(f"{n} {r}" for r, n in counts.items()) + f" ({len(done)} homes in {cfg.center.homes_dir})")
+
+
 @center.command("run")
 @config_option
 @click.pass_context

@@ -356,3 +356,231 @@ def test_installed_trygg_command_exits_3_when_no_daemon_runs(device):
     assert proc.returncode == 3
     assert "not running" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- many homes at once: trygg center add-homes ------------------------------------------
+
+
+@pytest.fixture
+def umask_022():
+    """A known umask, so the enrolled files' modes can be asserted (add-home leaves them to it)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def home_keys(directory: Path, *homes: str) -> dict[str, Path]:
+    """device.pub files as `trygg init` writes them, one per home, in directory."""
+    from base.keys import Identity, write_public
+
+    directory.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for home in homes:
+        write_public(Identity.generate(home).public(), directory / f"{home}.pub", force=True)
+        out[home] = directory / f"{home}.pub"
+    return out
+
+
+def add_homes(center: Path, *args) -> Result:
+    return trygg("center", "add-homes", *args, "--config", center / "center.toml")
+
+
+def enrolled(center: Path) -> dict[str, bytes]:
+    return snapshot(center / "homes")
+
+
+def test_add_homes_enrolls_every_key_in_a_folder_like_add_home(center, tmp_path, umask_022):
+    keys = home_keys(tmp_path / "batch", "hem-1", "hem-2", "hem-3")
+    single = home_keys(tmp_path / "single", "hem-9")["hem-9"]
+    assert trygg("center", "add-home", single, "--config", center / "center.toml").exit_code == 0
+
+    result = add_homes(center, tmp_path / "batch")
+
+    assert result.exit_code == 0, result.output
+    assert one_line(result.stdout).startswith("3 enrolled, 0 replaced, 0 unchanged")
+    homes = center / "homes"
+    assert enrolled(center) == {f"{h}.pub": p.read_bytes() for h, p in {**keys, "hem-9": single}.items()}
+    assert {mode(homes / f"{h}.pub") for h in keys} == {mode(homes / "hem-9.pub")} == {0o644}
+    assert not list(homes.glob("*.tmp"))
+
+
+def test_add_homes_reads_a_list_with_comments_and_paths_relative_to_it(center, tmp_path, monkeypatch):
+    keys = home_keys(tmp_path / "install" / "keys", "hem-1", "hem-2")
+    other = home_keys(tmp_path / "elsewhere", "hem-3")["hem-3"]
+    home_keys(tmp_path / "install" / "keys", "hem-4")  # in the folder but not listed: not enrolled
+    listing = tmp_path / "install" / "homes.txt"
+    listing.write_text(f"# municipality batch 1\n\nkeys/hem-1.pub\n   # indented comment\n  keys/hem-2.pub  \n{other}\n")
+    monkeypatch.chdir(tmp_path)  # relative to the list file, not to where the command runs
+
+    result = add_homes(center, "--list", listing)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("3 enrolled, 0 replaced, 0 unchanged")
+    assert enrolled(center) == {"hem-1.pub": keys["hem-1"].read_bytes(), "hem-2.pub": keys["hem-2"].read_bytes(),
+                                "hem-3.pub": other.read_bytes()}
+
+
+@pytest.mark.parametrize("bad", ["not json", "private key", "bad home id", "missing"])
+def test_one_bad_file_among_good_ones_enrolls_nothing(center, tmp_path, bad):
+    from base.keys import Identity, write_private, write_public
+
+    folder = tmp_path / "batch"
+    home_keys(folder, "hem-1", "hem-2", "hem-4")
+    wrong = folder / "hem-3.pub"
+    if bad == "not json":
+        wrong.write_text('{"format": "trygg-public-key-v1", "name": "hem-3", "sig')  # cut short in a copy
+    elif bad == "private key":
+        write_private(Identity.generate("hem-3"), wrong)
+    elif bad == "bad home id":
+        write_public(Identity.generate("Hem 3").public(), wrong)
+    listing = tmp_path / "homes.txt"
+    listing.write_text("".join(f"batch/hem-{n}.pub\n" for n in (1, 2, 3, 4)))
+
+    result = add_homes(center, "--list", listing)
+
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"trygg: {wrong}: ")
+    assert lines[1] == "trygg: 1 of 4 key files refused; nothing was enrolled"
+    assert result.stdout == ""
+    assert enrolled(center) == {}
+
+
+def test_add_homes_refuses_what_add_home_refuses_with_the_same_words(center, tmp_path):
+    from base.keys import Identity, write_public
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    write_public(Identity.generate("Hem 3").public(), folder / "x.pub")
+
+    single = trygg("center", "add-home", folder / "x.pub", "--config", center / "center.toml")
+    bulk = add_homes(center, folder)
+
+    assert single.exit_code == bulk.exit_code == 1
+    assert one_line(single.stderr) == bulk.stderr.splitlines()[0]
+    assert enrolled(center) == {}
+
+
+def test_every_bad_file_gets_its_own_line(center, tmp_path):
+    folder = tmp_path / "batch"
+    home_keys(folder, "hem-1")
+    (folder / "a.pub").write_text("")
+    (folder / "b.pub").write_text("[]")
+
+    result = add_homes(center, folder)
+
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines[:2]] == [str(folder / "a.pub"), str(folder / "b.pub")]
+    assert lines[2] == "trygg: 2 of 3 key files refused; nothing was enrolled"
+    assert enrolled(center) == {}
+
+
+def test_add_homes_run_again_changes_nothing_and_says_unchanged(center, tmp_path):
+    home_keys(tmp_path / "batch", "hem-1", "hem-2")
+    assert add_homes(center, tmp_path / "batch").exit_code == 0
+    before = enrolled(center)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (center / "homes").iterdir()}
+    home_keys(tmp_path / "batch", "hem-3")  # the installer's folder grew
+
+    again = add_homes(center, tmp_path / "batch")
+
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith("1 enrolled, 0 replaced, 2 unchanged")
+    after = enrolled(center)
+    assert {k: after[k] for k in before} == before and set(after) == {"hem-1.pub", "hem-2.pub", "hem-3.pub"}
+    assert {p: (center / "homes" / p).stat().st_mtime_ns for p in stamps} == stamps  # not even rewritten
+
+
+def test_same_key_reformatted_is_unchanged_not_a_conflict(center, tmp_path):
+    keys = home_keys(tmp_path / "batch", "hem-1")
+    assert add_homes(center, tmp_path / "batch").exit_code == 0
+    keys["hem-1"].write_text(json.dumps(json.loads(keys["hem-1"].read_text())))  # other whitespace, same key
+
+    again = add_homes(center, tmp_path / "batch", "--json")
+
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)[0]["result"] == "unchanged"
+
+
+def test_two_files_for_one_home_in_a_batch_are_refused(center, tmp_path):
+    first = home_keys(tmp_path / "a", "hem-1")["hem-1"]
+    second = home_keys(tmp_path / "b", "hem-1")["hem-1"]  # another key, same home
+    good = home_keys(tmp_path / "c", "hem-2")["hem-2"]
+    listing = tmp_path / "homes.txt"
+    listing.write_text(f"{first}\n{good}\n{second}\n")
+
+    result = add_homes(center, "--list", listing, "--force")  # --force never picks one of two
+
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"trygg: {second}: home hem-1 is also in {first}; give one key per home"
+    assert lines[1] == "trygg: 1 of 3 key files refused; nothing was enrolled"
+    assert enrolled(center) == {}
+
+
+def test_the_same_file_listed_twice_is_refused(center, tmp_path):
+    key = home_keys(tmp_path / "a", "hem-1")["hem-1"]
+    listing = tmp_path / "homes.txt"
+    listing.write_text("a/hem-1.pub\n" f"{key}\n")
+
+    result = add_homes(center, "--list", listing)
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"trygg: {key}: listed twice"
+    assert enrolled(center) == {}
+
+
+def test_a_home_enrolled_with_another_key_needs_force(center, tmp_path, umask_022):
+    old = home_keys(tmp_path / "old", "hem-1")["hem-1"]
+    assert trygg("center", "add-home", old, "--config", center / "center.toml").exit_code == 0
+    new = home_keys(tmp_path / "new", "hem-1", "hem-2")
+
+    refused = add_homes(center, tmp_path / "new")
+
+    assert refused.exit_code == 1
+    target = center / "homes" / "hem-1.pub"
+    assert refused.stderr.splitlines()[0] == (f"trygg: {new['hem-1']}: home hem-1 is enrolled with a different key "
+                                              f"({target}); use --force to replace it")
+    assert enrolled(center) == {"hem-1.pub": old.read_bytes()}  # hem-2 was good, and still not enrolled
+
+    forced = add_homes(center, tmp_path / "new", "--force")
+
+    assert forced.exit_code == 0, forced.output
+    assert forced.stdout.splitlines() == [f"replaced the key of hem-1 ({new['hem-1']})",
+                                          f"1 enrolled, 1 replaced, 0 unchanged (2 homes in {center / 'homes'})"]
+    assert enrolled(center) == {"hem-1.pub": new["hem-1"].read_bytes(), "hem-2.pub": new["hem-2"].read_bytes()}
+    assert mode(target) == mode(center / "homes" / "hem-2.pub") == 0o644
+
+
+def test_add_homes_json_lists_each_home_file_and_result(center, tmp_path):
+    keys = home_keys(tmp_path / "batch", "hem-1", "hem-2")
+    assert add_homes(center, tmp_path / "batch").exit_code == 0
+    keys.update(home_keys(tmp_path / "batch", "hem-2", "hem-3"))  # hem-2 re-keyed, hem-3 new
+
+    result = add_homes(center, tmp_path / "batch", "--force", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [
+        {"home": "hem-1", "file": str(keys["hem-1"]), "result": "unchanged"},
+        {"home": "hem-2", "file": str(keys["hem-2"]), "result": "replaced"},
+        {"home": "hem-3", "file": str(keys["hem-3"]), "result": "enrolled"},
+    ]
+    assert enrolled(center) == {f"{h}.pub": p.read_bytes() for h, p in keys.items()}
+
+
+@pytest.mark.parametrize("args", [[], ["FOLDER", "--list", "LIST"], ["EMPTY"], ["--list", "EMPTY_LIST"],
+                                  ["--list", "NO_LIST"]])
+def test_add_homes_without_exactly_one_source_of_keys_says_so(center, tmp_path, args):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty.txt").write_text("# nothing yet\n\n")
+    home_keys(tmp_path / "batch", "hem-1")
+    places = {"FOLDER": tmp_path / "batch", "LIST": tmp_path / "empty.txt", "EMPTY": tmp_path / "empty",
+              "EMPTY_LIST": tmp_path / "empty.txt", "NO_LIST": tmp_path / "nope.txt"}
+
+    result = add_homes(center, *[places.get(a, a) for a in args])
+
+    assert result.exit_code == 1
+    assert one_line(result.stderr).startswith("trygg: ")
+    assert enrolled(center) == {}
