@@ -12,15 +12,20 @@ import socket
 import socketserver
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from base.errors import DaemonNotRunning, TryggError
-from protocol.events import CLASSES, Event, simulate_kinds
+from base.ratelimit import TokenBucket
+from protocol.events import DRIVER_KINDS, TEST_KIND, Event, simulate_kinds, test_event
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 4096
 MAX_SIMULATE = 100_000
+# Test events a device sends: 10 at once, then one every 6 s. The receiving side limits each home
+# too (center/testlimit.py); this keeps an installer's script from flooding the region's broker.
+TESTS_BURST, TESTS_PER_S = 10, 1 / 6
 
 
 class Injected(NamedTuple):
@@ -66,8 +71,8 @@ def _parse_simulate(req: dict) -> tuple[Event, int]:
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     cls = req.get("class")
-    if cls not in CLASSES:
-        raise ValueError(f"class must be one of {', '.join(CLASSES)}")
+    if cls not in DRIVER_KINDS:
+        raise ValueError(f"class must be one of {', '.join(DRIVER_KINDS)}")
     count = req.get("count", 1)
     if not isinstance(count, int) or not 1 <= count <= MAX_SIMULATE:
         raise ValueError(f"count must be 1-{MAX_SIMULATE}")
@@ -76,9 +81,21 @@ def _parse_simulate(req: dict) -> tuple[Event, int]:
         raise ValueError(f"no kind given: simulate {cls} needs --kind, one of {', '.join(allowed)}")
     if kind not in allowed:
         raise ValueError(f"no driver sends {kind!r} as {cls}: --kind must be one of {', '.join(allowed)}")
+    if kind == TEST_KIND:  # travels as class test, last, never in the alarm lane
+        return test_event(cls), count
     # Always marked: a simulated alarm must never be mistaken for a real one at the center. The
     # daemon commits it through inject(), which never opens the night staff's unlock window.
     return Event(cls, kind, {"simulated": True}), count
+
+
+def _check_test_budget(budget: TokenBucket, count: int) -> None:
+    now = time.monotonic()
+    if not budget.take(count, now):
+        wait = budget.wait_s(count, now)
+        when = f"try again in {wait:.0f} s" if wait != float("inf") else f"send at most {budget.burst} at a time"
+        raise ValueError(f"test events are limited to {budget.burst} at once and one every "
+                         f"{1 / budget.per_s:g} s on a device, so that tests never crowd the network "
+                         f"real alarms use: {when}")
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -98,6 +115,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send({**handlers.status(), "done": True})
             elif op == "simulate":
                 event, count = _parse_simulate(req)
+                if event.cls == "test":
+                    _check_test_budget(self.server.test_budget, count)  # type: ignore[attr-defined]
                 for _ in range(count):
                     result = handlers.inject(event)
                     self._send({"id": result.id, "accepted": result.accepted, "stored": result.stored})
@@ -144,6 +163,7 @@ class ControlServer:
             os.umask(old)
         os.chmod(self.path, 0o660)
         self._server.handlers = handlers  # type: ignore[attr-defined]
+        self._server.test_budget = TokenBucket(TESTS_BURST, TESTS_PER_S, time.monotonic())  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, name="control", daemon=True)
 
     def start(self) -> None:

@@ -80,7 +80,8 @@ class Daemon(Handlers):
         self.outbox = self._open(Outbox(
             cfg.outbox.path,
             cfg.outbox.max_bytes,
-            {"event": cfg.outbox.ttl_event_s, "telemetry": cfg.outbox.ttl_telemetry_s},
+            {"event": cfg.outbox.ttl_event_s, "telemetry": cfg.outbox.ttl_telemetry_s,
+             "test": cfg.outbox.ttl_telemetry_s},
             clock=self.clock.time,
             reserve_bytes=cfg.outbox.reserve_bytes,
             min_free_bytes=cfg.outbox.min_free_bytes,

@@ -3,7 +3,9 @@
 The receiver takes a home's messages in order and acknowledges them in order, so:
 - a message last sent more than REORDER_S before another that has since been acknowledged
   (counting that one's first send) was lost on the way: it goes again at once;
-- an alarm not acknowledged within the time-out goes again, every time-out;
+- an alarm not acknowledged goes again after ALARM_FIRST_S, then after twice as long each time
+  up to resend_after_s (2, 4, 8, 16, 30 s): a broker that dropped it (a full queue) costs
+  seconds, not the bulk window's half minute; alarms are few, so this cannot flood anyone;
 - of the rest, only probes go out: one message, and when the center acknowledges a whole round
   of probes, twice as many in the next round at once (as TCP's slow start); a round that goes
   unanswered starts again from one. A whole window re-sent into silence (a stalled receiver)
@@ -19,12 +21,14 @@ from typing import NamedTuple
 
 REORDER_S = 1.0  # a message this much older than one acknowledged after it was lost, not late
 MIN_RTO_S = 2.0
+ALARM_FIRST_S = 2.0  # an unacknowledged alarm's first re-send; the wait doubles from there
 
 
 class _Sent(NamedTuple):
     at: float  # the last send
     first: float  # the first send: what an acknowledgement of this id proves
     prio: int
+    sends: int  # how many times it went out
 
 
 class Resends:
@@ -44,7 +48,7 @@ class Resends:
 
     def sent(self, event_id: str, prio: int, now: float) -> None:
         old = self._awaiting.pop(event_id, None)
-        self._awaiting[event_id] = _Sent(now, old.first if old else now, prio)
+        self._awaiting[event_id] = _Sent(now, old.first if old else now, prio, old.sends + 1 if old else 1)
 
     def forget(self, event_id: str) -> None:
         """No longer waiting anywhere (acknowledged meanwhile, or gone from the outbox)."""
@@ -70,8 +74,18 @@ class Resends:
             return self.resend_after_s
         return min(max(MIN_RTO_S, 4 * self._srtt), self.resend_after_s)
 
+    def alarm_timeout(self, sends: int) -> float:
+        """An alarm's wait after its n-th send: doubling from ALARM_FIRST_S, never past resend_after_s."""
+        return min(ALARM_FIRST_S * 2 ** min(sends - 1, 16), max(self.resend_after_s, ALARM_FIRST_S))
+
     def due(self, now: float, limit: int) -> list[str]:
-        """Ids to send again now, oldest send first (the caller orders them alarms first)."""
+        """Ids to send again now: alarms on their own back-off, then the rest oldest send first
+        (the caller orders them alarms first)."""
+        alarms = [event_id for event_id, sent in self._awaiting.items()
+                  if sent.prio == 0 and now - sent.at >= self.alarm_timeout(sent.sends)][:limit]
+        return alarms + self._due_rest(now, limit - len(alarms), set(alarms))
+
+    def _due_rest(self, now: float, limit: int, taken: set[str]) -> list[str]:
         timeout = self.timeout(now)
         if self._round and now - self._round_at >= timeout:  # unanswered: start small again
             self._round.clear()
@@ -83,6 +97,8 @@ class Resends:
             lost, timed_out = sent.at < overtaken, now - sent.at >= timeout
             if not (lost or timed_out) or len(due) >= limit:
                 break  # in order of the last send: nothing later is due either
+            if event_id in taken:
+                continue
             if lost or sent.prio == 0:
                 due.append(event_id)
             elif probing and len(self._round) < self._round_size:

@@ -84,6 +84,7 @@ def temp_root(prefix: str):
             shutil.rmtree(path, ignore_errors=True)
 
 
+from tests.support.lab import FILLER_KINDS  # noqa: E402
 from tests.support.lab import wait_for as wait_until  # noqa: E402, F401  (one poller for tests and benchmarks)
 
 
@@ -96,9 +97,10 @@ def depth(st: dict) -> int:
     return sum(c["depth"] for c in st["outbox"]["classes"].values())
 
 
-def simulate(sock: Path, cls: str, count: int = 1, kind: str = "test") -> list[str]:
-    """Inject events through the control socket (fixed simulated body); ids of those accepted."""
-    req = {"op": "simulate", "class": cls, "count": count, "kind": kind}
+def simulate(sock: Path, cls: str, count: int = 1, kind: str | None = None) -> list[str]:
+    """Inject events through the control socket (fixed simulated body); ids of those accepted.
+    Without a kind, an everyday one of that class (FILLER_KINDS): tests are rate-limited."""
+    req = {"op": "simulate", "class": cls, "count": count, "kind": kind or FILLER_KINDS[cls]}
     for attempt in range(50):
         try:
             return [a["id"] for a in control.request(sock, req, timeout=120) if not a.get("done") and a.get("accepted")]

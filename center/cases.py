@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from base.errors import TryggError
-from protocol.events import TEST_KIND
 from protocol.ids import new_id
 from protocol.messages import EventMessage, iso
 
@@ -172,7 +171,7 @@ class CaseDesk:
         feed: list[tuple] = []
         by_home: dict[str, list[tuple[EventMessage, float]]] = {}
         for event, received in events:
-            if (event.cls == "alarm" and event.kind != TEST_KIND) or event.kind == "command_result":
+            if event.cls == "alarm" or event.kind == "command_result":  # a test is class test: no case
                 by_home.setdefault(event.home, []).append((event, received))
         for home in sorted(by_home):  # locks in one order on every receiver
             tx.lock(f"case:{home}")

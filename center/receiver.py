@@ -26,7 +26,7 @@ checked where they are opened: agent/keys.py, store.py).
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Callable, Protocol
@@ -49,6 +49,7 @@ from .opening import Opener
 from .roundsdesk import RoundsDesk
 from .db import StoreUnavailable
 from .store import EventStore, Received
+from .testlimit import TestLimit
 
 LANES = ("all", "alarm", "bulk")
 
@@ -76,6 +77,7 @@ class _Opened:
 
     batch: list[mqtt.MQTTMessage]
     accepted: list[tuple[EventMessage, Received]]
+    over_limit: list[EventMessage]  # test traffic past its limit: acknowledged, not recorded
 
 
 class OutputFailed(TryggError, RuntimeError):
@@ -121,6 +123,7 @@ class Receiver:
         self.rounds = rounds
         self.cases = cases
         self._ticks = Ticks()
+        self.tests = TestLimit()
 
     def run(self) -> None:
         """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
@@ -185,7 +188,7 @@ class Receiver:
         no backlog of events or telemetry is ever in front of an alarm. Statuses are taken by
         every receiver (not shared): presence changes are decided once in the store."""
         group = self.cfg.center.shared_group
-        classes = {"alarm": ["alarm"], "bulk": ["event", "telemetry"], "all": ["+"]}[self.lane]
+        classes = {"alarm": ["alarm"], "bulk": ["event", "telemetry", "test"], "all": ["+"]}[self.lane]
         up = [f"{topics.PREFIX}/+/up/{cls}" for cls in classes]
         up = [f"$share/{group}/{topic}" for topic in up] if group else up
         return up + ([topics.STATUS_WILDCARD] if self.lane != "alarm" else [])
@@ -257,12 +260,17 @@ class Receiver:
     def _open_batch(self, batch: list[mqtt.MQTTMessage]) -> "_Opened":
         """Open and verify every message; presence is taken in here, rejections reported."""
         accepted: list[tuple[EventMessage, Received]] = []
+        over_limit: list[EventMessage] = []
         self.homes.refresh()
         for message in batch:
             try:
                 where = topics.parse(message.topic)
                 if where.channel == "up":
-                    accepted.append(self._open_event(message, where))
+                    event, received = self._open_event(message, where)
+                    if event.cls == "test" and not self.tests.allow(event.home, time.monotonic()):
+                        over_limit.append(event)
+                    else:
+                        accepted.append((event, received))
                 elif where.channel == "status":
                     self._presence(message, where.home)
                 else:
@@ -276,14 +284,19 @@ class Receiver:
             except Exception as exc:  # a bug must cost one message, never the receiver
                 log.exception("receiver: unexpected error on %s", message.topic)
                 self._show(self.sink.rejected, message.topic, f"internal error: {type(exc).__name__}: {exc}")
-        return _Opened(batch, accepted)
+        for home, count in Counter(event.home for event in over_limit).items():
+            self._show(self.sink.rejected, topics.up(home, "test"), f"{count} test event(s) over the limit of "
+                       f"{self.tests.rule()} per home: acknowledged, not recorded")
+        if self._ticks.due("tests", 60.0, time.monotonic()):
+            self.tests.forget_full(time.monotonic())
+        return _Opened(batch, accepted, over_limit)
 
     def _finish(self, client: mqtt.Client, opened: "_Opened") -> None:
         """After the batch is recorded: PUBACK to the broker, the signed acks to the homes."""
         for message in opened.batch:  # PUBACK to the broker only now: recorded, or rejected for good
             client.ack(message.mid, message.qos)
-        if opened.accepted:
-            self._acknowledge(client, [event for event, _ in opened.accepted])
+        if opened.accepted or opened.over_limit:
+            self._acknowledge(client, [event for event, _ in opened.accepted] + opened.over_limit)
         marks = self.homes.take_changed_marks()
         if marks:
             self.store.save_replay_marks(marks)

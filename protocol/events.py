@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-CLASSES = ("alarm", "event", "telemetry")  # most important first
+# Most important first. Test traffic (installation checks, periodic test alarms) is its own class,
+# last: it never rides the alarm lane, so a flood of tests cannot delay a real fall anywhere.
+CLASSES = ("alarm", "event", "telemetry", "test")
 KIND_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 _KIND_RE = re.compile(KIND_PATTERN)
 
@@ -24,12 +26,17 @@ DRIVER_KINDS: dict[str, tuple[str, ...]] = {
               "help_cancelled", "lock_fault", "manual_unlock", "mat_clear", "visit"),
     "telemetry": ("activity_summary", "device_health", "dose_summary"),
 }
-TEST_KIND = "test"  # an installation check: any class, sent by `trygg simulate CLASS --kind test`
+TEST_KIND = "test"  # an installation check: `trygg simulate CLASS --kind test`, sent as class test
 
 
 def simulate_kinds(cls: str) -> tuple[str, ...]:
     """The kinds `trygg simulate` may send as this class: a driver's kinds, then `test`."""
     return (*DRIVER_KINDS[cls], TEST_KIND)
+
+
+def test_event(tests: str) -> "Event":
+    """A test of the path a `tests`-class event takes: class and kind test, so it travels last."""
+    return Event("test", TEST_KIND, {"simulated": True, "tests": tests})
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class Event:
             raise ValueError(f"class must be one of {', '.join(CLASSES)}, got {self.cls!r}")
         if not isinstance(self.kind, str) or not _KIND_RE.fullmatch(self.kind):
             raise ValueError(f"kind must be 1-40 characters a-z, 0-9 and '_', starting with a letter, got {self.kind!r}")
+        if (self.cls == "test") != (self.kind == TEST_KIND):
+            raise ValueError(f"kind {TEST_KIND!r} is sent as class 'test' and only it is, got {self.cls}/{self.kind}")
 
 
 Emit = Callable[[Event], Any]

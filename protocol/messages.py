@@ -9,12 +9,12 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .ids import is_valid_id
 from .topics import check_home_id
 
-from .events import KIND_PATTERN
+from .events import CLASSES, KIND_PATTERN, TEST_KIND
 MAX_ACK_IDS = 1000
 MAX_BODY_JSON = 16 * 1024
 MAX_MESSAGE_JSON = 64 * 1024  # the largest message: an ack of MAX_ACK_IDS ids
@@ -56,11 +56,19 @@ class EventMessage(_Strict):
     t: Literal["event"] = "event"
     id: EventId
     home: HomeId
-    cls: Literal["alarm", "event", "telemetry"] = Field(alias="class")
+    cls: Literal[CLASSES] = Field(alias="class")  # type: ignore[valid-type]
     kind: str = Field(pattern=KIND_PATTERN)
     time: UtcTime
     clock_synced: bool
     body: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _test_is_its_own_class(self) -> "EventMessage":
+        # Test traffic travels only as class test, never in the alarm lane (events.py).
+        if (self.cls == "test") != (self.kind == TEST_KIND):
+            raise ValueError(f"kind {TEST_KIND!r} travels as class 'test' and only it does, got class "
+                             f"{self.cls!r} with kind {self.kind!r}")
+        return self
 
 
 class AckMessage(_Strict):
@@ -125,6 +133,7 @@ class OutboxDepths(_Strict):
     alarm: OutboxClass
     event: OutboxClass
     telemetry: OutboxClass
+    test: OutboxClass | None = None  # devices from before the test class leave it out
 
 
 class FleetReport(_Strict):

@@ -57,7 +57,8 @@ def test_a_bed_exit_then_a_fall_then_the_help_button_is_one_case_with_three_alar
     alarms = [event("hem-1", k) for k in ("bed_exit", "fall", "help")]
     for i, alarm in enumerate(alarms):
         receive(store, alarm, at=T0 + i)
-    receive(store, event("hem-2", "fall"), event("hem-1", "door_closed", cls="event"), event("hem-1", "test"))
+    receive(store, event("hem-2", "fall"), event("hem-1", "door_closed", cls="event"),
+            event("hem-1", "test", cls="test"))
     cases = desk_on(store).listing()
     assert sorted(c.home for c in cases) == ["hem-1", "hem-2"]
     one = next(c for c in cases if c.home == "hem-1")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from agent import control
 from agent.control import MAX_REQUEST, MAX_SIMULATE, ControlServer, Handlers, Injected, request
 from base.errors import DaemonNotRunning, TryggError
-from protocol.events import CLASSES, DRIVER_KINDS, Event, simulate_kinds
+from protocol.events import DRIVER_KINDS, Event, simulate_kinds
 
 STATUS = {"home": "hem-1", "uptime_s": 12.0, "link": "connected", "clock_synced": True}
 
@@ -123,30 +123,52 @@ def test_simulate_injects_each_event_and_reports_its_id(shared):
 
 def test_simulate_without_a_kind_is_refused_naming_the_kinds_of_that_class(shared):
     path, daemon = shared
-    for cls in CLASSES:
+    for cls in DRIVER_KINDS:
         with pytest.raises(TryggError) as err:
             list(request(path, {"op": "simulate", "class": cls, "kind": None}))
         assert f"no kind given: simulate {cls} needs --kind, one of {', '.join(simulate_kinds(cls))}" in str(err.value)
     assert daemon.injected == []
 
 
-def test_simulate_sends_a_drivers_kind_of_that_class_or_test(shared):
+def test_simulate_sends_a_drivers_kind_of_that_class_or_a_test_as_class_test(shared):
     path, daemon = shared
-    for cls in CLASSES:
+    for cls in DRIVER_KINDS:
         list(request(path, {"op": "simulate", "class": cls, "kind": DRIVER_KINDS[cls][0]}))
         list(request(path, {"op": "simulate", "class": cls, "kind": "test"}))
-    assert [(e.cls, e.kind) for e in daemon.injected] == [
-        (cls, kind) for cls in CLASSES for kind in (DRIVER_KINDS[cls][0], "test")]
+    assert [(e.cls, e.kind, e.body) for e in daemon.injected] == [
+        row for cls in DRIVER_KINDS for row in ((cls, DRIVER_KINDS[cls][0], {"simulated": True}),
+                                                ("test", "test", {"simulated": True, "tests": cls}))]
     with pytest.raises(TryggError, match="no driver sends 'banana' as alarm: --kind must be one of bed_exit, "):
         list(request(path, {"op": "simulate", "class": "alarm", "kind": "banana"}))
-    assert len(daemon.injected) == 2 * len(CLASSES)
+    with pytest.raises(TryggError, match="class must be one of alarm, event, telemetry"):
+        list(request(path, {"op": "simulate", "class": "test", "kind": "test"}))
+    assert len(daemon.injected) == 2 * len(DRIVER_KINDS)
 
 
-@given(cls=st.sampled_from(CLASSES), kind=st.one_of(st.none(), st.integers(), st.text(max_size=45),
+def test_test_events_are_rate_limited_at_the_device_and_a_refused_request_commits_nothing(tmp_path):
+    daemon = FakeDaemon()
+    server = ControlServer(tmp_path / "c.sock", daemon)
+    server.start()
+    try:
+        list(request(tmp_path / "c.sock", {"op": "simulate", "class": "alarm", "kind": "test", "count": control.TESTS_BURST - 1}))
+        with pytest.raises(TryggError, match=r"test events are limited to 10 at once and one every 6 s .*try again in [56] s"):
+            list(request(tmp_path / "c.sock", {"op": "simulate", "class": "alarm", "kind": "test", "count": 2}))
+        with pytest.raises(TryggError, match="send at most 10 at a time"):
+            list(request(tmp_path / "c.sock", {"op": "simulate", "class": "alarm", "kind": "test", "count": 11}))
+        list(request(tmp_path / "c.sock", {"op": "simulate", "class": "event", "kind": "test"}))
+        list(request(tmp_path / "c.sock", {"op": "simulate", "class": "alarm", "kind": "fall", "count": 50}))  # real kinds are not limited
+        assert [e.cls for e in daemon.injected] == ["test"] * control.TESTS_BURST + ["alarm"] * 50
+    finally:
+        server.close()
+
+
+@given(cls=st.sampled_from(list(DRIVER_KINDS)), kind=st.one_of(st.none(), st.integers(), st.text(max_size=45),
                                                   st.sampled_from([k for ks in DRIVER_KINDS.values() for k in ks])))
 def test_simulate_accepts_a_kind_exactly_when_a_driver_sends_it_as_that_class_or_it_is_test(cls, kind):
     req = {"op": "simulate", "class": cls, "kind": kind}
-    if kind == "test" or kind in DRIVER_KINDS[cls]:
+    if kind == "test":
+        assert control._parse_simulate(req) == (Event("test", "test", {"simulated": True, "tests": cls}), 1)
+    elif kind in DRIVER_KINDS[cls]:
         assert control._parse_simulate(req) == (Event(cls, kind, {"simulated": True}), 1)
     else:
         with pytest.raises(ValueError, match="--kind"):

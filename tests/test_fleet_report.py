@@ -239,7 +239,8 @@ class FakeOutbox:
         if self.broken:
             raise OSError("database is locked")
         return {"classes": {"alarm": {"depth": 2, "oldest_age_s": 7.8}, "event": {"depth": 5, "oldest_age_s": 60.0},
-                            "telemetry": {"depth": 0, "oldest_age_s": None}}}
+                            "telemetry": {"depth": 0, "oldest_age_s": None},
+                            "test": {"depth": 1, "oldest_age_s": 3.0}}}
 
     def disk(self) -> dict:
         return {"free_bytes": 123_456_789}
@@ -265,7 +266,7 @@ def test_the_reporter_collects_every_source(reporter, pki):
     assert report.home == HOME and report.time == NOW
     assert report.version == fleetreport.software_version() and report.version
     assert report.outbox.alarm.depth == 2 and report.outbox.alarm.oldest_age_s == 7
-    assert report.outbox.telemetry.oldest_age_s is None
+    assert report.outbox.telemetry.oldest_age_s is None and report.outbox.test.depth == 1
     assert report.unacked_alarms == 3  # two stored, one held in memory
     assert report.drivers_down == ["mat:bedroom"] and report.faults == ["camera"]
     assert (report.cpu_temp_c, report.disk_free_bytes) == (61.2, 123_456_789)
@@ -320,7 +321,7 @@ def test_a_report_goes_when_it_matters_and_at_least_every_fifteen_minutes(report
 def test_a_real_heartbeat_carries_a_report_the_center_opens(lab, run_daemon):
     home = lab.home("hem-fleet")
     daemon = run_daemon(home)
-    daemon.inject(Event("alarm", "test", {"simulated": True}))  # no receiver runs: it stays unacknowledged
+    daemon.inject(Event("alarm", "help", {"simulated": True}))  # no receiver runs: it stays unacknowledged
     daemon.inject(Event("event", "fault", {"component": "camera", "detail": "no frames"}))
     statuses: list[bytes] = []
     got = threading.Event()

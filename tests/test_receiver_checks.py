@@ -654,3 +654,37 @@ def test_only_an_audit_entry_has_its_detail_opened_other_bodies_are_shown_as_sen
     desk.settle()
     [shown] = [e for e in sink.events if e.id == message.id]
     assert shown.body == body
+
+
+# -- test traffic: its own class, never in the alarm lane, limited per home ----------------------
+
+
+def test_a_test_dressed_as_an_alarm_is_rejected_and_not_acknowledged(desk):
+    """A test must never ride the alarm lane: class alarm with kind test is refused, so is the reverse."""
+    desk.start()
+    home = desk.home()
+    for cls, kind in (("alarm", "test"), ("test", "fall")):
+        fields = {"v": 1, "t": "event", "id": new_id(), "home": home.name, "class": cls, "kind": kind,
+                  "time": NOW.isoformat(), "clock_synced": True, "body": {}}
+        topic = topics.up(home.name, cls)
+        desk.wire.publish(topic, envelope.seal(json.dumps(fields).encode(), topic, home.key.sign, desk.key.kem.public))
+        rejected_and_not_acknowledged(desk, home, topic, fields["id"], "travels as class 'test' and only it does")
+
+
+def test_test_traffic_past_its_limit_is_acknowledged_but_neither_recorded_nor_shown_and_said_once(desk):
+    from center.testlimit import TESTS_BURST
+
+    sink = desk.start()
+    home = desk.home()
+    sent = [home.send("test", "test", {"simulated": True, "tests": "alarm"}) for _ in range(TESTS_BURST + 5)]
+    fall = home.send("alarm", "fall")  # not limited, and not held up
+    wait_for(lambda: {m.id for m in sent} | {fall.id} <= set(home.acked()), 20, "every test acknowledged")
+    shown = [m.id for m in sent if sink.shown(m.id)]
+    recorded = {row[0] for row in desk.rows()}
+    assert len(shown) == TESTS_BURST and set(shown) <= recorded and sink.shown(fall.id) == 1
+    assert len(recorded & {m.id for m in sent}) == TESTS_BURST
+    reasons = sink.rejected_on(topics.up(home.name, "test"))
+    assert sum(int(r.split()[0]) for r in reasons) == 5 and all("over the limit" in r for r in reasons), reasons
+    other = desk.home()  # the limit is per home
+    first = other.send("test", "test", {"simulated": True, "tests": "event"})
+    wait_for(lambda: sink.shown(first.id) == 1, 10, "another home's test shown")

@@ -1,6 +1,6 @@
 """What the uplink sends again (agent/resend.py): lost messages at once, into silence only alarms and probes."""
 
-from agent.resend import MIN_RTO_S, REORDER_S, Resends
+from agent.resend import ALARM_FIRST_S, MIN_RTO_S, REORDER_S, Resends
 
 RESEND_S = 30.0
 
@@ -30,18 +30,37 @@ def test_into_silence_only_alarms_and_one_probe_go_again():
     r.sent("fall", 0, 0.0)
     for i in range(500):
         r.sent(f"t{i}", 2, 0.0)
-    assert r.due(RESEND_S - 0.1, 100) == []
-    assert r.due(RESEND_S, 100) == ["fall", "t0"]
-    for id_ in ("fall", "t0"):
-        r.sent(id_, 0 if id_ == "fall" else 2, RESEND_S)
+    assert r.due(ALARM_FIRST_S - 0.1, 100) == []
+    assert r.due(ALARM_FIRST_S, 100) == ["fall"]  # an alarm does not wait for the bulk window
+    r.sent("fall", 0, ALARM_FIRST_S)
+    assert r.due(RESEND_S - 0.1, 100) == ["fall"]  # its second wait is 4 s: long due by now
+    r.sent("fall", 0, RESEND_S - 0.1)
+    assert r.due(RESEND_S, 100) == ["t0"]
+    r.sent("t0", 2, RESEND_S)
     assert r.due(RESEND_S + 0.1, 100) == []  # the probe's round is not answered yet
-    total = 2
+    total = 3
     for t in range(31, 600):  # ten minutes of a stalled receiver
         due = r.due(float(t), 100)
         for id_ in due:
             r.sent(id_, 0 if id_ == "fall" else 2, float(t))
         total += len(due)
     assert total <= 2 * (600 // RESEND_S + 1), f"{total} messages re-sent into ten minutes of silence"
+
+
+def test_an_unacknowledged_alarm_goes_again_within_seconds_backing_off_to_the_bulk_window():
+    r = resends()
+    sends = [0.0]
+    r.sent("fall", 0, 0.0)
+    for tenth in range(1, 1200):  # two minutes, checked every 0.1 s
+        now = tenth / 10
+        if r.due(now, 10) == ["fall"]:
+            r.sent("fall", 0, now)
+            sends.append(now)
+    waits = [round(b - a, 1) for a, b in zip(sends, sends[1:])]
+    assert waits[:5] == [2.0, 4.0, 8.0, 16.0, 30.0]
+    assert set(waits[5:]) == {30.0}
+    r.acked(["fall"], 120.0)
+    assert r.due(200.0, 10) == [] and len(r) == 0
 
 
 def test_a_tail_whose_acknowledgement_was_lost_comes_back_in_doubling_rounds():

@@ -66,7 +66,8 @@ def test_simulate_alarm_without_a_kind_or_with_an_unknown_kind_fails_and_commits
     assert alarms_waiting(home) == 0 and home.status()["outbox"]["classes"]["telemetry"]["depth"] == telemetry
     # the same daemon does commit a kind that is allowed: nothing above was refused for another reason
     assert len(home.simulate("alarm", kind=TEST_KIND)) == 1 and len(home.simulate("alarm", kind="fall")) == 1
-    assert alarms_waiting(home) == 2
+    classes = home.status()["outbox"]["classes"]
+    assert alarms_waiting(home) == 1 and classes["test"]["depth"] == 1  # a test never waits with the alarms
 
 
 def _driver_emits() -> set[tuple[str, str]]:
@@ -103,7 +104,7 @@ def test_the_kinds_simulate_allows_are_exactly_what_the_drivers_send():
     emitted = _driver_emits()
     assert ("alarm", "fall") in emitted and ("alarm", "door_open") in emitted and ("event", "door_open") in emitted
     assert ("event", "dispenser_empty") in emitted  # a kind bound by a for loop was read
-    registered = {(cls, kind) for cls in CLASSES for kind in DRIVER_KINDS[cls]}
+    registered = {(cls, kind) for cls in DRIVER_KINDS for kind in DRIVER_KINDS[cls]}
     assert emitted - registered == set(), "a driver sends a kind agent/events.py DRIVER_KINDS does not list"
     assert registered - emitted == set(), "DRIVER_KINDS lists a kind no driver sends"
     assert all(TEST_KIND not in kinds for kinds in DRIVER_KINDS.values())
@@ -120,7 +121,7 @@ def test_night_staff_unlock_is_refused_after_trygg_simulate_alarm(lab):
     assert code == EXIT_REFUSED, err  # no alarm yet: refused, as before
     home.simulate("alarm", kind=TEST_KIND)  # the installation check
     home.simulate("alarm", kind="fall", count=2)  # a test alarm pretending to be a fall is no better
-    assert alarms_waiting(home) == 3
+    assert alarms_waiting(home) == 2
     assert home.status()["alarm_open"] is False
     code, result, err = unlock(lab, home)
     assert code == EXIT_REFUSED, (err, result)
