@@ -40,12 +40,15 @@ class HomeRegistry:
         self.reload()
 
     def reload(self) -> None:
-        """Read every *.pub in the homes directory; a bad file is logged and skipped."""
+        """Read every <home>.pub in the homes directory; a bad file is logged and skipped."""
         keys = {}
         for path in sorted(self.homes_dir.glob("*.pub")):
             try:
                 public = load_public(path)
                 check_home_id(public.name)
+                if public.name != path.stem:  # a stray copy (old-hem-1.pub) must not take a home over
+                    raise ValueError(f"the key is for home {public.name!r}, not {path.stem!r}: "
+                                     f"a home's key is <home>.pub (enroll with trygg center add-home)")
             except (KeyFileError, ValueError) as exc:
                 log.error("skipping home key %s: %s", path, exc)
                 continue

@@ -59,7 +59,7 @@ class Printer:
             note = f"  [{self.w['device_time']} {_local(device_time)}"
             note += f", {self.w['unsynced']}]" if not event.clock_synced else "]"
         loud = event.cls == "alarm"
-        mark = {"alarm": "LARM" if self.w.lang == "sv" else "ALARM"}.get(event.cls, "     ")
+        mark = {"alarm": "LARM" if self.w.lang == "sv" else "ALARM", "test": "TEST"}.get(event.cls, "     ")
         details = summary(event.kind, event.body)
         line = f"{_local(received)}  {mark:5}  {event.home}  {self.w.kind(event.kind)}  {details}{note}"
         self._line(line, loud)

@@ -487,6 +487,20 @@ def test_a_home_enrolled_or_removed_while_the_receiver_runs_is_trusted_or_refuse
     rejected_and_not_acknowledged(desk, home, topic, second.id, "signed by an unknown key")
 
 
+def test_a_stray_key_file_naming_an_enrolled_home_does_not_take_it_over(desk):
+    """A leftover old-<home>.pub (an old key) sorts after <home>.pub; only <home>.pub is that home's key."""
+    desk.start()
+    home = desk.home()
+    thief = Identity.generate(home.name)  # a key claiming to be the home's
+    write_public(thief.public(), desk.homes_dir / f"zz-old-{home.name}.pub", force=True)
+    forged = alarm(home.name)
+    topic, payload = sealed(home, forged, signer=thief)
+    desk.wire.publish(topic, payload)
+    rejected_and_not_acknowledged(desk, home, topic, forged.id, "signed by an unknown key")
+    good = home.send()
+    wait_for(lambda: good.id in home.acked(), 10, "the home's own key still trusted")
+
+
 def test_an_event_sealed_to_the_centers_next_key_opens_once_the_key_appears(desk):
     """A key rotation begun while the receiver runs: the new key file is read, not a restart needed."""
     sink = desk.start()
