@@ -18,6 +18,8 @@ from base.cliutil import config_option, friendly_errors
 from base.clock import SystemClock
 from base.errors import TryggError
 
+from .brokerlimits import BrokerLimits
+
 SINCE_RE = re.compile(r"^(\d{1,5})([mhd])$")
 
 
@@ -129,6 +131,38 @@ def register(center: click.Group) -> None:
             return
         for row in rows:
             click.echo(row_line(row, lang))
+
+    @center.command("receivers")
+    @click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per receiving service.")
+    @config_option
+    @click.pass_context
+    @friendly_errors
+    def receivers(ctx, as_json, config_path) -> None:
+        """The receiving services: alive or not, and what each learned of the broker's limits, with
+        a warning where they are too small for the homes served."""
+        from .casecore import load_config
+        from .store import EventStore
+
+        cfg = load_config(ctx, config_path)
+        store = EventStore(cfg.store_url)
+        try:
+            rows = store.receiver_reports()
+        finally:
+            store.close()
+        now = SystemClock().time()
+        out = [{"name": name, "state": state, "since": since, "beat_age_s": round(now - beat, 1),
+                "broker": json.loads(broker) if broker else None} for name, state, since, beat, broker in rows]
+        if as_json:
+            click.echo(json.dumps(out, ensure_ascii=False))
+            return
+        if not out:
+            click.echo("no receiving service has run against this store")
+        for r in out:
+            click.echo(f"{r['name']}: {r['state']} (last heard {r['beat_age_s']:g} s ago)")
+            for lane, seen in sorted((r["broker"] or {}).get("lanes", {}).items()):
+                click.echo(f"  {lane} lane: {BrokerLimits(**seen['limits']).describe()}")
+                for warning in seen["warnings"]:
+                    click.echo(f"  WARNING: {warning}")
 
     @center.group("audit")
     def audit() -> None:

@@ -91,6 +91,9 @@ ALTER TABLE {table}_v3 RENAME TO {table};
     (4, "resident cards (center/residents.py): sealed to the center key; home and time readable", """
 CREATE TABLE residents (home TEXT PRIMARY KEY, sealed {blob} NOT NULL, updated {real} NOT NULL);
 """),
+    (5, "what each receiver learned of the broker's limits and what it warns of (JSON; no personal data)", """
+ALTER TABLE receivers ADD COLUMN broker TEXT;
+"""),
 ]
 
 

@@ -50,6 +50,8 @@ from .roundsdesk import RoundsDesk
 from .db import StoreUnavailable
 from .store import EventStore, Received
 from .testlimit import TestLimit
+from . import brokerlimits
+from .brokerlimits import BrokerLimits
 
 LANES = ("all", "alarm", "bulk")
 
@@ -124,6 +126,9 @@ class Receiver:
         self.cases = cases
         self._ticks = Ticks()
         self.tests = TestLimit()
+        self.broker_limits: BrokerLimits | None = None  # as the last CONNACK said
+        self.broker_warnings: list[str] = []  # what is too small for our homes; the service reports it
+        self._dropped: int | None = None  # the broker's dropped-message counter, when readable
 
     def run(self) -> None:
         """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
@@ -170,18 +175,47 @@ class Receiver:
         self._wait_for_store()
         client = mqttconn.make_client(self.client_id, self.cfg.broker, manual_ack=True)
         client.on_connect = self._on_connect
-        client.on_message = lambda c, u, message: self._pending.append(message)
+        client.on_message = self._on_message
         return client
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if message.topic == brokerlimits.DROPPED_TOPIC:
+            self._broker_dropped(message.payload)
+        else:
+            self._pending.append(message)
+
+    def _broker_dropped(self, payload: bytes) -> None:
+        """The broker's count of messages it dropped (its $SYS tree): a rise means its queue is too small."""
+        try:
+            count = int(payload.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return
+        warning = brokerlimits.dropped_warning(self._dropped, count, len(self.homes.keys))
+        self._dropped = count
+        if warning is not None:
+            log.warning("receiver (%s lane): %s", self.lane, warning)
+            self.broker_warnings = [w for w in self.broker_warnings if "dropped" not in w] + [warning]
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("receiver: broker refused connection: %s", reason_code)
             return
-        client.subscribe([(topic, 1) for topic in self.subscriptions()])
+        dropped = [(brokerlimits.DROPPED_TOPIC, 0)] if self.lane != "alarm" else []  # one count per process
+        client.subscribe([(topic, 1) for topic in self.subscriptions()] + dropped)
+        self._note_limits(properties)
         self.backoff.reset()
         self.connected.set()
         self.last_error = None
         self._show(self.sink.link, "connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
+
+    def _note_limits(self, properties) -> None:
+        """Say at every connect what the broker grants, and warn where it is too small for our homes."""
+        self.broker_limits = BrokerLimits.from_connack(properties)
+        self.broker_warnings = brokerlimits.warnings(self.broker_limits, len(self.homes.keys),
+                                                     self.cfg.center.session_expiry_s)
+        log.info("receiver (%s lane): %s", self.lane, self.broker_limits.describe())
+        for warning in self.broker_warnings:
+            log.warning("receiver (%s lane): %s", self.lane, warning)
 
     def subscriptions(self) -> list[str]:
         """What this lane takes: alarms alone have a lane (their own session and broker queue), so

@@ -13,9 +13,11 @@ rejected messages summarized once a minute per home, never line by line (one hom
 certificate once produced thousands of lines a second on a staff console).
 """
 
+import json
 import logging
 import threading
 import time
+from dataclasses import asdict
 
 from base import sdnotify
 from base.clock import SystemClock
@@ -23,7 +25,7 @@ from base.errors import TryggError
 from base.keys import load_private
 from protocol import topics
 
-from . import feed, keyring
+from . import brokerlimits, feed, keyring
 from .atrest import Sealer, center_keys
 from .cases import CaseDesk
 from .config import CenterConfig
@@ -160,9 +162,17 @@ class Service:
             for case_id, flag, n in self.cases.escalate(self.clock.time()):
                 log.warning("case %s: %s%s", case_id, flag, f" {n}" if n else "")
             self.ticker_store.receiver_beat(self.cfg.center.name, "connected" if connected else "disconnected",
-                                            self.clock.time())
+                                            self.clock.time(), self._broker_report())
         except StoreUnavailable as exc:
             log.error("ticker: %s", exc)
+
+    def _broker_report(self) -> str | None:
+        """What the lanes learned of the broker, for `trygg center receivers` (None: nothing yet)."""
+        lanes = {r.lane: {"limits": asdict(r.broker_limits), "warnings": r.broker_warnings}
+                 for r in self.lanes if r.broker_limits is not None}
+        return json.dumps({"lanes": lanes, "homes": len(self.lanes[0].homes.keys),
+                           "queue_needed": brokerlimits.queue_needed(len(self.lanes[0].homes.keys))},
+                          sort_keys=True) if lanes else None
 
     def _summarize(self) -> None:
         rows = [(self.clock.time(), "rejected", source if source[0] != "(" else None, f"{count}|{reason}"[:300])

@@ -187,15 +187,16 @@ class EventStore:
         return home_states(self.db)
 
     # -- the receivers themselves ------------------------------------------------------------
-    def receiver_beat(self, name: str, state: str, now: float) -> None:
-        """A receiver says it is alive and whether it reaches the broker; a change goes to the feed."""
+    def receiver_beat(self, name: str, state: str, now: float, broker: str | None = None) -> None:
+        """A receiver says it is alive, whether it reaches the broker and what it learned of the
+        broker's limits (JSON, brokerlimits.py); a change of state goes to the feed."""
         with self.db.tx() as tx:
             tx.execute("INSERT INTO receivers (name, state, since, beat) VALUES (?,?,?,?) ON CONFLICT (name) DO NOTHING",
                        (name, state, now, now))
             changed = tx.rowcount == 1 or tx.execute(
                 "UPDATE receivers SET state = ?, since = ? WHERE name = ? AND state <> ?", (state, now, name, state)
             ).rowcount == 1
-            tx.execute("UPDATE receivers SET beat = ? WHERE name = ?", (now, name))
+            tx.execute("UPDATE receivers SET beat = ?, broker = COALESCE(?, broker) WHERE name = ?", (now, broker, name))
             if changed:
                 feed.append(tx, [(now, "receiver", None, f"{name}:{state}")])
 
@@ -209,6 +210,10 @@ class EventStore:
 
     def receivers(self) -> list[tuple[str, str, float, float]]:
         return self.db.query("SELECT name, state, since, beat FROM receivers ORDER BY name")
+
+    def receiver_reports(self) -> list[tuple[str, str, float, float, str | None]]:
+        """As receivers(), with each one's broker report (JSON text, or None before its first)."""
+        return self.db.query("SELECT name, state, since, beat, broker FROM receivers ORDER BY name")
 
     # -- look-in rounds: sealed blobs in, sealed blobs out -----------------------------------
     def writing(self):

@@ -168,7 +168,7 @@ def test_homes_shows_every_home_at_a_glance_those_needing_someone_first(staffed)
     ours, never = by_home[home.id], by_home["hem-never"]
     assert (never["presence"], ours["presence"]) == ("never", "online")
     assert 0 <= ours["cert_days_left"] <= 30  # the lab issues 30-day certificates
-    assert set(ours["backlog"]) == {"alarm", "event", "telemetry"} and ours["faults"] == []
+    assert set(ours["backlog"]) == {"alarm", "event", "telemetry", "test"} and ours["faults"] == []
     assert [r["home"] for r in found].index(home.id) < len(found)  # a home with an open case is listed
     assert all(r["open_case"] or r["presence"] != "online" for r in found[:2])  # needing a person first
     readable = center(lab, "homes").stdout

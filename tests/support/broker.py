@@ -37,17 +37,23 @@ LOG_NAME = "mosquitto.log"
 STDERR_NAME = "mosquitto.stderr"
 LOG_TYPES = ("error", "warning", "notice", "information")
 
-ACL_TEXT = """\
-# center: subscribes to all homes, publishes acks/commands
-user center
-topic readwrite trygg/v1/#
-# Each home, only its own subtree (user name = certificate CN = home id): it publishes events
-# and its presence, and only receives acknowledgements and commands (never sends itself one).
-pattern write trygg/v1/%u/up/#
-pattern write trygg/v1/%u/status
-pattern write trygg/v1/%u/lookin
-pattern read trygg/v1/%u/down/#
-"""
+SHIPPED_ACL = Path(__file__).resolve().parents[2] / "config" / "mosquitto-trygg.acl.example"
+ACL_TEXT = SHIPPED_ACL.read_text()  # the lab broker runs the ACL Trygg ships
+
+
+SHIPPED_CONF = Path(__file__).resolve().parents[2] / "config" / "mosquitto-trygg.conf.example"
+LIMIT_SETTINGS = ("max_queued_messages", "max_inflight_messages", "max_queued_bytes", "max_packet_size")
+
+
+def broker_limits_shipped() -> tuple[str, ...]:
+    """The limits lines of the broker config Trygg ships, read from it: what labs and benches
+    run when they say they run "Trygg's broker config"."""
+    lines = []
+    for line in SHIPPED_CONF.read_text().splitlines():
+        setting = line.split("#", 1)[0].strip()
+        if setting.split(" ", 1)[0] in LIMIT_SETTINGS:
+            lines.append(setting)
+    return tuple(lines)
 
 
 def free_port() -> int:
@@ -66,11 +72,12 @@ def find_mosquitto() -> str:
 
 
 def write_config(workdir: Path, pki: LabPKI, port: int, acl: bool = True, persistence: bool = True,
-                 max_queued: int | None = None) -> Path:
+                 max_queued: int | None = None, extra: tuple[str, ...] = ()) -> Path:
     """Write `mosquitto.conf` (and `acl`) into workdir for an mTLS listener on 127.0.0.1:port.
 
     max_queued: Mosquitto's per-subscriber queue (default 1000, beyond which it drops QoS 1
     silently); a load generator that does not re-send as homes do needs it larger.
+    extra: more lines, e.g. Trygg's shipped limits (broker_limits_shipped()) or "sys_interval 1".
     """
     workdir = Path(workdir).resolve()
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -96,6 +103,9 @@ def write_config(workdir: Path, pki: LabPKI, port: int, acl: bool = True, persis
     ]
     if max_queued is not None:
         lines.append(f"max_queued_messages {int(max_queued)}")
+    if any("\n" in line for line in extra):
+        raise ValueError("one setting per line")
+    lines += list(extra)
     if persistence:
         data = workdir / "data"
         data.mkdir(mode=0o700, exist_ok=True)
@@ -118,12 +128,12 @@ class Broker:
 
     def __init__(
         self, workdir: Path, pki: LabPKI, port: int | None = None, acl: bool = True, persistence: bool = True,
-        max_queued: int | None = None,
+        max_queued: int | None = None, extra: tuple[str, ...] = (),
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.pki = pki
         self.port = free_port() if port is None else port
-        self.conf = write_config(self.workdir, pki, self.port, acl, persistence, max_queued)
+        self.conf = write_config(self.workdir, pki, self.port, acl, persistence, max_queued, extra)
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
 
