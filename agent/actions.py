@@ -54,9 +54,9 @@ def _drive(parts: Parts, cmd: CommandMessage, staff, what: str) -> dict:
     try:
         return {"lock": cmd.args["lock"], **getattr(parts.locks[cmd.args["lock"]], what)(by=staff.name)}
     except LockJammed as exc:
-        raise ActionRefused(str(exc)) from None
+        raise ActionRefused(str(exc), "jammed") from None
     except LockError as exc:
-        raise ActionFailed(str(exc)) from None
+        raise ActionFailed(str(exc), "failed") from None
 
 
 @handles("unlock", "night-staff", "nurse")
@@ -84,7 +84,7 @@ def switch(parts: Parts, cmd: CommandMessage, staff) -> dict:
     try:
         return {"center_key": parts.switch_center_key(str(cmd.args.get("kid", "")))}
     except ValueError as exc:
-        raise ActionFailed(str(exc)) from None
+        raise ActionFailed(str(exc), "failed") from None
 
 
 @handles("lookin", "night-staff")  # a look-in also needs the resident's grant
@@ -94,10 +94,11 @@ def lookin(parts: Parts, cmd: CommandMessage, staff) -> dict:
 
 @handles("lookin_grant", "nurse")  # the nurse records the resident's consent
 def grant(parts: Parts, cmd: CommandMessage, staff) -> dict:
-    try:
-        return {"grant": parts.change_grant(dict(cmd.args), staff.name)}
-    except ConfigError as exc:
-        raise ActionRefused(str(exc)) from None
+    try:  # the values' JSON types first, with the protocol's model: `true` is not a count
+        args = command_args("lookin_grant", dict(cmd.args))
+        return {"grant": parts.change_grant(args, staff.name)}
+    except (ConfigError, ValueError) as exc:
+        raise ActionRefused(str(exc), "invalid") from None
 
 
 @handles("help_coming", "night-staff", "nurse")  # whoever may come in to help may say so
@@ -105,15 +106,15 @@ def help_coming(parts: Parts, cmd: CommandMessage, staff) -> dict:
     try:
         args = command_args("help_coming", dict(cmd.args))
     except ValueError as exc:
-        raise ActionRefused(str(exc)) from None
+        raise ActionRefused(str(exc), "bad_argument") from None
     if parts.help_coming is None:
-        raise ActionRefused(NOTHING)
+        raise ActionRefused(NOTHING, "nothing_to_tell")
     try:
         return parts.help_coming(args.get("case"), args.get("minutes"))
-    except HelpRefused as exc:
-        raise ActionRefused(str(exc)) from None
+    except HelpRefused as exc:  # nothing to tell the resident with
+        raise ActionRefused(str(exc), "nothing_to_tell") from None
     except HelpFailed as exc:
-        raise ActionFailed(str(exc)) from None
+        raise ActionFailed(str(exc), "failed") from None
 
 
 def _default_roles() -> dict[str, list[str]]:

@@ -10,10 +10,12 @@ this order (the first failure is the reason given):
   5. it is fresh (time window or challenge, freshness.py);
   6. the member's role allows the action, and the lock's rule allows it now (policy.py).
 
-Every attempt is audited with its verdict and reason. Every new command that was verifiably
-signed by enrolled staff also gets a signed result event (`command_result`: done, refused or
-failed, with the reason), sealed to the center through the outbox like any event; a replay
-gets none (its original was answered). Hostile input is normal here: messages are judged on
+Every attempt is audited with its verdict, its stable code (protocol/refusals.py: the check
+that failed and, after a dot, why) and a reason for people. Every new command that was
+verifiably signed by enrolled staff also gets a signed result event (`command_result`: done,
+refused or failed, with the code and the reason), sealed to the center through the outbox like
+any event; a replay gets none: the original was answered, and a replayed copy is an attacker's
+or the broker's, so it is audited and otherwise ignored. Hostile input is normal here: messages are judged on
 this module's own thread from a bounded queue (a flood costs dropped messages, counted, never
 the uplink or the alarms), and refusals beyond refusals_audited_per_min, and dropped
 messages, are counted and audited as one summary per minute.
@@ -43,12 +45,27 @@ _REPLAYED = "replayed: this command id was already received"
 MAX_COMMAND_BYTES = 8 * 1024  # a command is a few hundred bytes; refuse anything larger before any crypto
 
 
-class ActionFailed(TryggError, RuntimeError):
+class _ActionError(TryggError):
+    """`code` is the cause after the action's name in the verdict's code (protocol/refusals.ACTION):
+    given, or the code of a Refusal given as the message."""
+
+    default = ""
+
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or getattr(message, "code", None) or self.default
+
+
+class ActionFailed(_ActionError, RuntimeError):
     """The command was allowed but could not be carried out (e.g. the lock did not move)."""
 
+    default = "failed"
 
-class ActionRefused(TryggError, PermissionError):
+
+class ActionRefused(_ActionError, PermissionError):
     """The device itself says no, whoever asks (e.g. a jammed lock is not driven)."""
+
+    default = "refused"
 
 
 Action = Callable[[CommandMessage, StaffMember], dict]
@@ -62,6 +79,7 @@ class Verdict:
     staff: StaffMember | None = None
     detail: dict = field(default_factory=dict)
     replay: bool = False
+    code: str = ""  # stable (protocol/refusals.py); "" for done
 
     @property
     def answer(self) -> bool:
@@ -72,7 +90,7 @@ class Verdict:
     def audit_detail(self, size: int) -> dict:
         cmd, who = self.command, self.staff
         return {
-            "outcome": self.outcome, "reason": self.reason, "bytes": size,
+            "outcome": self.outcome, "code": self.code, "reason": self.reason, "bytes": size,
             "command": cmd.id if cmd else None, "action": cmd.action if cmd else None,
             "staff": who.name if who else None, "role": who.role if who else None,
         }
@@ -80,7 +98,7 @@ class Verdict:
     def result_body(self) -> dict:
         cmd, who = self.command, self.staff
         return {"command": cmd.id, "action": cmd.action, "args": dict(cmd.args), "outcome": self.outcome,
-                "reason": self.reason, "staff": who.name, "role": who.role, **self.detail}
+                "code": self.code, "reason": self.reason, "staff": who.name, "role": who.role, **self.detail}
 
 
 class RefusalLimiter:
@@ -219,47 +237,50 @@ class Commands:
         return verdict
 
     def _judge(self, topic: str, payload: bytes, size: int) -> Verdict:
+        def no(code: str, reason: str, cmd=None, member=None, replay: bool = False) -> Verdict:
+            return Verdict("refused", reason, cmd, member, replay=replay, code=code)
+
         if size > MAX_COMMAND_BYTES:
-            return Verdict("refused", f"oversized: {size} bytes (limit {MAX_COMMAND_BYTES})")
+            return no("oversized", f"oversized: {size} bytes (limit {MAX_COMMAND_BYTES})")
         if topic != self.topic:
-            return Verdict("refused", f"wrong topic: {topic[:200]!r}")
+            return no("wrong_topic", f"wrong topic: {topic[:200]!r}")
         try:
             opened = envelope.open_sealed(payload, topic, [self.device.kem], self.staff.signer_lookup)
         except EnvelopeError as exc:
-            return Verdict("refused", f"envelope: {exc}")
+            return no(f"envelope.{exc.code}", f"envelope: {exc}")
         member = self.staff.by_kid(opened.signer_kid)
         try:
             cmd = decode(opened.body, CommandMessage)
-        except (ValueError, OverflowError) as exc:
-            return Verdict("refused", f"malformed command: {exc}", staff=member)
+        except (ValueError, OverflowError) as exc:  # MessageError, with its code
+            return no(f"malformed.{getattr(exc, 'code', 'bad_value')}", f"malformed command: {exc}", member=member)
         if cmd.home != self.home:
-            return Verdict("refused", f"command for home {cmd.home!r}", cmd, member)
+            return no("wrong_home", f"command for home {cmd.home!r}", cmd, member)
         if self.freshness.seen(cmd.id):
-            return Verdict("refused", _REPLAYED, cmd, member, replay=True)
+            return no("replayed", _REPLAYED, cmd, member, replay=True)
         if not member.active:
-            return Verdict("refused", f"staff member {member.name} is revoked", cmd, member)
+            return no("revoked", f"staff member {member.name} is revoked", cmd, member)
         stale = self.freshness.refusal(cmd)
         if stale:
-            return Verdict("refused", f"not fresh: {stale}", cmd, member)
+            return no(f"not_fresh.{stale.code}", f"not fresh: {stale}", cmd, member)
         if not self.freshness.remember(cmd):  # arrived twice at once: the other copy was first
-            return Verdict("refused", _REPLAYED, cmd, member, replay=True)
+            return no("replayed", _REPLAYED, cmd, member, replay=True)
         why_not = self.policy.refusal(member.role, cmd.action, dict(cmd.args))
         if why_not:
-            return Verdict("refused", f"not allowed: {why_not}", cmd, member)
+            return no(f"not_allowed.{why_not.code}", f"not allowed: {why_not}", cmd, member)
         return Verdict("allowed", "", cmd, member)
 
     def _act(self, verdict: Verdict) -> Verdict:
-        cmd = verdict.command
+        cmd, who = verdict.command, verdict.staff
         action = self.actions.get(cmd.action)
         if action is None:
-            return Verdict("failed", f"this device cannot {cmd.action}", cmd, verdict.staff)
+            return Verdict("failed", f"this device cannot {cmd.action}", cmd, who, code="unsupported")
         try:
-            detail = action(cmd, verdict.staff)
+            detail = action(cmd, who)
         except ActionFailed as exc:
-            return Verdict("failed", str(exc), cmd, verdict.staff)
+            return Verdict("failed", str(exc), cmd, who, code=f"{cmd.action}.{exc.code}")
         except ActionRefused as exc:
-            return Verdict("refused", str(exc), cmd, verdict.staff)
+            return Verdict("refused", str(exc), cmd, who, code=f"{cmd.action}.{exc.code}")
         except Exception as exc:  # a driver bug is a failed command, reported, not a crash
             log.exception("commands: %s failed", cmd.action)
-            return Verdict("failed", f"{type(exc).__name__}: {exc}", cmd, verdict.staff)
-        return Verdict("done", "", cmd, verdict.staff, detail)
+            return Verdict("failed", f"{type(exc).__name__}: {exc}", cmd, who, code="error")
+        return Verdict("done", "", cmd, who, detail)

@@ -16,6 +16,7 @@ from typing import Callable
 
 from .config import CommandsConfig
 from protocol.messages import CommandMessage
+from protocol.refusals import Refusal
 from .trustdb import TrustDB
 
 GRACE_S = 60.0  # a timed-out challenge stays good this long
@@ -55,24 +56,28 @@ class Freshness:
         prev = self._previous
         return prev is not None and self.clock.monotonic() < prev[1] and secrets.compare_digest(value, prev[0])
 
-    def refusal(self, cmd: CommandMessage) -> str | None:
-        """Why this command is not fresh, or None. No side effects."""
+    def refusal(self, cmd: CommandMessage) -> Refusal | None:
+        """Why this command is not fresh (its code: protocol/refusals.FRESHNESS), or None. No side
+        effects. Every bound is inclusive: a lifetime of exactly max_lifetime_s, and a clock exactly
+        clock_skew_s before `issued` or after `expires`, are fresh."""
         issued, expires = cmd.issued.timestamp(), cmd.expires.timestamp()
         if expires <= issued:
-            return "expires before it was issued"
+            return Refusal("order", "expires before it was issued")
         if expires - issued > self.cfg.max_lifetime_s:
-            return f"lifetime {expires - issued:.0f} s exceeds the allowed {self.cfg.max_lifetime_s:.0f} s"
+            return Refusal("lifetime",
+                           f"lifetime {expires - issued:.0f} s exceeds the allowed {self.cfg.max_lifetime_s:.0f} s")
         if cmd.challenge is not None and not self._challenge_matches(cmd.challenge):
-            return "stale or wrong challenge (read the home's status again)"
+            return Refusal("challenge", "stale or wrong challenge (read the home's status again)")
         if not self.clock.synced():
             if cmd.challenge is None:
-                return "device clock not synchronized: the command must echo the challenge from the home's status"
+                return Refusal("unsynced", "device clock not synchronized: the command must echo the challenge "
+                                           "from the home's status")
             return None
         now, skew = self.clock.time(), self.cfg.clock_skew_s
         if now < issued - skew:
-            return f"issued {issued - now:.0f} s in the future by the device's clock"
+            return Refusal("future", f"issued {issued - now:.0f} s in the future by the device's clock")
         if now > expires + skew:
-            return f"expired {now - expires:.0f} s ago by the device's clock"
+            return Refusal("expired", f"expired {now - expires:.0f} s ago by the device's clock")
         return None
 
     def seen(self, command_id: str) -> bool:

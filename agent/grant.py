@@ -23,6 +23,7 @@ from base.errors import ConfigError
 from protocol.lookin import LookinPlan
 from protocol.actions import ACTION_ARGS
 from protocol.names import night_of
+from protocol.refusals import Refusal
 from .trustdb import TrustDB
 
 CHANGEABLE = ACTION_ARGS["lookin_grant"]  # what a lookin_grant command may change
@@ -109,20 +110,21 @@ class Grant:
             return None
         return max(0, cfg.max_per_night - self.used())
 
-    def refusal(self, role: str, cfg: LookinConfig | None = None) -> str | None:
-        """Why this role may not look in now, or None when it may."""
+    def refusal(self, role: str, cfg: LookinConfig | None = None) -> Refusal | None:
+        """Why this role may not look in now (with its code, protocol/refusals.ACTION["lookin"]), or None."""
         cfg = cfg or self.cfg
         if cfg.camera == "none":
-            return "no camera in this home"
+            return Refusal("no_camera", "no camera in this home")
         if role not in cfg.roles:
-            return f"the resident's grant does not let role {role} look in (granted: {', '.join(cfg.roles) or 'nobody'})"
+            return Refusal("role", f"the resident's grant does not let role {role} look in "
+                                   f"(granted: {', '.join(cfg.roles) or 'nobody'})")
         if not self.clock.synced() and not _any_hour(cfg):
-            return "device clock not synchronized: the granted look-in hours cannot be checked"
+            return Refusal("unsynced", "device clock not synchronized: the granted look-in hours cannot be checked")
         local = self.local()
         if not _inside(cfg, local):
-            return f"outside the granted look-in hours ({_describe(cfg)})"
+            return Refusal("outside_hours", f"outside the granted look-in hours ({_describe(cfg)})")
         if self.used(night_of(local)) >= cfg.max_per_night:
-            return f"the {cfg.max_per_night} look-in(s) granted for tonight are used"
+            return Refusal("used_up", f"the {cfg.max_per_night} look-in(s) granted for tonight are used")
         return None
 
     def count(self, conn, what: str = "used") -> int:

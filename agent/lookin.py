@@ -28,6 +28,7 @@ from .grant import Grant
 from base.keys import Identity
 from protocol import envelope, topics
 from protocol.messages import MAX_LOOKIN_JSON, CommandMessage, LookinMessage, encode
+from protocol.refusals import Refusal
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 10.0
@@ -91,7 +92,7 @@ class LookIn:
         cfg = self.grant.cfg
         why_not = self.grant.refusal(staff.role, cfg)
         if why_not is None and self.uplink.link != "connected":
-            why_not = "the home's link is down: a look-in is not queued (go in person if one is due)"
+            why_not = Refusal("link_down", "the home's link is down: a look-in is not queued (go in person if one is due)")
         if why_not:
             self._count("refused")
             raise ActionRefused(why_not)
@@ -101,7 +102,7 @@ class LookIn:
         sealed_ms = (time.monotonic() - started) * 1000
         error = self.uplink.send_now(topics.lookin(self.home), payload, SEND_TIMEOUT_S)
         if error:
-            raise ActionFailed(f"the picture was not delivered: {error}")
+            raise ActionFailed(f"the picture was not delivered: {error}", "not_delivered")
         return {"frames": cfg.burst, "privacy": cfg.privacy, "left": self.grant.left(cfg), "bytes": len(payload),
                 "capture_ms": round(sealed_ms, 1)}
 
@@ -122,7 +123,7 @@ class LookIn:
         except CaptureError as exc:
             if not isinstance(exc, TooLarge):
                 self._camera_fault(str(exc))
-            raise ActionFailed(str(exc)) from None
+            raise ActionFailed(str(exc), "camera") from None
         finally:
             self._switch(False)
             self.looking = False

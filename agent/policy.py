@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from .config import DeviceConfig, VisitWindow
 from protocol.actions import ACTION_ARGS  # the arguments each action takes; anything else is refused
+from protocol.refusals import Refusal  # each reason with its code (protocol/refusals.POLICY)
 
 
 
@@ -56,29 +57,29 @@ class Policy:
     def alarm_open(self) -> bool:
         return self._last_alarm is not None and self.clock.monotonic() - self._last_alarm < self.alarm_open_s
 
-    def refusal(self, role: str, action: str, args: dict) -> str | None:
+    def refusal(self, role: str, action: str, args: dict) -> Refusal | None:
         """Why this role may not do this now, or None when it may."""
         if action not in ACTION_ARGS:
-            return f"unknown action {action!r}"
+            return Refusal("unknown_action", f"unknown action {action!r}")
         if action not in self.roles.get(role, []):
-            return f"role {role} may not give the command {action!r}"
+            return Refusal("role", f"role {role} may not give the command {action!r}")
         extra = set(args) - set(ACTION_ARGS[action])
         if extra:
-            return f"unknown argument(s) for {action}: {', '.join(sorted(extra))}"
+            return Refusal("argument", f"unknown argument(s) for {action}: {', '.join(sorted(extra))}")
         if action in ("unlock", "lock"):
             lock = args.get("lock")
             if not isinstance(lock, str) or lock not in self.locks:
-                return f"no lock named {lock!r} in this home (known: {', '.join(sorted(self.locks))})"
+                return Refusal("lock", f"no lock named {lock!r} in this home (known: {', '.join(sorted(self.locks))})")
             if action == "unlock":
                 return self._unlock_refusal(role, lock)
         return None
 
-    def _unlock_refusal(self, role: str, lock: str) -> str | None:
+    def _unlock_refusal(self, role: str, lock: str) -> Refusal | None:
         rule = self.locks[lock].unlock.get(role, "never")
         if rule == "always":
             return None
         if rule == "never":
-            return f"role {role} may never unlock {lock}"
+            return Refusal("never", f"role {role} may never unlock {lock}")
         if rule in ("alarm", "alarm_or_visit") and self.alarm_open():
             return None
         if rule in ("visit", "alarm_or_visit"):
@@ -86,13 +87,16 @@ class Policy:
             if visit:
                 return None
             if visit is None and rule == "visit":
-                return f"device clock not synchronized: the visit window for {lock} cannot be checked"
-        return {
-            "alarm": f"role {role} may unlock {lock} only while an alarm from this home is open",
-            "visit": f"role {role} may unlock {lock} only inside a planned visit window",
-            "alarm_or_visit": f"role {role} may unlock {lock} only while an alarm is open or inside a planned visit window"
-            + ("" if self.clock.synced() else " (visit windows cannot be checked: clock not synchronized)"),
+                return Refusal("unsynced", f"device clock not synchronized: the visit window for {lock} cannot be checked")
+        code, text = {
+            "alarm": ("no_alarm", f"role {role} may unlock {lock} only while an alarm from this home is open"),
+            "visit": ("no_visit", f"role {role} may unlock {lock} only inside a planned visit window"),
+            "alarm_or_visit": ("no_alarm_or_visit",
+                               f"role {role} may unlock {lock} only while an alarm is open or inside a planned visit "
+                               "window" + ("" if self.clock.synced()
+                                          else " (visit windows cannot be checked: clock not synchronized)")),
         }[rule]
+        return Refusal(code, text)
 
     def _in_visit(self, lock: str) -> bool | None:
         """True/False, or None when the wall clock cannot be trusted."""

@@ -5,7 +5,8 @@ non-zero instead of a traceback. Specific errors also inherit the builtin they r
 callers that only know the builtin still catch them (the gpiozero pattern).
 """
 
-from protocol.errors import EnvelopeError, TryggError  # noqa: F401 - the one root, shared by both sides
+# The one root, shared by both sides, and the protocol's refusals (each with a stable code).
+from protocol.errors import EnvelopeError, MessageError, ProtocolError, TryggError  # noqa: F401
 
 
 class ConfigError(TryggError, ValueError):

@@ -11,7 +11,7 @@ import logging
 from typing import Callable
 
 from base.auditdetail import open_detail
-from base.errors import EnvelopeError, TryggError
+from base.errors import EnvelopeError, MessageError, TryggError
 from protocol import envelope, topics
 from protocol.kem import KemPrivate
 from protocol.messages import EventMessage, decode
@@ -45,7 +45,8 @@ class Opener:
             opened = envelope.open_sealed(payload, topic, self.opening, self.homes.signer_for(where.home))
         event = decode(opened.body, EventMessage)
         if event.home != where.home or event.cls != where.cls:
-            raise ValueError(f"event for {event.home}/{event.cls} arrived on {topic}")
+            raise MessageError(f"event for {event.home}/{event.cls} arrived on {topic}",
+                               code="wrong_home" if event.home != where.home else "wrong_class")
         if open_audit and event.kind == "audit" and event.body.get("sealed"):
             event = self._open_audit(event)
         return event

@@ -8,10 +8,11 @@ home has, a key it has staged) is for the device to judge, with its reasons. No 
 
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from .messages import first_error
+from .errors import MessageError
 from .times import Strict
+from .wiremodel import check
 
 Text = Annotated[str, Field(max_length=256)]  # what a command argument may carry (messages.ArgValue)
 
@@ -65,12 +66,13 @@ ACTION_ARGS: dict[str, tuple[str, ...]] = {name: tuple(model.model_fields) for n
 
 
 def command_args(action: str, args: dict) -> dict:
-    """A command's arguments checked against its action's model (unset ones left out), or
-    ValueError with one line saying what is wrong."""
+    """A command's arguments checked against its action's model with strict types (unset ones,
+    None, left out), or MessageError (a ValueError, with a code) with one line saying
+    what is wrong: `30.0` or `true` is not a count of minutes, `"5"` is not a number."""
     model = ACTIONS.get(action)
     if model is None:
         raise ValueError(f"no action {action!r} (known: {', '.join(ACTIONS)})")
     try:
-        return model.model_validate(args).model_dump(exclude_none=True)
-    except ValidationError as exc:
-        raise ValueError(f"{action}: {first_error(exc, 'args')}") from None
+        return check(model, {k: v for k, v in args.items() if v is not None}, "args").model_dump(exclude_none=True)
+    except MessageError as exc:
+        raise MessageError(f"{action}: {exc}", code=exc.code, where=exc.where) from None

@@ -78,26 +78,26 @@ def signing_input(topic: str, body: bytes) -> bytes:
 def signed_message(public: ed25519.Ed25519PublicKey, signature: bytes, body: bytes) -> bytes:
     """The signed form of body, from a signature made over signing_input(topic, body)."""
     if len(signature) != SIG_LEN:
-        raise EnvelopeError(f"a signature is {SIG_LEN} bytes, not {len(signature)}")
+        raise EnvelopeError(f"a signature is {SIG_LEN} bytes, not {len(signature)}", code="bad_signature")
     return signer_kid(public) + signature + body
 
 
 def verify(signed: bytes, topic: str, lookup: SignerLookup) -> Opened:
     """Check a signed message; raise EnvelopeError unless a known key signed it for this topic."""
     if not isinstance(signed, (bytes, bytearray)) or len(signed) < 8 + SIG_LEN:
-        raise EnvelopeError("signed message too short")
+        raise EnvelopeError("signed message too short", code="too_short")
     try:
         topic.encode()
     except UnicodeEncodeError:
-        raise EnvelopeError("topic is not UTF-8") from None
+        raise EnvelopeError("topic is not UTF-8", code="not_bytes") from None
     kid, sig, body = signed[:8], signed[8 : 8 + SIG_LEN], signed[8 + SIG_LEN :]
     public = lookup(kid)
     if public is None:
-        raise EnvelopeError(f"signed by an unknown key {kid.hex()}")
+        raise EnvelopeError(f"signed by an unknown key {kid.hex()}", code="unknown_signer")
     try:
         public.verify(sig, _signed_bytes(topic, body))
     except InvalidSignature:
-        raise EnvelopeError("bad signature") from None
+        raise EnvelopeError("bad signature", code="bad_signature") from None
     return Opened(body, kid)
 
 
@@ -126,23 +126,23 @@ def open_sealed(data: bytes, topic: str, recipients: list[KemPrivate], lookup: S
         data = bytes(data)
         topic.encode()
     except (TypeError, UnicodeEncodeError):
-        raise EnvelopeError("envelope or topic is not bytes / UTF-8") from None
+        raise EnvelopeError("envelope or topic is not bytes / UTF-8", code="not_bytes") from None
     if len(data) < HEADER.size + 1:
-        raise EnvelopeError("envelope too short")
+        raise EnvelopeError("envelope too short", code="too_short")
     if len(data) > MAX_ENVELOPE:
-        raise EnvelopeError(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE}")
+        raise EnvelopeError(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE}", code="too_large")
     version, suite_id, kid = HEADER.unpack_from(data)
     if version not in (VERSION, LEGACY_VERSION):
-        raise EnvelopeError(f"unsupported envelope version {version}")
+        raise EnvelopeError(f"unsupported envelope version {version}", code="bad_version")
     if version == VERSION:
         padding.check_size(len(data), topic)
     key = next((k for k in recipients if k.suite_id == suite_id and k.public.kid == kid), None)
     if key is None:
-        raise EnvelopeError(f"sealed to a key we do not hold ({kid.hex()}, suite {suite_id})")
+        raise EnvelopeError(f"sealed to a key we do not hold ({kid.hex()}, suite {suite_id})", code="unknown_recipient")
     info = _SEAL_CTX + topic.encode() + b"\x00" + data[: HEADER.size]
     try:
         plain = suite(suite_id).decrypt(data[HEADER.size :], key.hpke_key, info=info)
     except Exception:  # cryptography raises InvalidTag or ValueError for malformed input
-        raise EnvelopeError("envelope does not open (tampered, truncated or wrong topic)") from None
+        raise EnvelopeError("envelope does not open (tampered, truncated or wrong topic)", code="does_not_open") from None
     opened = verify(padding.unpad(plain) if version == VERSION else plain, topic, lookup)
     return Opened(opened.body, opened.signer_kid, version)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from . import envelope, topics
 from .envelope import SignerLookup
-from .errors import EnvelopeError
+from .errors import EnvelopeError, MessageError
 from .kem import KemPrivate, KemPublic
 from .messages import MAX_REPORT_ENVELOPE, MAX_REPORT_TEXT, FleetReport, decode, encode
 
@@ -25,7 +25,7 @@ def _status_home(topic: str) -> str:
     """The home of a status topic; ValueError for any other topic."""
     where = topics.parse(topic)
     if where.channel != "status":
-        raise ValueError(f"a fleet report belongs on a status topic, not {topic!r}")
+        raise MessageError(f"a fleet report belongs on a status topic, not {topic!r}", code="wrong_topic")
     return where.home
 
 
@@ -53,15 +53,17 @@ def open_report(text: str, topic: str, opening: list[KemPrivate], signer: Signer
     text is not base64 or the report is not a valid FleetReport for this home."""
     home = _status_home(topic)
     if not isinstance(text, str) or len(text) > MAX_REPORT_TEXT:
-        raise ValueError(f"report: expected base64 text of at most {MAX_REPORT_TEXT} characters")
+        raise MessageError(f"report: expected base64 text of at most {MAX_REPORT_TEXT} characters",
+                           code="bad_value", where="report")
     try:
         sealed = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise ValueError("report: not valid base64") from None
+        raise MessageError("report: not valid base64", code="bad_value", where="report") from None
     opened = envelope.open_sealed(sealed, topic, opening, signer)
     if opened.version != envelope.VERSION:  # reports were never sealed unpadded
-        raise EnvelopeError(f"report in an envelope of version {opened.version}")
+        raise EnvelopeError(f"report in an envelope of version {opened.version}", code="bad_version")
     report = decode(opened.body, FleetReport)
     if report.home != home:
-        raise ValueError(f"report for {report.home!r} published on {home!r}'s status")
+        raise MessageError(f"report for {report.home!r} published on {home!r}'s status", code="wrong_home",
+                           where="home")
     return report

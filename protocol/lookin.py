@@ -6,18 +6,17 @@ builds its body with it (agent/grant.py), the center parses it strictly (center/
 import zoneinfo
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from .messages import first_error
 from .names import ROLE_NAME
-from .times import HHMM, TimeWindow, TimeZone
+from .times import HHMM, Strict, TimeWindow, TimeZone
+from .wiremodel import read
 
 
-class LookinPlan(BaseModel):
+class LookinPlan(Strict):
     """The `lookin_plan` body a home sends at start and when its grant changes; from the
-    network (signed, but still parsed strictly): unknown fields and wrong types are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    network (signed, but still parsed strictly, as every body: wiremodel.py): unknown fields,
+    wrong types and missing fields (also a window's `days`) are refused."""
 
     camera: Literal["none", "synthetic", "opencv", "picamera2"]
     timezone: TimeZone
@@ -39,8 +38,6 @@ class LookinPlan(BaseModel):
 
 
 def parse_plan(body: object) -> LookinPlan:
-    """A plan from an event body, or ValueError with one line saying what is wrong."""
-    try:
-        return LookinPlan.model_validate(body, strict=True)
-    except ValidationError as exc:
-        raise ValueError(first_error(exc, "body")) from None
+    """A plan from an event body (already read by the strict JSON reader with its event), or
+    MessageError (a ValueError, with a code) with one line saying what is wrong."""
+    return read(LookinPlan, body, "body")

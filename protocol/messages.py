@@ -1,18 +1,26 @@
 """Message bodies (the JSON inside envelopes), validated strictly at the edge.
 
-Every message from the network is parsed here before anything acts on it: unknown fields,
-wrong types, oversized lists and malformed ids are refused with a ValueError that says why.
-Bodies are compact UTF-8 JSON with sorted keys so they are easy to reproduce in test vectors.
+Every message from the network is parsed here before anything acts on it, exactly as
+docs/protocol.md §6 writes it: the JSON by the one strict reader (wirejson.py: no duplicate
+keys, no NaN), the fields by the message's model read as wiremodel.py says (one spelling per
+field, JSON types as declared). Anything else is refused with a MessageError (a ValueError)
+whose code is stable (refusals.DECODE) and whose text says why. Bodies are compact UTF-8 JSON
+with sorted keys so they are easy to reproduce in test vectors.
 """
 
+import base64
 import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
+from . import wirejson
+from .errors import MessageError
 from .ids import is_valid_id
 from .topics import check_home_id
+from .wiremodel import V1, Base64Text, WireModel, WireTime, read, refusal
 
 from .events import CLASSES, KIND_PATTERN, TEST_KIND
 MAX_ACK_IDS = 1000
@@ -20,7 +28,7 @@ MAX_BODY_JSON = 16 * 1024
 MAX_MESSAGE_JSON = 64 * 1024  # the largest message: an ack of MAX_ACK_IDS ids
 MAX_REPORT_ENVELOPE = 8 * 1024  # a fleet report's sealed envelope (fleet.py): at most this many bytes
 MAX_REPORT_TEXT = 4 * MAX_REPORT_ENVELOPE // 3 + 4  # ... as base64
-BASE64_PATTERN = r"^[A-Za-z0-9+/]*={0,2}$"
+BASE64_PATTERN = r"^[A-Za-z0-9+/]*={0,2}$"  # the alphabet; the exact form is wiremodel's Base64Text
 
 
 def _valid_id(value: str) -> str:
@@ -41,18 +49,19 @@ def _utc(value: datetime) -> datetime:
 EventId = Annotated[str, AfterValidator(_valid_id)]
 Challenge = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 HomeId = Annotated[str, AfterValidator(check_home_id)]
-UtcTime = Annotated[datetime, AfterValidator(_utc)]
+UtcTime = Annotated[datetime, WireTime, AfterValidator(_utc)]  # off the wire: YYYY-MM-DDTHH:MM:SS.mmmZ only
 
 
-class _Strict(BaseModel):
-    # Strictness comes from decode(): JSON is validated with strict=True there.
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class _Strict(WireModel):
+    # Strictness comes from decode(): read strictly as wiremodel.read says. In Python a field
+    # may be given by name (EventMessage(cls=...)); off the wire only by its alias ("class").
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
 
 
 class EventMessage(_Strict):
     """An event from a home: what happened, where, when, and whether the clock was trustworthy."""
 
-    v: Literal[1] = 1
+    v: V1 = 1
     t: Literal["event"] = "event"
     id: EventId
     home: HomeId
@@ -74,7 +83,7 @@ class EventMessage(_Strict):
 class AckMessage(_Strict):
     """The center's signed statement that it has durably recorded these event ids."""
 
-    v: Literal[1] = 1
+    v: V1 = 1
     t: Literal["ack"] = "ack"
     home: HomeId
     ids: list[EventId] = Field(min_length=1, max_length=MAX_ACK_IDS)
@@ -90,7 +99,7 @@ class StatusMessage(_Strict):
     because what it says of the device describes a person's home.
     """
 
-    v: Literal[1] = 1
+    v: V1 = 1
     t: Literal["status"] = "status"
     home: HomeId
     state: Literal["online", "offline"]
@@ -101,7 +110,20 @@ class StatusMessage(_Strict):
     storage: Literal["ok", "low", "failing"] | None = None  # the device's card: see agent/storageguard.py
     free_bytes: int | None = Field(default=None, ge=0, le=2**53)
     # The fleet report (FleetReport), sealed to the center: base64 of an envelope (fleet.py).
-    report: str | None = Field(default=None, min_length=4, max_length=MAX_REPORT_TEXT, pattern=BASE64_PATTERN)
+    report: Annotated[str, Base64Text] | None = Field(default=None, min_length=4, max_length=MAX_REPORT_TEXT)
+
+    @model_validator(mode="after")
+    def _offline_says_only_offline(self) -> "StatusMessage":
+        # The last will and a clean stop carry no challenge, clock state, storage or report: an
+        # offline status that does is not one the device makes, so it is not read as one.
+        extra = [name for name in ONLINE_ONLY if getattr(self, name) is not None]
+        if self.state == "offline" and extra:
+            raise PydanticCustomError("online_only", "an offline status carries no {fields}",
+                                      {"fields": ", ".join(extra), "field": extra[0]})
+        return self
+
+
+ONLINE_ONLY = ("clock_synced", "challenge", "storage", "free_bytes", "report")  # StatusMessage's online fields
 
 
 # A component as fault events name it: "storage", "camera", or a driver's "kind:name" ("mat:bedroom").
@@ -143,7 +165,7 @@ class FleetReport(_Strict):
     failed), never a guess. Disk space and faults describe a person's home, so it is sealed.
     """
 
-    v: Literal[1] = 1
+    v: V1 = 1
     t: Literal["fleet_report"] = "fleet_report"
     home: HomeId
     time: UtcTime  # when the device collected it
@@ -171,7 +193,7 @@ class CommandMessage(_Strict):
     when it echoes the device's current challenge; never accepted twice (the id).
     """
 
-    v: Literal[1] = 1
+    v: V1 = 1
     t: Literal["command"] = "command"
     id: EventId
     home: HomeId
@@ -183,6 +205,13 @@ class CommandMessage(_Strict):
 
 
 MAX_LOOKIN_FRAMES = 5
+
+
+def _jpeg(frame: str) -> str:
+    """A frame is a JPEG: its bytes begin with the start-of-image marker FF D8."""
+    if base64.b64decode(frame[:4])[:2] != b"\xff\xd8":  # frame is standard base64 already (Base64Text)
+        raise ValueError("not a JPEG: the frame's bytes do not begin with FF D8")
+    return frame
 MAX_LOOKIN_JSON = 1 << 20  # envelope.MAX_ENVELOPE: the device lowers JPEG quality to fit (agent/lookin.py)
 
 
@@ -193,7 +222,7 @@ class LookinMessage(_Strict):
     device (`privacy` says how). Sent once, over the live link only: never stored on the device.
     """
 
-    v: Literal[1] = 1
+    v: V1 = 1
     t: Literal["lookin"] = "lookin"
     home: HomeId
     command: EventId
@@ -202,7 +231,7 @@ class LookinMessage(_Strict):
     privacy: Literal["none", "blur", "silhouette"]
     width: int = Field(ge=1, le=4096)
     height: int = Field(ge=1, le=4096)
-    frames: list[Annotated[str, Field(min_length=4, max_length=MAX_LOOKIN_JSON)]] = Field(
+    frames: list[Annotated[str, Base64Text, AfterValidator(_jpeg), Field(min_length=4, max_length=MAX_LOOKIN_JSON)]] = Field(
         min_length=1, max_length=MAX_LOOKIN_FRAMES)
 
 
@@ -221,18 +250,22 @@ def encode(message: BaseModel) -> bytes:
     return out
 
 
+# Every message kind on the wire, by its `t`: what a body of that kind is read as (decode).
+MESSAGES: dict[str, type[BaseModel]] = {
+    "event": EventMessage, "ack": AckMessage, "status": StatusMessage, "fleet_report": FleetReport,
+    "command": CommandMessage, "lookin": LookinMessage,
+}
+
+
 def decode(raw: bytes, model: type[BaseModel]) -> Any:
-    """Parse and validate JSON bytes into model; raise ValueError with a one-line reason."""
-    if len(raw) > (MAX_LOOKIN_JSON if model is LookinMessage else MAX_MESSAGE_JSON):
-        raise ValueError("message too large")
-    try:
-        return model.model_validate_json(raw, strict=True)
-    except ValidationError as exc:
-        raise ValueError(first_error(exc, "message")) from None
+    """Read JSON bytes off the wire as model, strictly (docs/protocol.md §6); MessageError (a
+    ValueError) with a stable code and a one-line reason otherwise."""
+    limit = MAX_LOOKIN_JSON if model is LookinMessage else MAX_MESSAGE_JSON
+    if len(raw) > limit:
+        raise MessageError(f"message: {len(raw)} bytes exceeds {limit}", code="too_large")
+    return read(model, wirejson.loads(raw))
 
 
 def first_error(exc: ValidationError, whole: str) -> str:
     """`field.path: what is wrong`, one line, from pydantic's first error (`whole` names the root)."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or whole
-    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+    return str(refusal(exc, whole))

@@ -62,7 +62,8 @@ def envelope_size(signed_len: int, suite_id: int, topic: str) -> int:
     for size in sizes_for(topic):
         if need <= size:
             return size
-    raise EnvelopeError(f"message of {signed_len} bytes does not fit the largest envelope ({MAX_SIZE} bytes)")
+    raise EnvelopeError(f"message of {signed_len} bytes does not fit the largest envelope ({MAX_SIZE} bytes)",
+                        code="too_large")
 
 
 def max_signed(size: int, suite_id: int) -> int:
@@ -80,18 +81,19 @@ def check_size(length: int, topic: str) -> None:
     """Before any crypto: a version-2 envelope is exactly one of the sizes for its topic."""
     if length not in sizes_for(topic):
         allowed = ", ".join(str(s) for s in sizes_for(topic))
-        raise EnvelopeError(f"envelope of {length} bytes is not a padded size ({allowed})")
+        raise EnvelopeError(f"envelope of {length} bytes is not a padded size ({allowed})", code="bad_size")
 
 
 def unpad(plain: bytes) -> bytes:
     """The signed message inside an opened plaintext; EnvelopeError for malformed padding."""
     if len(plain) < LENGTH.size:
-        raise EnvelopeError("malformed padding: no length")
+        raise EnvelopeError("malformed padding: no length", code="bad_padding")
     (n,) = LENGTH.unpack_from(plain)
     end = LENGTH.size + n
     if end > len(plain):
-        raise EnvelopeError(f"malformed padding: length {n} overruns the {len(plain) - LENGTH.size} bytes sealed")
+        raise EnvelopeError(f"malformed padding: length {n} overruns the {len(plain) - LENGTH.size} bytes sealed",
+                            code="bad_padding")
     tail = plain[end:]
     if tail.count(0) != len(tail):
-        raise EnvelopeError("malformed padding: non-zero padding byte")
+        raise EnvelopeError("malformed padding: non-zero padding byte", code="bad_padding")
     return plain[LENGTH.size : end]

@@ -8,6 +8,7 @@ staff may read it, nobody can forge it. Shared by the uplink (which sends it) an
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from . import envelope, topics
+from .errors import MessageError
 from .messages import StatusMessage, decode, encode
 
 
@@ -18,9 +19,11 @@ def signed_status(home: str, state: str, now, heartbeat_s: int, key: ed25519.Ed2
 
 
 def verify_status(payload: bytes, topic: str, home: str, lookup) -> StatusMessage:
-    """Verify a presence message for this home; raise EnvelopeError or ValueError otherwise."""
+    """Verify a presence message for this home; raise EnvelopeError or MessageError otherwise
+    (both ValueErrors, with a code)."""
     opened = envelope.verify(payload, topic, lookup)
     message = decode(opened.body, StatusMessage)
     if message.home != home:
-        raise ValueError(f"status for {message.home!r} published on {home!r}'s topic")
+        raise MessageError(f"status for {message.home!r} published on {home!r}'s topic", code="wrong_home",
+                           where="home")
     return message

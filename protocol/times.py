@@ -9,17 +9,18 @@ import zoneinfo
 from datetime import datetime, time, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
+
+from .wiremodel import WireModel
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Seconds = Annotated[float, Field(gt=0, le=7 * 86400)]  # a configured duration: more than 0, at most a week
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
-class Strict(BaseModel):
-    """Unknown fields are errors and values do not change after checking."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Strict(WireModel):
+    """Unknown fields are errors and values do not change after checking (and, read off the
+    wire, as strictly as wiremodel.py says)."""
 
 
 def check_hhmm(value: str) -> str:

@@ -4,8 +4,10 @@ The vectors were produced once by tests/vectors/make_command_vectors.py, with th
 written down from the spec. These tests prove that the recorded bytes are the canonical
 encoding, that the envelopes open with the device key and verify with the staff key, and
 that the real command handler (agent.commands.Commands over a real trust.db, with an
-injected clock and challenge source and a recording lock) reaches every recorded verdict,
-reports and audits it as specified, and moves the lock only when the verdict is done.
+injected clock and challenge source, a recording lock, and for look-ins the real grant and
+look-in with the synthetic camera in this process and a stand-in link) reaches every recorded
+verdict and code, reports and audits it as specified, and moves the lock only when the verdict
+is done.
 """
 
 import functools
@@ -21,15 +23,19 @@ from agent.audit import GENESIS, AuditLog
 from agent.commands import Commands
 from agent.config import DeviceConfig
 from agent.freshness import Freshness
+from agent.grant import Grant
+from agent.lookin import LookIn
 from base.keys import Identity, PublicIdentity, load_public, parse_public
 from agent.policy import Policy
 from protocol import envelope, messages, topics
 from protocol.envelope import open_sealed, sign
 from protocol.ids import is_valid_id
 from protocol.kem import KemPrivate
+from protocol.refusals import command_codes
 from tests.support import vectorkeys
 from agent.staff import StaffRegistry
 from agent.trustdb import TrustDB
+from drivers.capture import pictures
 from tests.support.fakes import FakeClock, RecordingLock
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
@@ -51,6 +57,11 @@ ed_public = functools.partial(vectorkeys.ed_public, KEYS)
 
 def device_kem() -> KemPrivate:
     entry = KEYS["device"]["kem_x25519"]
+    return KemPrivate(entry["suite"], _h(entry["private_hex"]))
+
+
+def staff_kem() -> KemPrivate:
+    entry = KEYS["staff"]["kem_x25519"]
     return KemPrivate(entry["suite"], _h(entry["private_hex"]))
 
 
@@ -161,28 +172,56 @@ def challenge_source(values: list[str]):
 WIRING = {"relay": {"pin": 17}, "bolt": {"pin": 27}, "door": {"pin": 22}}  # not part of the protocol vectors
 
 
-def device_config(tmp_path: Path) -> DeviceConfig:
+def device_config(tmp_path: Path, lookin: dict | None = None) -> DeviceConfig:
     locks = {name: {**rules, **WIRING} for name, rules in VECTORS["device_config"]["locks"].items()}
     data = {**VECTORS["device_config"], "locks": locks,
             "broker": {"host": "broker.invalid", "ca": tmp_path / "ca", "cert": tmp_path / "c", "key": tmp_path / "k"},
             "trust": {"path": tmp_path / "trust.db"}}
+    if lookin is not None:
+        data["lookin"] = lookin
     return DeviceConfig.model_validate(data)
 
 
-class Device:
-    """The command side of a daemon: trust.db, staff, freshness, policy, audit, one recording lock."""
+class Link:
+    """The uplink as a look-in sees it: its state, and what send_now() would publish."""
 
-    def __init__(self, cfg: DeviceConfig, clock: FakeClock, challenges: list[str], lock: RecordingLock) -> None:
+    def __init__(self, state: str) -> None:
+        self.link, self.sent = state, []
+
+    def send_now(self, topic: str, payload: bytes, timeout: float) -> str | None:
+        self.sent.append((topic, payload))
+        return None
+
+
+class Device:
+    """The command side of a daemon: trust.db, staff, freshness, policy, audit, one recording lock,
+    and with a camera the grant and the look-in (synthetic camera, in this process)."""
+
+    def __init__(self, cfg: DeviceConfig, clock: FakeClock, spec: dict, lock: RecordingLock) -> None:
         self.db = TrustDB(cfg.trust.path)
         self.audit = AuditLog(self.db, clock)
         self.staff = StaffRegistry(self.db, self.audit, cfg.roles)
-        self.freshness = Freshness(self.db, clock, cfg.commands, token=challenge_source(challenges))
+        self.freshness = Freshness(self.db, clock, cfg.commands, token=challenge_source(spec["challenges"]))
         self.policy = Policy(cfg, clock)
         self.reported: list = []
+        self.link = Link(spec["link"])
         identity = Identity(HOME, ed_private("device.sign"), device_kem())
-        actions = build_actions({"front-door": lock}, status=lambda: {}, switch_center_key=lambda kid: kid)
+        look = change_grant = None
+        if spec["lookin"] is not None:
+            self.grant = Grant(cfg.lookin, cfg.home.timezone, clock, self.db, cfg.roles)
+            look = LookIn(HOME, identity, self.grant, self.link, self.reported.append, clock, None, capture=pictures)
+
+            def change_grant(args: dict, by: str) -> dict:
+                return self.grant.plan(self.grant.change(args, by, self.audit))
+        actions = build_actions({"front-door": lock}, status=lambda: {}, switch_center_key=lambda kid: kid,
+                                lookin=look, change_grant=change_grant)
         self.commands = Commands(HOME, identity, self.staff, self.freshness, self.policy, self.audit, actions,
                                  self.reported.append, cfg.commands, clock)
+
+    def use_lookins(self, count: int) -> None:
+        for _ in range(count):
+            with self.db.write() as conn:
+                self.grant.count(conn)
 
     def close(self) -> None:
         self.db.close()
@@ -202,11 +241,11 @@ def payload_of(variant: dict) -> bytes:
 def run_variant(variant: dict, tmp_path: Path):
     """Deliver the variant's payload as often as it says; return the device, the lock and the verdicts."""
     spec = variant["device"]
-    cfg = device_config(tmp_path)
+    cfg = device_config(tmp_path, spec["lookin"])
     arrival = datetime.fromisoformat(spec["time"].replace("Z", "+00:00")).timestamp()
     clock = FakeClock(datetime.fromtimestamp(arrival - spec["arrives_at"], tz=timezone.utc), synced=spec["synced"])
     lock = RecordingLock()
-    device = Device(cfg, clock, spec["challenges"], lock)
+    device = Device(cfg, clock, spec, lock)
     start = clock.mono
     staff_key = parse_public(STAFF["public_key_file"], "vector staff key")
     device.staff.add(STAFF["name"], staff_key, variant["staff"]["role"])
@@ -219,15 +258,18 @@ def run_variant(variant: dict, tmp_path: Path):
     assert clock.time() == arrival
     if spec["alarm_open"]:
         device.policy.note_alarm()
+    if spec["lookins_used"]:
+        device.use_lookins(spec["lookins_used"])
     payload = payload_of(variant)
     verdicts = []
     for expect in variant["expect"]:
         if expect.get("restart_first"):
             device.close()
-            device = Device(cfg, clock, spec["challenges"], lock)
-        before_reports, before_audit = len(device.reported), len(device.audit.entries())
+            device = Device(cfg, clock, spec, lock)
+        before_reports, before_audit, before_sent = len(device.reported), len(device.audit.entries()), len(device.link.sent)
         verdict = device.commands.handle(variant["deliver_on"], payload)
-        verdicts.append((verdict, device.reported[before_reports:], device.audit.entries()[before_audit:]))
+        verdicts.append((verdict, device.reported[before_reports:], device.audit.entries()[before_audit:],
+                         device.link.sent[before_sent:]))
     return device, lock, verdicts
 
 
@@ -235,26 +277,36 @@ def run_variant(variant: dict, tmp_path: Path):
 def test_variant_gets_its_recorded_verdict(variant, tmp_path):
     device, lock, verdicts = run_variant(variant, tmp_path)
     try:
-        for expect, (verdict, reports, audited) in zip(variant["expect"], verdicts, strict=True):
-            assert verdict.outcome == expect["outcome"], verdict.reason
-            assert expect["reason_contains"] in verdict.reason
+        for expect, (verdict, reports, audited, sent) in zip(variant["expect"], verdicts, strict=True):
+            assert (verdict.outcome, verdict.code) == (expect["outcome"], expect["code"]), verdict.reason
+            assert expect["reason_contains"] in verdict.reason  # this implementation's wording (informative)
             if expect["outcome"] == "done":
                 assert verdict.reason == ""
-            # every delivery is audited, with the verdict and reason
-            assert [e.kind for e in audited] == ["command"]
-            assert audited[0].detail["outcome"] == expect["outcome"]
-            assert audited[0].detail["reason"] == verdict.reason
-            assert audited[0].detail["bytes"] == len(payload_of(variant))
+            # every delivery is audited, with the verdict, code and reason
+            assert [e.kind for e in audited] == expect["audit"]
+            command = audited[-1]
+            assert (command.detail["outcome"], command.detail["code"]) == (expect["outcome"], expect["code"])
+            assert command.detail["reason"] == verdict.reason
+            assert command.detail["bytes"] == len(payload_of(variant))
             # a signed answer goes back only when staff verifiably signed a well-formed command
+            results = [e for e in reports if e.kind == "command_result"]
             if expect["result_event"]:
-                assert len(reports) == 1
-                event = reports[0]
-                assert (event.cls, event.kind) == ("event", "command_result")
-                assert event.body["outcome"] == expect["outcome"] and event.body["reason"] == verdict.reason
+                assert len(results) == 1
+                event = results[0]
+                assert event.cls == "event"
+                assert (event.body["outcome"], event.body["code"]) == (expect["outcome"], expect["code"])
+                assert event.body["reason"] == verdict.reason
                 assert event.body["staff"] == STAFF["name"] and event.body["role"] == variant["staff"]["role"]
             else:
-                assert reports == []
-        done = sum(1 for v, _, _ in verdicts if v.outcome == "done")
+                assert results == []
+            # a look-in's picture: published once, sealed to the member's own key, answering this command
+            assert len(sent) == int(expect["picture"])
+            for topic, picture in sent:
+                assert topic == topics.lookin(HOME)
+                opened = open_sealed(picture, topic, [staff_kem()], lookup_for("device.sign"))
+                body = messages.decode(opened.body, messages.LookinMessage)
+                assert (body.home, body.command, body.staff) == (HOME, verdict.command.id, STAFF["name"])
+        done = sum(1 for v, *_ in verdicts if v.outcome == "done" and v.command.action == "unlock")
         assert lock.calls == ["unlock"] * done
         assert device.audit.verify().ok
     finally:
@@ -264,9 +316,14 @@ def test_variant_gets_its_recorded_verdict(variant, tmp_path):
 def test_variants_cover_the_listed_cases():
     names = {v["name"] for v in VECTORS["variants"]}
     outcomes = {e["outcome"] for v in VECTORS["variants"] for e in v["expect"]}
-    assert outcomes == {"done", "refused"}
+    assert outcomes == {"done", "refused", "failed"}
     assert len(names) == len(VECTORS["variants"]) >= 20
     assert {v["payload"] for v in VECTORS["variants"]} == set(ALL_MESSAGES)
+    codes = {e["code"] for v in VECTORS["variants"] for e in v["expect"]}
+    assert codes <= command_codes()  # every recorded code is one the protocol lists
+    assert {c.split(".")[0] for c in codes} >= {"", "oversized", "wrong_topic", "envelope", "malformed", "wrong_home",
+                                                "replayed", "revoked", "not_fresh", "not_allowed", "unsupported",
+                                                "lookin", "lookin_grant", "help_coming"}
 
 
 # -- the answer and the audit trail ------------------------------------------------------------
@@ -278,7 +335,7 @@ def _variant(name: str) -> dict:
 def test_command_result_body_is_what_the_device_reports(name, tmp_path):
     device, _, verdicts = run_variant(_variant(name), tmp_path)
     try:
-        (_, reports, _), = verdicts
+        (_, reports, _, _), = verdicts
         assert reports[0].body == VECTORS["command_result"]["examples"][name]
     finally:
         device.close()

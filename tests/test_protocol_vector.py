@@ -2,7 +2,8 @@
 
 The vectors were produced once by tests/vectors/make_vectors.py; these tests prove that today's
 code still opens, verifies and reproduces them byte for byte, refuses every altered input with
-EnvelopeError / ValueError, and never fails with anything else on arbitrary input.
+EnvelopeError / ValueError carrying the recorded code, and never fails with anything else on
+arbitrary input.
 """
 
 import functools
@@ -71,6 +72,20 @@ def test_key_ids_are_sha256_prefixes_of_the_public_keys():
             else:
                 assert kem_private(f"{who}.{which}").public.raw == _h(entry["public_hex"])
                 assert kem_private(f"{who}.{which}").public.kid == _h(entry["kid_hex"])
+
+
+def test_every_key_derives_from_its_label():
+    """docs/protocol.md §10: SHA-512("trygg test vector v1: " + label), the first 32 (64) bytes."""
+    def seed(label: str, size: int = 32) -> str:
+        return hashlib.sha512(b"trygg test vector v1: " + label.encode()).digest()[:size].hex()
+
+    for who, entries in KEYS.items():
+        for which, entry in entries.items():
+            if "labels" in entry:  # the suite-2 key: the ML-KEM-768 seed d || z, then the X25519 scalar
+                labels = entry["labels"]
+                assert entry["private_hex"] == seed(labels["mlkem768_seed"], 64) + seed(labels["x25519"]), (who, which)
+            else:
+                assert entry["private_hex"] == seed(entry["label"]), (who, which)
 
 
 def test_public_key_file_matches_the_device_keys():
@@ -166,7 +181,8 @@ def test_malformed_padding_vectors_are_refused(case):
     assert len(data) == case["envelope_len"]
     with pytest.raises(EnvelopeError) as info:
         open_sealed(data, case["topic"], [kem_private(case["recipient"])], lookup_for("device.sign"))
-    assert case["contains"] in str(info.value)
+    assert info.value.code == case["code"]
+    assert case["contains"] in str(info.value)  # this implementation's wording; the code is the contract
 
 
 def test_fresh_seal_of_the_vector_body_opens_too():
@@ -226,7 +242,8 @@ def test_altered_input_is_refused(case):
     expected = {"EnvelopeError": EnvelopeError, "ValueError": ValueError}[case["error"]]
     with pytest.raises(expected) as info:
         _apply(case)
-    assert case["contains"] in str(info.value)
+    assert info.value.code == case["code"]
+    assert case["contains"] in str(info.value)  # this implementation's wording; the code is the contract
     if case["error"] == "ValueError":  # refused by the message check, after the envelope verified
         assert not isinstance(info.value, EnvelopeError)
 

@@ -32,7 +32,7 @@ from base.keys import Identity, seal_at_rest, write_public
 from protocol.presence import signed_status
 from protocol import envelope, topics
 from protocol.ids import new_id
-from protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode
+from protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode, iso
 from agent.sealer import Sealer
 from center.homes import HomeRegistry
 from center.receiver import Receiver
@@ -679,7 +679,7 @@ def test_a_test_dressed_as_an_alarm_is_rejected_and_not_acknowledged(desk):
     home = desk.home()
     for cls, kind in (("alarm", "test"), ("test", "fall")):
         fields = {"v": 1, "t": "event", "id": new_id(), "home": home.name, "class": cls, "kind": kind,
-                  "time": NOW.isoformat(), "clock_synced": True, "body": {}}
+                  "time": iso(NOW), "clock_synced": True, "body": {}}
         topic = topics.up(home.name, cls)
         desk.wire.publish(topic, envelope.seal(json.dumps(fields).encode(), topic, home.key.sign, desk.key.kem.public))
         rejected_and_not_acknowledged(desk, home, topic, fields["id"], "travels as class 'test' and only it does")

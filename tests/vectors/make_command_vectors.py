@@ -6,8 +6,9 @@ and adds a staff member's key and an unenrolled key, derived the same way. Every
 deterministic except the HPKE seal, which draws a fresh ephemeral key each time: the sealed
 envelopes are recorded once, so this script refuses to overwrite the JSON without --force.
 
-    .venv/bin/python tests/vectors/make_command_vectors.py           # writes the JSON if absent
-    .venv/bin/python tests/vectors/make_command_vectors.py --force   # regenerate (new envelopes)
+    .venv/bin/python tests/vectors/make_command_vectors.py            # writes the JSON if absent
+    .venv/bin/python tests/vectors/make_command_vectors.py --update   # add to it, keeping recorded envelopes
+    .venv/bin/python tests/vectors/make_command_vectors.py --force    # regenerate (new envelopes)
 
 The expected verdicts below are written down from the rules in docs/protocol.md, not computed
 by running the device code: the test runs the real agent.commands.Commands and compares.
@@ -29,9 +30,9 @@ from agent.audit import GENESIS, entry_hash
 from agent.actions import DEFAULT_ROLES
 from base.keys import PublicIdentity
 from protocol import envelope, padding, topics
-from protocol.envelope import HEADER, SIG_LEN, VERSION
+from protocol.envelope import HEADER, SIG_LEN
 from protocol.ids import is_valid_id
-from protocol.kem import KemPrivate, key_id, suite
+from protocol.kem import KemPrivate, key_id
 from protocol.messages import CommandMessage, EventMessage, decode, encode, iso
 
 HERE = Path(__file__).resolve().parent
@@ -88,6 +89,17 @@ CMD_ID_NO_CHALLENGE = command_id(ISSUED, "c3d" "9e11" "d00000000002")
 CMD_ID_LONG = command_id(ISSUED, "c3d" "9e11" "d00000000003")
 CMD_ID_OTHER_HOME = command_id(ISSUED, "c3d" "9e11" "d00000000004")
 CMD_ID_LARGEST = command_id(ISSUED, "c3d" "9e11" "d00000000005")
+CMD_ID_LIFETIME_MAX = command_id(ISSUED, "c3d" "9e11" "d00000000006")
+CMD_ID_HELP = command_id(ISSUED, "c3d" "9e11" "d00000000007")
+CMD_ID_HELP_BOOL = command_id(ISSUED, "c3d" "9e11" "d00000000008")
+CMD_ID_LOOKIN = command_id(ISSUED, "c3d" "9e11" "d00000000009")
+CMD_ID_GRANT = command_id(ISSUED, "c3d" "9e11" "d0000000000a")
+CMD_ID_GRANT_BOOL = command_id(ISSUED, "c3d" "9e11" "d0000000000b")
+# The [lookin] of the look-in variants: a camera, look-ins at every hour (so no clock is needed),
+# two a night, for night staff. Small pictures, one frame, blurred.
+LOOKIN = {"camera": "synthetic", "width": 320, "height": 180, "burst": 1, "privacy": "blur", "max_per_night": 2,
+          "roles": ["night-staff"], "windows": [{"start": "00:00", "end": "00:00"}], "times": [],
+          "tolerance_s": 900}
 RESULT_EVENT_ID = command_id(ARRIVAL, "e5a" "8e5a" "5e1f0a1b2c3d")  # the command_result example event
 
 
@@ -104,13 +116,11 @@ def _kem_entry(key: KemPrivate, label: str | None) -> dict:
 
 def _seal_signed(signed: bytes, topic: str, recipient: KemPrivate, bad_padding: bool = False) -> bytes:
     """Pad and HPKE-seal an already signed message (so a deliberately bad signature, or padding
-    with a non-zero byte, can be sealed)."""
-    header = HEADER.pack(VERSION, recipient.suite_id, recipient.public.kid)
+    with a non-zero byte, can be sealed); a recorded envelope of the same plaintext is kept (--update)."""
     plain = padding.pad(signed, recipient.suite_id, topic)
     if bad_padding:  # the last padding byte
         plain = plain[:-1] + b"\x01"
-    return header + suite(recipient.suite_id).encrypt(plain, recipient.public.hpke_key,
-                                                      info=base._seal_info(topic, header))
+    return base.RECORDED.seal(plain, topic, recipient)
 
 
 def _message(body: bytes, topic: str, signer: ed25519.Ed25519PrivateKey, signer_name: str, recipient: KemPrivate,
@@ -205,6 +215,17 @@ def build() -> dict:
                                            "device accepts: 15 extra args (refused by policy, after every other check)"),
         "bad_padding": msg(cmd, "the command, signed and sealed correctly, but the last padding byte is 0x01",
                            bad_padding=True),
+        "lifetime_max": msg(_command(id=CMD_ID_LIFETIME_MAX, expires=ISSUED + timedelta(seconds=300)),
+                            "expires exactly max_lifetime_s (300 s) after it was issued"),
+        "help_coming": msg(_command(id=CMD_ID_HELP, action="help_coming", args={"minutes": 30}),
+                           "help_coming: the light steady for 30 minutes"),
+        "help_coming_bool": msg(_command(id=CMD_ID_HELP_BOOL, action="help_coming", args={"minutes": True}),
+                                "help_coming with minutes true: a JSON boolean where an integer belongs"),
+        "lookin": msg(_command(id=CMD_ID_LOOKIN, action="lookin", args={}), "a look-in (no arguments)"),
+        "lookin_grant": msg(_command(id=CMD_ID_GRANT, action="lookin_grant", args={"max_per_night": 3}),
+                            "a grant change: three look-ins a night"),
+        "lookin_grant_bool": msg(_command(id=CMD_ID_GRANT_BOOL, action="lookin_grant", args={"max_per_night": True}),
+                                 "a grant change with max_per_night true: a boolean is not a count"),
     }
     assert others["largest"]["envelope_len"] == MAX_COMMAND_BYTES
     for entry in others.values():
@@ -212,7 +233,9 @@ def build() -> dict:
 
     result_done = {"command": CMD_ID, "action": "unlock", "args": {"lock": "front-door"}, "outcome": "done",
                    "reason": "", "staff": STAFF_NAME, "role": "nurse", "lock": "front-door", "state": "unlocked"}
+    result_done["code"] = ""
     result_refused = {"command": CMD_ID, "action": "unlock", "args": {"lock": "front-door"}, "outcome": "refused",
+                      "code": "not_allowed.role",
                       "reason": "not allowed: role technician may not give the command 'unlock'",
                       "staff": STAFF_NAME, "role": "technician"}
     result_event = EventMessage(id=RESULT_EVENT_ID, home=HOME, cls="event", kind="command_result", time=ARRIVAL,
@@ -248,7 +271,8 @@ def build() -> dict:
             "class": "event",
             "kind": "command_result",
             "note": "body of the event the device sends back for every command verifiably signed by enrolled staff "
-                    "(done, refused or failed); sealed to the center like any event. `lock` and `state` come from "
+                    "(done, refused or failed); sealed to the center like any event. `code` is the verdict's stable "
+                    "code (\"\" for done); `reason` is for people. `lock` and `state` come from "
                     "the lock driver (the test's recording lock returns {\"state\": \"unlocked\"}).",
             "examples": {"valid": result_done, "role technician may not unlock": result_refused},
             "event": {"topic": event_topic, "model": "EventMessage", "body_utf8": result_body.decode(),
@@ -261,114 +285,182 @@ def build() -> dict:
 
 def _device(time: datetime = ARRIVAL, synced: bool = True, challenges: tuple = (CHALLENGE,), **extra) -> dict:
     return {"time": iso(time), "synced": synced, "challenges": list(challenges), "ticks_at": [], "arrives_at": 0.0,
-            "alarm_open": False, **extra}
+            "alarm_open": False, "lookin": None, "link": "connected", "lookins_used": 0, **extra}
 
 
-def _expect(outcome: str, reason: str = "", result_event: bool = True, **extra) -> dict:
-    return {"outcome": outcome, "reason_contains": reason, "result_event": result_event, **extra}
+def _expect(outcome: str, code: str, reason: str = "", result_event: bool = True, **extra) -> dict:
+    return {"outcome": outcome, "code": code, "reason_contains": reason, "result_event": result_event,
+            "audit": extra.pop("audit", ["command"]), "picture": extra.pop("picture", False), **extra}
 
 
 def _variants(envelope_len: int, topic: str, other_topic: str, staff_kid: str) -> list[dict]:
-    """How each delivery must be judged. See tests/test_command_vectors.py for how each field is applied.
+    """How each delivery must be judged. See tests/test_command_vectors.py for how each field is applied,
+    and docs/protocol.md §13.13 for how to replay them.
 
     payload     "command" or a name under "messages"; `op` alters its envelope (flip byte `offset` with
-                `mask`, or append `append_zeros` zero bytes); delivered on `deliver_on`
+                `mask`, a negative offset counting from the end; or append `append_zeros` zero bytes);
+                delivered on `deliver_on`
     device      wall `time` at arrival and whether the clock is `synced`; `challenges`: what the device's
                 challenge source returns, call after call (the last one repeats; the first is the
                 challenge at start-up); `ticks_at`: seconds after start-up at which the periodic
-                renewal check runs; `arrives_at`: seconds after start-up the command arrives;
-                `alarm_open`: an alarm from this home was raised just before
+                renewal check runs; `arrives_at`: seconds after start-up the command arrives (the
+                monotonic clock; the wall clock moves with it and reads `time` on arrival);
+                `alarm_open`: an alarm from this home was raised just before; `lookin`: the home's
+                [lookin] (null: no camera, so no lookin or lookin_grant action); `link`: the uplink's
+                state ("connected" or "down"); `lookins_used`: look-ins already done tonight
     staff       the enrolled member's role, and whether they were removed (revoked) before
     expect      one entry per delivery of the same bytes; `restart_first`: the daemon restarted
-                (same trust.db) before this delivery. `reason_contains` is a substring of the reason;
-                `result_event`: whether a command_result event is reported for it
+                (same trust.db) before this delivery. `code` is the verdict's stable code (the
+                contract); `reason_contains` a substring of this implementation's reason (informative);
+                `result_event`: whether a command_result event is reported for it; `audit`: the kinds
+                of the audit entries it appends, in order; `picture`: whether a look-in picture is
+                published (sealed to the member's key on trygg/v1/<home>/lookin)
     """
-    refused, done = "refused", "done"
+    refused, done, failed = "refused", "done", "failed"
     nurse, revoked = {"role": "nurse", "revoked": False}, {"role": "nurse", "revoked": True}
+    night = {"role": "night-staff", "revoked": False}
     C, N, W = CHALLENGE, NEXT_CHALLENGE, WRONG_CHALLENGE
+    replayed = ("replayed", "replayed: this command id was already received")
     no_op: dict = {}
+    at_night = {**LOOKIN, "windows": [{"start": "22:00", "end": "06:00"}]}  # 03:20 UTC is 04:20 in Stockholm: inside
+    by_day = {**LOOKIN, "windows": [{"start": "10:00", "end": "12:00"}]}
     cases = [
-        ("valid", "command", no_op, topic, _device(), nurse, [_expect(done)]),
+        ("valid", "command", no_op, topic, _device(), nurse, [_expect(done, "")]),
         ("replay of the same bytes (challenge source keeps returning the same challenge)", "command", no_op, topic,
-         _device(), nurse, [_expect(done), _expect(refused, "replayed: this command id was already received", result_event=False)]),
+         _device(), nurse, [_expect(done, ""), _expect(refused, *replayed, result_event=False)]),
         ("replay after the challenge was renewed by the first delivery", "command", no_op, topic,
          _device(challenges=(C, N)), nurse,
-         [_expect(done), _expect(refused, "replayed: this command id was already received", result_event=False)]),
+         [_expect(done, ""), _expect(refused, *replayed, result_event=False)]),
         ("replay of a command without challenge after a daemon restart", "no_challenge", no_op, topic, _device(), nurse,
-         [_expect(done), _expect(refused, "replayed: this command id was already received", result_event=False, restart_first=True)]),
+         [_expect(done, ""), _expect(refused, *replayed, result_event=False, restart_first=True)]),
         ("flipped signature byte", "bad_signature", no_op, topic, _device(), nurse,
-         [_expect(refused, "envelope: bad signature", result_event=False)]),
+         [_expect(refused, "envelope.bad_signature", "envelope: bad signature", result_event=False)]),
         ("flipped ciphertext byte", "command", {"op": "flip", "offset": 60, "mask": 0x10}, topic, _device(), nurse,
-         [_expect(refused, "envelope: envelope does not open (tampered, truncated or wrong topic)",
-                  result_event=False)]),
+         [_expect(refused, "envelope.does_not_open",
+                  "envelope: envelope does not open (tampered, truncated or wrong topic)", result_event=False)]),
         ("flipped last tag byte", "command", {"op": "flip", "offset": -1, "mask": 0x01}, topic, _device(), nurse,
-         [_expect(refused, "envelope: envelope does not open", result_event=False)]),
+         [_expect(refused, "envelope.does_not_open", "envelope: envelope does not open", result_event=False)]),
         ("flipped recipient key id byte", "command", {"op": "flip", "offset": 2, "mask": 0x80}, topic, _device(), nurse,
-         [_expect(refused, "envelope: sealed to a key we do not hold", result_event=False)]),
+         [_expect(refused, "envelope.unknown_recipient", "envelope: sealed to a key we do not hold",
+                  result_event=False)]),
         ("wrong topic: delivered on another home's command topic", "command", no_op, other_topic, _device(), nurse,
-         [_expect(refused, f"wrong topic: {other_topic!r}", result_event=False)]),
+         [_expect(refused, "wrong_topic", f"wrong topic: {other_topic!r}", result_event=False)]),
         ("sealed and signed for another home's topic, delivered on ours", "sealed_for_other_home", no_op, topic,
-         _device(), nurse, [_expect(refused, "envelope: envelope does not open", result_event=False)]),
+         _device(), nurse, [_expect(refused, "envelope.does_not_open", "envelope: envelope does not open",
+                                    result_event=False)]),
         ("signed by a key that is not enrolled", "unenrolled_signer", no_op, topic, _device(), nurse,
-         [_expect(refused, "envelope: signed by an unknown key", result_event=False)]),
+         [_expect(refused, "envelope.unknown_signer", "envelope: signed by an unknown key", result_event=False)]),
         ("oversized: refused before any cryptography", "command",
          {"op": "append", "append_zeros": MAX_COMMAND_BYTES + 1 - envelope_len}, topic, _device(), nurse,
-         [_expect(refused, f"oversized: {MAX_COMMAND_BYTES + 1} bytes (limit {MAX_COMMAND_BYTES})",
+         [_expect(refused, "oversized", f"oversized: {MAX_COMMAND_BYTES + 1} bytes (limit {MAX_COMMAND_BYTES})",
                   result_event=False)]),
         ("padded to no allowed size: one zero byte appended", "command", {"op": "append", "append_zeros": 1},
          topic, _device(), nurse,
-         [_expect(refused, f"envelope: envelope of {envelope_len + 1} bytes is not a padded size", result_event=False)]),
+         [_expect(refused, "envelope.bad_size", f"envelope: envelope of {envelope_len + 1} bytes is not a padded size",
+                  result_event=False)]),
         ("a non-zero padding byte inside a correctly sealed envelope", "bad_padding", no_op, topic, _device(), nurse,
-         [_expect(refused, "envelope: malformed padding: non-zero padding byte", result_event=False)]),
+         [_expect(refused, "envelope.bad_padding", "envelope: malformed padding: non-zero padding byte",
+                  result_event=False)]),
         (f"the largest command the device accepts ({MAX_COMMAND_BYTES} bytes padded) is judged, not refused as "
          "oversized", "largest", no_op, topic, _device(), nurse,
-         [_expect(refused, "not allowed: unknown argument(s) for unlock: x00, x01")]),
+         [_expect(refused, "not_allowed.argument", "not allowed: unknown argument(s) for unlock: x00, x01")]),
         ("malformed body from enrolled staff", "malformed", no_op, topic, _device(), nurse,
-         [_expect(refused, "malformed command: note: Extra inputs are not permitted", result_event=False)]),
+         [_expect(refused, "malformed.unknown_field", "malformed command: note: unknown field", result_event=False)]),
         ("body names another home", "other_home_body", no_op, topic, _device(), nurse,
-         [_expect(refused, f"command for home {OTHER_HOME!r}")]),
+         [_expect(refused, "wrong_home", f"command for home {OTHER_HOME!r}")]),
         ("staff revoked", "command", no_op, topic, _device(), revoked,
-         [_expect(refused, f"staff member {STAFF_NAME} is revoked")]),
+         [_expect(refused, "revoked", f"staff member {STAFF_NAME} is revoked")]),
         ("expired 60 s ago by a synchronized clock", "command", no_op, topic,
          _device(time=EXPIRES + timedelta(seconds=60)), nurse,
-         [_expect(refused, "not fresh: expired 60 s ago by the device's clock")]),
+         [_expect(refused, "not_fresh.expired", "not fresh: expired 60 s ago by the device's clock")]),
         ("expired 20 s ago, within clock_skew_s (30 s)", "command", no_op, topic,
-         _device(time=EXPIRES + timedelta(seconds=20)), nurse, [_expect(done)]),
+         _device(time=EXPIRES + timedelta(seconds=20)), nurse, [_expect(done, "")]),
+        ("expired exactly clock_skew_s (30 s) ago: the bound is included", "command", no_op, topic,
+         _device(time=EXPIRES + timedelta(seconds=30)), nurse, [_expect(done, "")]),
+        ("expired 30.001 s ago: just past the bound", "command", no_op, topic,
+         _device(time=EXPIRES + timedelta(seconds=30, milliseconds=1)), nurse,
+         [_expect(refused, "not_fresh.expired", "not fresh: expired 30 s ago by the device's clock")]),
         ("issued 90 s in the future by a synchronized clock", "command", no_op, topic,
          _device(time=ISSUED - timedelta(seconds=90)), nurse,
-         [_expect(refused, "not fresh: issued 90 s in the future by the device's clock")]),
+         [_expect(refused, "not_fresh.future", "not fresh: issued 90 s in the future by the device's clock")]),
+        ("issued exactly clock_skew_s (30 s) in the future: the bound is included", "command", no_op, topic,
+         _device(time=ISSUED - timedelta(seconds=30)), nurse, [_expect(done, "")]),
         ("lifetime longer than max_lifetime_s", "long_lifetime", no_op, topic, _device(), nurse,
-         [_expect(refused, "not fresh: lifetime 600 s exceeds the allowed 300 s")]),
+         [_expect(refused, "not_fresh.lifetime", "not fresh: lifetime 600 s exceeds the allowed 300 s")]),
+        ("lifetime exactly max_lifetime_s: the bound is included", "lifetime_max", no_op, topic, _device(), nurse,
+         [_expect(done, "")]),
         ("synchronized clock, wrong challenge (a challenge, when present, must match)", "command", no_op, topic,
-         _device(challenges=(W,)), nurse, [_expect(refused, "not fresh: stale or wrong challenge")]),
+         _device(challenges=(W,)), nurse, [_expect(refused, "not_fresh.challenge", "not fresh: stale or wrong challenge")]),
         ("synchronized clock, no challenge, inside the window", "no_challenge", no_op, topic, _device(), nurse,
-         [_expect(done)]),
+         [_expect(done, "")]),
         ("unsynchronized (stale) clock, right challenge", "command", no_op, topic,
-         _device(time=STALE_BOOT, synced=False), nurse, [_expect(done)]),
+         _device(time=STALE_BOOT, synced=False), nurse, [_expect(done, "")]),
         ("unsynchronized clock, wrong challenge", "command", no_op, topic,
          _device(time=STALE_BOOT, synced=False, challenges=(W,)), nurse,
-         [_expect(refused, "not fresh: stale or wrong challenge (read the home's status again)")]),
+         [_expect(refused, "not_fresh.challenge", "not fresh: stale or wrong challenge (read the home's status again)")]),
         ("unsynchronized clock, no challenge", "no_challenge", no_op, topic, _device(time=STALE_BOOT, synced=False),
-         nurse, [_expect(refused, "not fresh: device clock not synchronized: the command must echo the challenge")]),
+         nurse, [_expect(refused, "not_fresh.unsynced",
+                         "not fresh: device clock not synchronized: the command must echo the challenge")]),
         ("previous challenge, 30 s after a timed renewal (within the 60 s grace)", "command", no_op, topic,
-         _device(challenges=(C, N), ticks_at=[600.0], arrives_at=630.0), nurse, [_expect(done)]),
+         _device(challenges=(C, N), ticks_at=[600.0], arrives_at=630.0), nurse, [_expect(done, "")]),
         ("previous challenge within its grace, then the same bytes again (the id is checked first)", "command",
          no_op, topic, _device(challenges=(C, N), ticks_at=[600.0], arrives_at=630.0), nurse,
-         [_expect(done), _expect(refused, "replayed: this command id was already received", result_event=False)]),
+         [_expect(done, ""), _expect(refused, *replayed, result_event=False)]),
         ("previous challenge, 61 s after a timed renewal (grace over)", "command", no_op, topic,
          _device(challenges=(C, N), ticks_at=[600.0], arrives_at=661.0), nurse,
-         [_expect(refused, "not fresh: stale or wrong challenge")]),
+         [_expect(refused, "not_fresh.challenge", "not fresh: stale or wrong challenge")]),
+        ("previous challenge exactly 60 s after a timed renewal: the grace has ended (its end is excluded)",
+         "command", no_op, topic, _device(challenges=(C, N), ticks_at=[600.0], arrives_at=660.0), nurse,
+         [_expect(refused, "not_fresh.challenge", "not fresh: stale or wrong challenge")]),
+        ("a renewal check 0.5 s before challenge_ttl_s renews nothing: the challenge is still current 61 s later",
+         "command", no_op, topic, _device(challenges=(C, N), ticks_at=[599.5], arrives_at=661.0), nurse,
+         [_expect(done, "")]),
         ("role technician may not unlock", "command", no_op, topic, _device(), {"role": "technician", "revoked": False},
-         [_expect(refused, "not allowed: role technician may not give the command 'unlock'")]),
-        ("night-staff, no open alarm, no visit window", "command", no_op, topic, _device(),
-         {"role": "night-staff", "revoked": False},
-         [_expect(refused, "not allowed: role night-staff may unlock front-door only while an alarm is open "
-                           "or inside a planned visit window")]),
+         [_expect(refused, "not_allowed.role", "not allowed: role technician may not give the command 'unlock'")]),
+        ("night-staff, no open alarm, no visit window", "command", no_op, topic, _device(), night,
+         [_expect(refused, "not_allowed.no_alarm_or_visit",
+                  "not allowed: role night-staff may unlock front-door only while an alarm is open "
+                  "or inside a planned visit window")]),
         ("night-staff while an alarm from this home is open", "command", no_op, topic, _device(alarm_open=True),
-         {"role": "night-staff", "revoked": False}, [_expect(done)]),
+         night, [_expect(done, "")]),
         ("night-staff, unsynchronized clock, no open alarm", "command", no_op, topic,
-         _device(time=STALE_BOOT, synced=False), {"role": "night-staff", "revoked": False},
-         [_expect(refused, "(visit windows cannot be checked: clock not synchronized)")]),
+         _device(time=STALE_BOOT, synced=False), night,
+         [_expect(refused, "not_allowed.no_alarm_or_visit",
+                  "(visit windows cannot be checked: clock not synchronized)")]),
+        # -- refused or failed by the action itself: no `not allowed:` prefix -----------------------
+        ("help_coming in a home with no button light and no speaker: the action refuses (no prefix)",
+         "help_coming", no_op, topic, _device(), nurse,
+         [_expect(refused, "help_coming.nothing_to_tell", "this home has no help-coming light or speaker")]),
+        ("help_coming with minutes true: the action's model refuses a boolean", "help_coming_bool", no_op, topic,
+         _device(), nurse, [_expect(refused, "help_coming.bad_argument", "help_coming: minutes:")]),
+        # -- look-ins (§14) ---------------------------------------------------------------------------------
+        ("look-in by night staff inside the grant: a picture sealed to them", "lookin", no_op, topic,
+         _device(lookin=LOOKIN), night, [_expect(done, "", picture=True)]),
+        ("look-in inside a granted night window", "lookin", no_op, topic, _device(lookin=at_night), night,
+         [_expect(done, "", picture=True)]),
+        ("look-in outside the granted hours", "lookin", no_op, topic, _device(lookin=by_day), night,
+         [_expect(refused, "lookin.outside_hours", "outside the granted look-in hours (10:00-12:00)")]),
+        ("look-in with tonight's look-ins used", "lookin", no_op, topic, _device(lookin=LOOKIN, lookins_used=2), night,
+         [_expect(refused, "lookin.used_up", "the 2 look-in(s) granted for tonight are used")]),
+        ("look-in with the link down: never queued", "lookin", no_op, topic, _device(lookin=LOOKIN, link="down"),
+         night, [_expect(refused, "lookin.link_down", "the home's link is down: a look-in is not queued")]),
+        ("look-in with an unsynchronized clock, the grant not for every hour", "lookin", no_op, topic,
+         _device(lookin=at_night, time=STALE_BOOT, synced=False), night,
+         [_expect(refused, "lookin.unsynced", "device clock not synchronized: the granted look-in hours")]),
+        ("look-in by a role the grant does not name", "lookin", no_op, topic,
+         _device(lookin={**LOOKIN, "roles": ["nurse"]}, ), night,
+         [_expect(refused, "lookin.role", "the resident's grant does not let role night-staff look in")]),
+        ("look-in by a nurse: the role does not list lookin", "lookin", no_op, topic, _device(lookin=LOOKIN), nurse,
+         [_expect(refused, "not_allowed.role", "not allowed: role nurse may not give the command 'lookin'")]),
+        ("look-in in a home without a camera: no such action on this device", "lookin", no_op, topic, _device(),
+         night, [_expect(failed, "unsupported", "this device cannot lookin")]),
+        ("grant change by a nurse", "lookin_grant", no_op, topic, _device(lookin=LOOKIN), nurse,
+         [_expect(done, "", audit=["lookin_grant_changed", "command"])]),
+        ("grant change with max_per_night true", "lookin_grant_bool", no_op, topic, _device(lookin=LOOKIN), nurse,
+         [_expect(refused, "lookin_grant.invalid", "lookin_grant: max_per_night:")]),
+        ("grant change by night staff: the role does not list lookin_grant", "lookin_grant", no_op, topic,
+         _device(lookin=LOOKIN), night,
+         [_expect(refused, "not_allowed.role", "not allowed: role night-staff may not give the command 'lookin_grant'")]),
     ]
     out = []
     for name, payload, op, deliver_on, device, staff, expect in cases:
@@ -385,7 +477,8 @@ def _audit_example(staff_kid: str, envelope_len: int) -> dict:
     prev = GENESIS
     for seq, (kind, detail) in enumerate([
         ("staff_added", {"name": STAFF_NAME, "role": "nurse", "kid": staff_kid, "replaced": False}),
-        ("command", {"outcome": "done", "reason": "", "bytes": envelope_len, "command": CMD_ID, "action": "unlock",
+        ("command", {"outcome": "done", "code": "", "reason": "", "bytes": envelope_len, "command": CMD_ID,
+                     "action": "unlock",
                      "staff": STAFF_NAME, "role": "nurse"}),
     ], start=1):
         detail_json = json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

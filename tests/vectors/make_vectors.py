@@ -4,16 +4,21 @@ Run once; the JSON is committed and is what tests/test_protocol_vector.py and ot
 implementations check against. Everything here is deterministic except the HPKE seal, which
 draws a fresh ephemeral key each time: the vector records the sealed bytes produced once, so
 re-running gives different (equally valid) envelopes. That is why this script refuses to
-overwrite the JSON unless given --force.
+overwrite the JSON unless given --update (keep every recorded envelope whose plaintext, topic
+and recipient are unchanged: only new or changed messages are sealed anew) or --force (seal
+everything anew).
 
-    /tmp/v/bin/python tests/vectors/make_vectors.py           # writes the JSON if absent
-    /tmp/v/bin/python tests/vectors/make_vectors.py --force   # regenerate (new envelopes)
+    .venv/bin/python tests/vectors/make_vectors.py            # writes the JSON if absent
+    .venv/bin/python tests/vectors/make_vectors.py --update   # add to it, keeping recorded envelopes
+    .venv/bin/python tests/vectors/make_vectors.py --force    # regenerate (new envelopes)
 
 THE KEYS BELOW ARE THROWAWAY TEST KEYS, published on purpose. Each is the first 32 (or 64)
-bytes of SHA-512(b"trygg test vector v1: " + label). Never enrol them anywhere.
+bytes of SHA-512(b"trygg test vector v1: " + label), with the labels in LABELS. Never enrol
+them anywhere.
 """
 
 import argparse
+import hashlib
 import json
 import sys
 from datetime import datetime, timezone
@@ -41,6 +46,66 @@ CENTER_MLKEM768_SEED = (  # FIPS 203 key-generation seed d || z
 )
 CENTER_MLKEM_X25519 = "0c0ca193f39bec905a5c25aea5d3c6defc9cfbca6843a033aa14e8f8710beb7d"
 OTHER_ED25519 = "b8081e0f7641c3387b6d19c27bc4f81df68f151923465dd4d7dcbe12e6ddf7e6"  # an unenrolled signer
+# The label each seed above is derived from (key name in the JSON -> label, or labels of its parts).
+LABELS = {
+    "device.sign": "device ed25519", "device.kem_x25519": "device x25519",
+    "center.sign": "center ed25519", "center.kem_x25519": "center x25519",
+    "center.kem_mlkem768_x25519": {"mlkem768_seed": "center mlkem768 seed", "x25519": "center mlkem x25519"},
+    "other.sign": "other ed25519",
+}
+LABEL_PREFIX = b"trygg test vector v1: "
+
+
+def derive(label: str, size: int = 32) -> bytes:
+    """A throwaway key's seed: the first `size` bytes of SHA-512("trygg test vector v1: " + label)."""
+    return hashlib.sha512(LABEL_PREFIX + label.encode()).digest()[:size]
+
+
+assert derive(LABELS["device.sign"]).hex() == DEVICE_ED25519 and derive(LABELS["device.kem_x25519"]).hex() == DEVICE_X25519
+assert derive(LABELS["center.sign"]).hex() == CENTER_ED25519 and derive(LABELS["center.kem_x25519"]).hex() == CENTER_X25519
+assert derive(LABELS["center.kem_mlkem768_x25519"]["mlkem768_seed"], 64).hex() == CENTER_MLKEM768_SEED
+assert derive(LABELS["center.kem_mlkem768_x25519"]["x25519"]).hex() == CENTER_MLKEM_X25519
+assert derive(LABELS["other.sign"]).hex() == OTHER_ED25519
+
+
+class Recorded:
+    """HPKE sealing that reuses an envelope already recorded in the vector file when it seals the
+    same plaintext to the same recipient on the same topic (--update), so adding vectors leaves
+    the recorded ones byte for byte as they were. Without a previous file it seals anew."""
+
+    def __init__(self) -> None:
+        self.by_header: dict[bytes, list[bytes]] = {}
+        self.reused = self.sealed = 0
+
+    def remember(self, previous: object) -> None:
+        """Every envelope_hex anywhere in a previous vector file."""
+        if isinstance(previous, dict):
+            for key, value in previous.items():
+                if key == "envelope_hex" and isinstance(value, str):
+                    data = bytes.fromhex(value)
+                    self.by_header.setdefault(data[: HEADER.size], []).append(data)
+                else:
+                    self.remember(value)
+        elif isinstance(previous, list):
+            for value in previous:
+                self.remember(value)
+
+    def seal(self, plain: bytes, topic: str, recipient: KemPrivate, version: int = VERSION) -> bytes:
+        """header || HPKE seal of plain (the whole plaintext: for version 2 already padded)."""
+        header = HEADER.pack(version, recipient.suite_id, recipient.public.kid)
+        info = _seal_info(topic, header)
+        for data in self.by_header.get(header, []):
+            try:
+                if suite(recipient.suite_id).decrypt(data[HEADER.size:], recipient.hpke_key, info=info) == plain:
+                    self.reused += 1
+                    return data
+            except Exception:  # another plaintext, topic or key: not this one
+                continue
+        self.sealed += 1
+        return header + suite(recipient.suite_id).encrypt(plain, recipient.public.hpke_key, info=info)
+
+
+RECORDED = Recorded()
 
 HOME = "vector-home-1"
 OTHER_HOME = "vector-home-2"
@@ -64,7 +129,7 @@ def _seal_info(topic: str, header: bytes) -> bytes:
 
 
 def _sealed_entry(body: bytes, topic: str, signer, recipient: KemPrivate, recipient_name: str) -> dict:
-    sealed = envelope.seal(body, topic, signer, recipient.public)
+    sealed = RECORDED.seal(padding.pad(envelope.sign(body, topic, signer), recipient.suite_id, topic), topic, recipient)
     header = sealed[: HEADER.size]
     assert header == HEADER.pack(VERSION, recipient.suite_id, recipient.public.kid)
     enc_len = {1: 32, 2: 1088 + 32}[recipient.suite_id]
@@ -91,8 +156,7 @@ def _sealed_entry(body: bytes, topic: str, signer, recipient: KemPrivate, recipi
 
 def _seal_plain(plain: bytes, topic: str, recipient: KemPrivate, version: int = VERSION) -> bytes:
     """Seal an arbitrary plaintext under a version-`version` header (for the legacy and refused vectors)."""
-    header = HEADER.pack(version, recipient.suite_id, recipient.public.kid)
-    return header + suite(recipient.suite_id).encrypt(plain, recipient.public.hpke_key, info=_seal_info(topic, header))
+    return RECORDED.seal(plain, topic, recipient, version)
 
 
 def _padding_cases(signed: bytes, topic: str, recipient: KemPrivate, recipient_name: str) -> list[dict]:
@@ -123,7 +187,7 @@ def _padding_cases(signed: bytes, topic: str, recipient: KemPrivate, recipient_n
             raise AssertionError(name)
         out.append({"case": name, "topic": topic, "recipient": recipient_name, "plaintext_len": len(plain),
                     "envelope_len": len(data), "envelope_hex": data.hex(), "error": "EnvelopeError",
-                    "contains": text})
+                    "code": _code_of(text), "contains": text})
     return out
 
 
@@ -153,13 +217,15 @@ def build() -> dict:
     assert is_valid_id(EVENT_ID) and is_valid_id(EVENT_ID_2)
     assert int(EVENT_ID.replace("-", "")[:12], 16) == int(EVENT_TIME.timestamp() * 1000)
 
-    def ed_entry(key: ed25519.Ed25519PrivateKey) -> dict:
+    def ed_entry(key: ed25519.Ed25519PrivateKey, name: str) -> dict:
         pub = key.public_key().public_bytes_raw()
-        return {"private_hex": key.private_bytes_raw().hex(), "public_hex": pub.hex(), "kid_hex": key_id(pub).hex()}
+        return {"label": LABELS[name], "private_hex": key.private_bytes_raw().hex(), "public_hex": pub.hex(),
+                "kid_hex": key_id(pub).hex()}
 
-    def kem_entry(key: KemPrivate) -> dict:
-        return {"suite": key.suite_id, "private_hex": key.raw.hex(), "public_hex": key.public.raw.hex(),
-                "kid_hex": key.public.kid.hex()}
+    def kem_entry(key: KemPrivate, name: str) -> dict:
+        label = LABELS[name]
+        return {("labels" if isinstance(label, dict) else "label"): label, "suite": key.suite_id,
+                "private_hex": key.raw.hex(), "public_hex": key.public.raw.hex(), "kid_hex": key.public.kid.hex()}
 
     # -- event (device -> center), sealed for both suites ------------------------------------
     event_topic = topics.up(HOME, "alarm")
@@ -207,14 +273,18 @@ def build() -> dict:
                       "enc_len": 1120},
             },
         },
+        "key_derivation": "each private key is the first 32 bytes of SHA-512(\"trygg test vector v1: \" + label); "
+                          "the suite-2 key is the first 64 bytes for the label of its ML-KEM-768 seed (d || z), "
+                          "then 32 bytes for the label of its X25519 scalar",
         "keys": {
-            "device": {"sign": ed_entry(device_sign), "kem_x25519": kem_entry(device_kem)},
+            "device": {"sign": ed_entry(device_sign, "device.sign"),
+                       "kem_x25519": kem_entry(device_kem, "device.kem_x25519")},
             "center": {
-                "sign": ed_entry(center_sign),
-                "kem_x25519": kem_entry(center_x),
-                "kem_mlkem768_x25519": kem_entry(center_pq),
+                "sign": ed_entry(center_sign, "center.sign"),
+                "kem_x25519": kem_entry(center_x, "center.kem_x25519"),
+                "kem_mlkem768_x25519": kem_entry(center_pq, "center.kem_mlkem768_x25519"),
             },
-            "other": {"sign": ed_entry(other_sign)},
+            "other": {"sign": ed_entry(other_sign, "other.sign")},
         },
         "device_public_key_file": device_public_file,
         "home": HOME,
@@ -242,7 +312,9 @@ def _altered_cases(event_topic: str) -> list[dict]:
       lookup_substitute  the lookup answers the right key id with the public key `key`
       recipients  open with only the private key `key`
       status_home verify the status as if it had arrived for home `home`
-    `error` is the exception class (EnvelopeError is a ValueError), `contains` a substring of its message.
+    `error` is the exception class (EnvelopeError is a ValueError); `code` the refusal's stable code
+    (protocol/refusals.py), which is what another implementation must match; `contains` a substring of
+    this implementation's message (informative only).
     """
     env, val = "EnvelopeError", "ValueError"
     s1, s2 = "event.sealed.suite1", "event.sealed.suite2"
@@ -305,22 +377,39 @@ def _altered_cases(event_topic: str) -> list[dict]:
          val, "published on"),
     ]
     assert event_topic == topics.up(HOME, "alarm")
-    return [{"target": t, "case": name, **op, "error": err, "contains": text} for t, name, op, err, text in cases]
+    return [{"target": t, "case": name, **op, "error": err, "code": _code_of(text), "contains": text}
+            for t, name, op, err, text in cases]
+
+
+_CODES = {  # this implementation's texts -> the protocol's codes (refusals.ENVELOPE, refusals.PLACE)
+    "unsupported envelope version": "bad_version", "does not open": "does_not_open",
+    "sealed to a key we do not hold": "unknown_recipient", "envelope too short": "too_short",
+    "is not a padded size": "bad_size", "signed by an unknown key": "unknown_signer", "bad signature": "bad_signature",
+    "signed message too short": "too_short", "published on": "wrong_home", "malformed padding": "bad_padding",
+}
+
+
+def _code_of(text: str) -> str:
+    return next(code for part, code in _CODES.items() if part in text)
 
 
 def write_vectors(description: str, out: Path, build_vectors, argv: list[str] | None = None) -> int:
     """The command line both vector scripts share: write the JSON once, again only with --force."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--force", action="store_true", help="overwrite the existing JSON (new envelopes)")
+    parser.add_argument("--update", action="store_true",
+                        help="overwrite the existing JSON, keeping every recorded envelope whose inputs are unchanged")
     parser.add_argument("--out", type=Path, default=out)
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.force:
-        print(f"{args.out} exists; the recorded envelopes are the vectors. Use --force to regenerate.",
-              file=sys.stderr)
+    if args.out.exists() and not (args.force or args.update):
+        print(f"{args.out} exists; the recorded envelopes are the vectors. Use --update to add to it, "
+              "--force to regenerate.", file=sys.stderr)
         return 1
+    if args.update and args.out.exists():
+        RECORDED.remember(json.loads(args.out.read_text(encoding="utf-8")))
     data = build_vectors()
     args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} ({RECORDED.reused} recorded envelopes kept, {RECORDED.sealed} sealed anew)")
     return 0
 
 
