@@ -1,6 +1,7 @@
 """End to end through the real CLI, a real Mosquitto with mutual TLS, and real SQLite files."""
 
 import json
+import time
 from datetime import datetime
 
 from tests.support.lab import wait_for
@@ -104,3 +105,16 @@ def test_post_quantum_hybrid_suite_delivers_end_to_end(tmp_path, pki, broker):
         assert b'"kem": "mlkem768-x25519"' in (home.dir / "center.pub").read_bytes()
     finally:
         lab.close()
+
+
+def test_an_alarm_the_broker_dropped_is_sent_again_within_seconds_not_after_the_bulk_window(lab):
+    """No receiver has ever subscribed (a new center), so the broker drops the fall: nobody
+    queues it. The device must send it again within seconds (2, 4, 8 s ...), not after the bulk
+    window's resend_after_s (30 s here, as shipped), once a receiver is there."""
+    home = lab.home("hem-drop", outbox={"resend_after_s": 30.0}).start()
+    [fall] = home.simulate("alarm", kind="fall")
+    raised = time.monotonic()
+    watch = lab.watch()  # the receiver's first session: what was published before it is gone
+    watch.wait_ids([fall], timeout=25)
+    assert time.monotonic() - raised < 20, "the dropped fall waited for the bulk window"
+    assert [e["id"] for e in watch.events].count(fall) == 1
