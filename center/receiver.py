@@ -19,6 +19,10 @@ device stores it (agent/audit.py); it is opened here with the center's keys and 
 full detail. The record keeps the envelope as received. A detail that does not open is shown
 as sealed, with the reason, never dropped: the entry's existence still counts.
 
+Test traffic (class test) is limited per home (testlimit.py): the excess is acknowledged, not
+recorded, and said once per batch. At every connect the receiver notes what the broker's
+CONNACK grants and warns where it is too small for the homes it serves (brokerlimits.py).
+
 At start the receiver refuses a TLS key that others can read (the center key and center.db are
 checked where they are opened: agent/keys.py, store.py).
 """
