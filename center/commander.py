@@ -155,7 +155,7 @@ class Commander:
         except ValueError as exc:
             raise TryggError(f"command not sent: {exc}") from None
         answer = self._send_once(action, args, timeout, lifetime_s)
-        if answer.outcome == "refused" and "challenge" in answer.result.get("reason", ""):
+        if answer.outcome == "refused" and _stale_challenge(answer.result):
             try:
                 self.wait_for_new_challenge(answer.command.challenge)
             except NoAnswer:
@@ -206,3 +206,15 @@ class Commander:
     def wait_for_new_challenge(self, old: str | None, timeout: float = 2.0) -> None:
         """After a command used the challenge, the device publishes a new one; wait for it."""
         self._pump_until(lambda: self.status.challenge != old, timeout, "the home did not publish a new challenge")
+
+
+CHALLENGE_CODES = ("not_fresh.challenge", "not_fresh.unsynced")  # protocol/refusals.py: a newer challenge may pass
+
+
+def _stale_challenge(result: dict) -> bool:
+    """Did the device refuse for want of its current challenge? By the verdict's code; a device
+    from before codes only says so in its reason."""
+    code = result.get("code")
+    if isinstance(code, str):
+        return code in CHALLENGE_CODES
+    return "challenge" in str(result.get("reason", ""))
