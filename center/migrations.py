@@ -94,6 +94,16 @@ CREATE TABLE residents (home TEXT PRIMARY KEY, sealed {blob} NOT NULL, updated {
     (5, "what each receiver learned of the broker's limits and what it warns of (JSON; no personal data)", """
 ALTER TABLE receivers ADD COLUMN broker TEXT;
 """),
+    (6, "the console's passkeys (center/web/passkeys.py), their one-time registration codes (hashed) and the "
+        "hash-chained sign-in log (center/web/accesslog.py): staff names sealed to the center key", """
+CREATE TABLE staff_passkeys (
+    id TEXT PRIMARY KEY, sealed {blob} NOT NULL, sign_count {bigint} NOT NULL, created {real} NOT NULL,
+    last_used {real});
+CREATE TABLE passkey_codes (digest TEXT PRIMARY KEY, sealed {blob} NOT NULL, expires {real} NOT NULL, used {real});
+CREATE TABLE sign_in_log (
+    seq {serial}, at {real} NOT NULL, action TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL,
+    sealed {blob} NOT NULL);
+"""),
 ]
 
 
