@@ -1,5 +1,6 @@
 """`trygg center web` (the night staff's console), `trygg center add-staff` (enroll the key a
-staff member's browser made) and `trygg center resident` (the resident card staff read there)."""
+staff member's browser made), `trygg center passkey-code|passkeys|sign-ins` (their passkeys and
+the sign-in log) and `trygg center resident` (the resident card staff read there)."""
 
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,32 @@ def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
+def _swedish(at: float | None) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return "never" if at is None else datetime.fromtimestamp(at, ZoneInfo("Europe/Stockholm")).strftime("%Y-%m-%d %H:%M")
+
+
+@contextmanager
+def _access(cfg):
+    """The passkeys and the sign-in log, on the center's store."""
+    import time
+
+    from .atrest import Sealer, center_keys
+    from .store import EventStore
+    from .web.accesslog import ACCESS_CONTEXT, AccessLog
+    from .web.passkeys import PASSKEY_CONTEXT, PasskeyStore
+
+    store = EventStore(cfg.store_url)
+    keys = center_keys(cfg)
+    try:
+        yield (PasskeyStore(store.db, Sealer(keys, PASSKEY_CONTEXT)),
+               AccessLog(store.db, Sealer(keys, ACCESS_CONTEXT), time.time))
+    finally:
+        store.close()
+
+
 def register(center: click.Group, load_config) -> None:
     @center.command("add-staff")
     @click.argument("public_key", type=click.Path(dir_okay=False, path_type=Path))
@@ -28,6 +55,91 @@ def register(center: click.Group, load_config) -> None:
         from .provision import add_staff as enroll
 
         click.echo(f"enrolled {enroll(load_config(ctx, config_path).center.staff_dir, public_key, force)}")
+
+    @center.command("passkey-code")
+    @click.argument("name")
+    @click.option("--valid-h", type=click.FloatRange(0.1, 72), default=24.0, show_default=True,
+                  help="Hours the code is valid.")
+    @click.option("--json", "as_json", is_flag=True)
+    @config_option
+    @click.pass_context
+    @friendly_errors
+    def passkey_code(ctx, name: str, valid_h: float, as_json: bool, config_path) -> None:
+        """A one-time code with which NAME registers a passkey in the console (shown once, kept hashed)."""
+        import json
+        import time
+
+        cfg = load_config(ctx, config_path)
+        if keyring.staff_public(cfg, name) is None:
+            raise TryggError(f"{name} is not enrolled at the center: `trygg center add-staff {name}.pub` first")
+        with _access(cfg) as (passkeys, log):
+            code, expires = passkeys.issue_code(name, time.time(), valid_h)
+            log.append("code_issued", {"name": name, "expires": expires})
+        if as_json:
+            click.echo(json.dumps({"name": name, "code": code, "expires": expires}))
+            return
+        click.echo(f"one-time passkey code for {name}: {code}")
+        click.echo(f"valid once, until {_swedish(expires)} (Swedish time). Give it to {name} yourself (in person or "
+                   "by phone, not by e-mail); they type it in the console, on their own device, to register a passkey.")
+
+    @center.command("passkeys")
+    @click.argument("name")
+    @click.option("--remove", "remove", metavar="ID", help="Remove the passkey whose id starts with ID ('all': all "
+                  "of NAME's). A session signed in with it ends at once.")
+    @click.option("--json", "as_json", is_flag=True)
+    @config_option
+    @click.pass_context
+    @friendly_errors
+    def passkeys_cmd(ctx, name: str, remove: str | None, as_json: bool, config_path) -> None:
+        """NAME's passkeys for the console: list them, or remove one."""
+        import json
+
+        cfg = load_config(ctx, config_path)
+        with _access(cfg) as (passkeys, log):
+            if remove:
+                gone = passkeys.remove(name, remove)
+                for key_id in gone:
+                    log.append("passkey_removed", {"name": name, "passkey": key_id, "by": "cli"})
+                click.echo(f"removed {len(gone)} passkey(s) of {name}")
+                return
+            keys = passkeys.of(name)
+        if as_json:
+            click.echo(json.dumps([k.to_json() for k in keys]))
+            return
+        if not keys:
+            click.echo(f"{name} has no passkey (`trygg center passkey-code {name}` gives a code to register one)")
+        for k in keys:
+            click.echo(f"{k.id[:16]}  for {k.rp_id}  registered {_swedish(k.created)}  last used {_swedish(k.last_used)}"
+                       f"  counter {k.sign_count}")
+
+    @center.command("sign-ins")
+    @click.option("--since-h", type=float, default=24.0, show_default=True, help="Hours back to show.")
+    @click.option("--json", "as_json", is_flag=True)
+    @config_option
+    @click.pass_context
+    @friendly_errors
+    def sign_ins(ctx, since_h: float, as_json: bool, config_path) -> None:
+        """The console's sign-in log (sign-ins, refusals and why, passkeys added and removed); checks its chain."""
+        import json
+        import time
+
+        from .web.accesslog import verify
+
+        cfg = load_config(ctx, config_path)
+        with _access(cfg) as (_passkeys, log):
+            entries = log.entries(time.time() - since_h * 3600)
+            check = verify(log.db)
+        if as_json:
+            click.echo(json.dumps({"entries": entries, "chain": check.__dict__}, ensure_ascii=False))
+        else:
+            for e in entries:
+                who = e.get("name") or "?"
+                why = f" [{e['code']}] {e.get('reason', '')}" if e["action"] == "refused" else ""
+                extra = f" {e['suppressed']} more refusals not recorded" if e["action"] == "refusals_suppressed" else ""
+                click.echo(f"{e['at']}  {e['action']:<20} {who}{why}{extra}  {e.get('client', '')}".rstrip())
+            click.echo(f"sign-in log: {check.entries} entries, " + ("chain intact" if check.ok else check.problem))
+        if not check.ok:
+            raise SystemExit(2)
 
     @center.group("resident")
     def resident() -> None:
@@ -98,6 +210,8 @@ def register(center: click.Group, load_config) -> None:
     @friendly_errors
     def web(ctx, listen: str | None, config_path) -> None:
         """The night staff's web console: alarms and cases, homes, live, over HTTPS."""
+        import time
+
         import uvicorn
 
         from base import logs
@@ -107,8 +221,11 @@ def register(center: click.Group, load_config) -> None:
         from .roundsdesk import RoundsDesk
         from .service import case_desk
         from .store import EventStore
+        from .web.accesslog import ACCESS_CONTEXT, AccessLog
         from .web.app import Console, make_app
+        from .web.passkeys import PASSKEY_CONTEXT, PasskeyStore
         from .web.session import Sessions, load_secret
+        from .web.signin import SignInDesk
 
         cfg = load_config(ctx, config_path)
         logs.setup(cfg.log.level)
@@ -122,7 +239,10 @@ def register(center: click.Group, load_config) -> None:
         store = EventStore(cfg.store_url)
         sessions = Sessions(load_secret(cfg.web.secret), cfg.web.session_h * 3600)
         keys = center_keys(cfg)
-        app = make_app(Console(cfg, case_desk(cfg, store, keys), sessions, secure=tls,
+        signin = SignInDesk(sessions, PasskeyStore(store.db, Sealer(keys, PASSKEY_CONTEXT)),
+                            AccessLog(store.db, Sealer(keys, ACCESS_CONTEXT), time.time),
+                            lambda name: keyring.staff_public(cfg, name), time.time)
+        app = make_app(Console(cfg, case_desk(cfg, store, keys), signin, secure=tls,
                                rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s),
                                residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
         click.echo(f"console on {'https' if tls else 'http'}://{host}:{port}/", err=True)

@@ -1,29 +1,44 @@
 """The web console's server side, in process (Starlette's test client) on a real store and real
-keys: sign-in by a key only the browser holds, sessions that expire and end when a member is
-removed, case actions the browser signed (never the server), and the checks on every input."""
+keys: sign-in by a key only the browser holds and a passkey that verified the person (a software
+authenticator, tests/support/webpasskey.py), registered only with an administrator's one-time
+code; every sign-in and refusal in the chained sign-in log; sessions that expire and end when a
+member or their passkey is removed, case actions the browser signed (never the server), and the
+checks on every input."""
 
 import base64
+import copy
 import json
+import re
+import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from base.keys import Identity, write_public
 from center import config as cfgmod
+from center import keyring
 from center.atrest import Sealer, center_keys
 from center.residents import RESIDENT_CONTEXT, Residents
 from center.roundsdesk import RoundsDesk
 from center.service import case_desk
 from center.staffsign import SignedAction
 from center.store import EventStore, Received
+from center.web import accesslog
+from center.web.accesslog import ACCESS_CONTEXT, AccessLog
 from center.web.app import Console, make_app
 from center.web.catalog import catalog
-from center.web.session import SIGN_IN_PURPOSE, Sessions
+from center.web.passkeys import PASSKEY_CONTEXT, PasskeyStore
+from center.web.session import PASSKEY_PURPOSE, SIGN_IN_PURPOSE, Sessions
+from center.web.signin import SignInDesk
 from protocol.ids import new_id
 from protocol.messages import EventMessage
 from tests.support.lab import trygg
+from tests.support.webpasskey import UP, UV, SoftPasskey
 
 HEADERS = {"X-Trygg": "1"}
+ORIGIN = "http://localhost"  # the console as the test client reaches it: RP id "localhost"
 
 
 class Clock:
@@ -46,20 +61,65 @@ def console(lab, tmp_path):
     desk = case_desk(cfg, store)
     keys = center_keys(cfg)
     write_public(Identity.generate("hem-web").public(), cfg.center.homes_dir / "hem-web.pub")
-    app = make_app(Console(cfg, desk, Sessions(b"k" * 32, 3600, clock), secure=False, clock=clock,
+    passkeys = PasskeyStore(store.db, Sealer(keys, PASSKEY_CONTEXT))
+    log = AccessLog(store.db, Sealer(keys, ACCESS_CONTEXT), clock)
+    signin = SignInDesk(Sessions(b"k" * 32, 3600, clock), passkeys, log,
+                        lambda name: keyring.staff_public(cfg, name), clock)
+    app = make_app(Console(cfg, desk, signin, secure=False, clock=clock,
                            rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s),
                            residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with TestClient(app, base_url=ORIGIN) as client:
+        client.passkeys, client.log, client.clock, client.soft = passkeys, log, clock, {}
         yield client, staff, desk, store, clock, cfg
     store.close()
 
 
-def sign_in(client, member: Identity) -> None:
+def signed(client, member: Identity, purpose: str = SIGN_IN_PURPOSE) -> dict:
+    """What the browser sends first: the console's challenge, signed with its enrolled key."""
     challenge = client.get("/api/challenge").json()["challenge"]
-    statement = json.dumps({"challenge": challenge, "name": member.name, "purpose": SIGN_IN_PURPOSE})
-    answer = client.post("/api/sign-in", headers=HEADERS, json={
-        "statement": statement, "signature": base64.b64encode(member.sign.sign(statement.encode())).decode()})
+    statement = json.dumps({"challenge": challenge, "name": member.name, "purpose": purpose})
+    return {"statement": statement, "signature": base64.b64encode(member.sign.sign(statement.encode())).decode()}
+
+
+def register(client, member: Identity, code: str, passkey: SoftPasskey | None = None, flags: int = UP | UV,
+             origin: str = ORIGIN):
+    """Register a passkey as the page does: (the server's last answer, the passkey)."""
+    passkey = passkey or SoftPasskey()
+    body = {**signed(client, member, PASSKEY_PURPOSE), "code": code}
+    options = client.post("/api/passkeys/options", headers=HEADERS, json=body)
+    if options.status_code != 200:
+        return options, passkey
+    credential = passkey.create(options.json()["publicKey"], origin, flags)
+    return client.post("/api/passkeys", headers=HEADERS, json={**body, "credential": credential}), passkey
+
+
+def has_passkey(client, member: Identity) -> SoftPasskey:
+    """member's passkey, registered with a fresh code the first time."""
+    if member.name not in client.soft:
+        code, _ = client.passkeys.issue_code(member.name, client.clock())
+        answer, client.soft[member.name] = register(client, member, code)
+        assert answer.status_code == 200, answer.text
+    return client.soft[member.name]
+
+
+def try_sign_in(client, member: Identity, passkey: SoftPasskey, origin: str = ORIGIN, **answer):
+    """Sign in as the page does: the browser's statement, then the passkey on its challenge."""
+    body = signed(client, member)
+    options = client.post("/api/sign-in/options", headers=HEADERS, json=body)
+    if options.status_code != 200:
+        return options
+    assertion = passkey.get(options.json()["publicKey"], origin, **answer)
+    return client.post("/api/sign-in", headers=HEADERS, json={**body, "passkey": assertion})
+
+
+def sign_in(client, member: Identity) -> None:
+    answer = try_sign_in(client, member, has_passkey(client, member))
     assert answer.status_code == 200, answer.text
+
+
+def refused(answer, code: str) -> str:
+    assert answer.status_code == 401 and answer.json()["code"] == code, answer.text
+    return answer.json()["error"]
 
 
 def open_case(store, desk, at: float) -> str:
@@ -100,20 +160,199 @@ def test_sign_in_takes_the_enrolled_key_once_and_the_session_ends_on_expiry_or_r
 
 def test_a_key_from_another_browser_or_a_replayed_sign_in_is_refused(console):
     client, staff, *_ = console
-    impostor = Identity.generate("anna")  # another profile's key, same name
-    challenge = client.get("/api/challenge").json()["challenge"]
-    statement = json.dumps({"challenge": challenge, "name": "anna", "purpose": SIGN_IN_PURPOSE})
-    forged = {"statement": statement, "signature": base64.b64encode(impostor.sign.sign(statement.encode())).decode()}
-    answer = client.post("/api/sign-in", headers=HEADERS, json=forged)
-    assert answer.status_code == 401 and "not signed by anna" in answer.json()["error"]
-    good = {"statement": statement, "signature": base64.b64encode(staff["anna"].sign.sign(statement.encode())).decode()}
+    passkey = has_passkey(client, staff["anna"])
+    impostor = Identity.generate("anna")  # another profile's key, same name: refused before the passkey is asked
+    assert "not signed by anna" in refused(try_sign_in(client, impostor, passkey), "browser_key")
+    body = signed(client, staff["anna"])
+    options = client.post("/api/sign-in/options", headers=HEADERS, json=body).json()["publicKey"]
+    good = {**body, "passkey": passkey.get(options, ORIGIN)}
     assert client.post("/api/sign-in", headers=HEADERS, json=good).status_code == 200
     client.cookies.clear()
-    again = client.post("/api/sign-in", headers=HEADERS, json=good)
-    assert again.status_code == 401 and "already used" in again.json()["error"]
-    made_up = statement.replace(challenge, "1800000000.00.AAAA")
+    assert "already used" in refused(client.post("/api/sign-in", headers=HEADERS, json=good), "challenge")
+    made_up = body["statement"].replace(json.loads(body["statement"])["challenge"], "1800000000.00.AAAA")
     bad = {"statement": made_up, "signature": base64.b64encode(staff["anna"].sign.sign(made_up.encode())).decode()}
-    assert "not made by this console" in client.post("/api/sign-in", headers=HEADERS, json=bad).json()["error"]
+    answer = client.post("/api/sign-in/options", headers=HEADERS, json=bad)
+    assert "not made by this console" in refused(answer, "challenge")
+
+
+def test_registering_a_passkey_needs_an_unused_unexpired_code_given_for_that_member(console):
+    client, staff, _desk, _store, clock, _cfg = console
+    anna = staff["anna"]
+    assert "not a passkey code for anna" in refused(register(client, anna, "ABCD-EFGH-JKMN")[0], "bad_code")
+    berits, _ = client.passkeys.issue_code("berit", clock())
+    assert "not a passkey code for anna" in refused(register(client, anna, berits)[0], "bad_code")
+    old, _ = client.passkeys.issue_code("anna", clock())
+    clock.now += 24 * 3600 + 1
+    assert "expired" in refused(register(client, anna, old)[0], "code_expired")
+    code, _ = client.passkeys.issue_code("anna", clock())
+    impostor = Identity.generate("anna")  # the code alone is not enough: the enrolled browser key signs too
+    assert "not signed by anna" in refused(register(client, impostor, code)[0], "browser_key")
+    no_person = register(client, anna, code, flags=UP)[0]  # a touch, no PIN or biometric
+    assert "verif" in refused(no_person, "passkey")
+    phishing = register(client, anna, code, origin="https://trygg-konsol.example")[0]
+    assert "origin" in refused(phishing, "passkey")
+    assert client.passkeys.of("anna") == []  # nothing registered, and the code still unspent
+
+    answer, passkey = register(client, anna, code.lower().replace("-", " "))  # typed as it was read out
+    assert answer.status_code == 200 and answer.json() == {"name": "anna", "passkey": passkey.id64}
+    again = register(client, anna, code)[0]
+    assert "already used" in refused(again, "code_used")
+    [kept] = client.passkeys.of("anna")
+    assert (kept.id, kept.staff, kept.rp_id) == (passkey.id64, "anna", "localhost")
+    second, _ = client.passkeys.issue_code("anna", clock())
+    assert register(client, anna, second)[0].status_code == 200  # a second device: added, nothing replaced
+    assert len(client.passkeys.of("anna")) == 2 and client.passkeys.of("berit") == []
+    at_rest = b"".join(bytes(row[0]) for row in client.passkeys.db.query("SELECT sealed FROM staff_passkeys"))
+    assert b"anna" not in at_rest  # the owner's name is sealed to the center key
+
+
+def test_sign_in_without_a_passkey_is_refused_with_words_that_say_ask_for_a_code(console):
+    client, staff, *_ = console
+    answer = try_sign_in(client, staff["anna"], SoftPasskey())
+    assert "trygg center passkey-code anna" in refused(answer, "no_passkey")
+    sv, en = catalog("sv")["ui"]["refused_no_passkey"], catalog("en")["ui"]["refused_no_passkey"]
+    assert "engångskod" in sv and "{name}" in sv and "one-time code" in en
+    assert client.get("/api/me").status_code == 401
+    [entry] = client.log.entries()
+    assert (entry["action"], entry["name"], entry["code"], entry["stage"]) == ("refused", "anna", "no_passkey", "begin")
+
+
+def test_a_passkey_of_another_member_does_not_sign_in(console):
+    client, staff, *_ = console
+    berits = has_passkey(client, staff["berit"])
+    has_passkey(client, staff["anna"])
+    answer = try_sign_in(client, staff["anna"], berits)  # anna's browser key, berit's passkey
+    assert "not anna's" in refused(answer, "other_passkey")
+    unknown = try_sign_in(client, staff["anna"], SoftPasskey())
+    assert "not registered" in refused(unknown, "unknown_passkey")
+    assert client.get("/api/me").status_code == 401
+
+
+def test_sign_in_needs_the_enrolled_browser_and_the_verified_person_and_is_logged(console):
+    client, staff, _desk, _store, clock, _cfg = console
+    anna = staff["anna"]
+    passkey = has_passkey(client, anna)
+    # a stolen phone without its PIN: the authenticator answers with presence but no verification
+    assert "did not verify the person" in refused(try_sign_in(client, anna, passkey, flags=UP), "no_user_verification")
+    phishing = try_sign_in(client, anna, passkey, origin="https://trygg-konsol.example")
+    assert "origin" in refused(phishing, "passkey")
+    other_rp = try_sign_in(client, anna, passkey, rp_id="trygg-konsol.example")
+    assert "RP ID" in refused(other_rp, "passkey")
+    assert client.get("/api/me").status_code == 401
+
+    signed_in = try_sign_in(client, anna, passkey)
+    assert signed_in.status_code == 200 and signed_in.json() == {"name": "anna"}
+    assert client.get("/api/me").json() == {"name": "anna"}
+    [kept] = client.passkeys.of("anna")
+    assert kept.sign_count == passkey.counter and kept.last_used == clock()
+    client.post("/api/sign-out", headers=HEADERS, json={})
+    copied = copy.copy(passkey)  # a copy of the passkey, made earlier: its counter is behind the one stored
+    copied.counter = 1
+    assert "counter went back" in refused(try_sign_in(client, anna, copied), "sign_count")
+    assert try_sign_in(client, anna, passkey).status_code == 200
+
+    log = client.log.entries()
+    assert [(e["action"], e.get("code")) for e in log][-6:] == [
+        ("refused", "no_user_verification"), ("refused", "passkey"), ("refused", "passkey"), ("signed_in", None),
+        ("refused", "sign_count"), ("signed_in", None)]
+    assert log[-1]["name"] == "anna" and log[-1]["passkey"] == passkey.id64 and log[-1]["client"]
+    assert accesslog.verify(client.log.db).ok
+
+    client.passkeys.remove("anna", passkey.id64[:8])  # the phone is lost: its passkey removed, out at once
+    gone = client.get("/api/me")
+    assert gone.status_code == 401 and "passkey" in gone.json()["error"]
+
+
+def test_a_flood_of_refusals_is_counted_not_each_written_and_the_chain_shows_an_edit(console):
+    client, staff, _desk, store, clock, _cfg = console
+    client.log.refusals_per_min = 3
+    for _ in range(10):
+        try_sign_in(client, staff["anna"], SoftPasskey())
+    assert [e["action"] for e in client.log.entries()] == ["refused"] * 3
+    clock.now += 60
+    try_sign_in(client, staff["anna"], SoftPasskey())
+    *_, summary, last = client.log.entries()
+    assert summary["action"] == "refusals_suppressed" and summary["suppressed"] == 7 and last["action"] == "refused"
+    assert accesslog.verify(store.db).ok
+    with store.db.tx() as tx:
+        tx.execute("UPDATE sign_in_log SET action = 'signed_in' WHERE seq = 2")
+    check = accesslog.verify(store.db)
+    assert not check.ok and check.first_bad == 2 and "changed" in check.problem
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+                                st.sampled_from(["id", "rawId", "type", "response", "clientDataJSON",
+                                                 "authenticatorData", "signature", "attestationObject"]),
+                                inner, max_size=6), max_leaves=20))
+def test_any_passkey_answer_gets_a_clear_refusal_never_a_crash(console, garbage):
+    client, staff, *_ = console
+    passkey = has_passkey(client, staff["anna"])
+    for field in (garbage, {"id": passkey.id64, "rawId": passkey.id64, "type": "public-key", "response": garbage}):
+        body = signed(client, staff["anna"])
+        answer = client.post("/api/sign-in", headers=HEADERS, json={**body, "passkey": field})
+        assert answer.status_code == 401 and answer.json()["error"], answer.text
+        code = client.passkeys.issue_code("anna", client.clock())[0]
+        body = signed(client, staff["anna"], PASSKEY_PURPOSE)
+        answer = client.post("/api/passkeys", headers=HEADERS, json={**body, "code": code, "credential": field})
+        assert answer.status_code == 401 and answer.json()["error"], answer.text
+
+
+def test_passkeys_and_the_sign_in_log_keep_their_promises_on_both_stores(store_url):
+    from center.web.passkeys import Passkey
+
+    store = EventStore(store_url)
+    try:
+        keys = [Identity.generate("center")]
+        passkeys = PasskeyStore(store.db, Sealer(keys, PASSKEY_CONTEXT))
+        code, expires = passkeys.issue_code("anna", 1000.0, valid_h=1)
+        assert expires == 4600.0 and re.fullmatch(r"[2-9A-Z]{4}-[2-9A-Z]{4}-[2-9A-Z]{4}", code)
+        assert code.encode() not in b"".join(bytes(r[0]) + r[1].encode() for r in store.db.query(
+            "SELECT sealed, digest FROM passkey_codes"))  # kept hashed
+        key = Passkey("cred-1", "anna", b"cose", "konsol.example", 7, 0.0, None)
+        passkeys.add("anna", code, key, 2000.0)
+        with pytest.raises(ValueError, match="already used"):
+            passkeys.add("anna", code, Passkey("cred-2", "anna", b"cose", "konsol.example", 0, 0.0, None), 2001.0)
+        [kept] = passkeys.of("anna")
+        assert (kept.id, kept.public_key, kept.sign_count, passkeys.owner("cred-1")) == ("cred-1", b"cose", 7, "anna")
+        assert passkeys.used(kept, 8, 3000.0) and not passkeys.used(kept, 9, 3001.0)  # moved meanwhile: refused
+        assert passkeys.get("cred-1").sign_count == 8
+        assert passkeys.remove("anna", "cred") == ["cred-1"] and passkeys.owner("cred-1") is None
+
+        clock = Clock(5000.0)
+        log = AccessLog(store.db, Sealer(keys, ACCESS_CONTEXT), clock)
+        log.append("signed_in", {"name": "anna", "passkey": "cred-1"})
+        log.refused({"name": "berit", "code": "no_passkey"})
+        assert [(e["action"], e["name"]) for e in log.entries()] == [("signed_in", "anna"), ("refused", "berit")]
+        assert accesslog.verify(store.db).ok and accesslog.verify(store.db).entries == 2
+        with store.db.tx() as tx:
+            tx.execute("DELETE FROM sign_in_log WHERE action = 'signed_in'")
+        assert "removed or reordered" in accesslog.verify(store.db).problem
+    finally:
+        store.close()
+
+
+def test_passkey_codes_lists_and_removal_from_the_command_line(console, lab):
+    client, staff, _desk, _store, clock, _cfg = console
+    clock.now = time.time()  # the command line's codes are made on the real clock
+    refused_cli = trygg("center", "passkey-code", "cilla", "--config", lab.center_config, check=False)
+    assert refused_cli.returncode != 0 and "not enrolled" in refused_cli.stderr
+    out = trygg("center", "passkey-code", "anna", "--config", lab.center_config).stdout
+    code = re.search(r"code for anna: ([A-Z0-9-]{14})", out).group(1)
+    assert "valid once" in out
+    assert "no passkey" in trygg("center", "passkeys", "anna", "--config", lab.center_config).stdout
+    answer, passkey = register(client, staff["anna"], code)
+    assert answer.status_code == 200
+    listed = json.loads(trygg("center", "passkeys", "anna", "--json", "--config", lab.center_config).stdout)
+    assert [(k["id"], k["rp_id"]) for k in listed] == [(passkey.id64, "localhost")]
+    assert try_sign_in(client, staff["anna"], passkey).status_code == 200
+    removed = trygg("center", "passkeys", "anna", "--remove", passkey.id64[:10], "--config", lab.center_config)
+    assert "removed 1" in removed.stdout
+    assert client.get("/api/me").status_code == 401
+    log = trygg("center", "sign-ins", "--config", lab.center_config).stdout
+    for line in ("code_issued", "passkey_added", "signed_in", "passkey_removed", "chain intact"):
+        assert line in log, log
 
 
 def test_case_actions_are_the_browsers_signed_statements_checked_before_anything_changes(console):

@@ -4,7 +4,9 @@ It reads cases and homes from the store the receiving service writes, follows th
 feed for live changes (Server-Sent Events), and applies case actions that the staff member's
 browser signed with their own key (the same signed statements as `trygg center accept ...`):
 the server checks and records them, it cannot make one. Several instances may run against one
-PostgreSQL store. Everything but the page, its files, its words and sign-in needs a session.
+PostgreSQL store. Everything but the page, its files, its words, sign-in and registering a
+passkey needs a session; sign-in needs the browser's enrolled key and the person's passkey
+(signin.py).
 """
 
 import functools
@@ -30,7 +32,8 @@ from ..staffsign import SignatureRefused, SignedAction
 from .catalog import catalog, language_of
 from .headers import SecurityHeaders
 from .livefeed import LiveFeed
-from .session import SignInRefused, Sessions
+from .session import SignInRefused
+from .signin import RelyingParty, SignInDesk
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -42,16 +45,16 @@ MEMBER_RECHECK_S = 5.0  # an open live stream re-checks its member at least this
 
 class Console:
     """What the routes need: the config, the store and the desks on it (cases, rounds, resident
-    cards), the sessions."""
+    cards), and sign-in (passkeys, sessions, the sign-in log)."""
 
-    def __init__(self, cfg, desk: CaseDesk, sessions: Sessions, secure: bool, clock=time.time,
+    def __init__(self, cfg, desk: CaseDesk, signin: SignInDesk, secure: bool, clock=time.time,
                  rounds=None, residents=None, store=None) -> None:
         self.cfg = cfg
         self.desk = desk
         self.residents = residents  # center/residents.py: the resident cards
         self.store = store  # the events, opened for a home's screen
         self.rounds = rounds  # () -> a RoundsDesk on the store, fresh (it reads the homes' plans when made)
-        self.sessions = sessions
+        self.signin = signin
         self.secure = secure
         self.clock = clock
 
@@ -72,7 +75,17 @@ class Console:
                       lambda: keyring.opening_keys(self.cfg), SystemClock())
 
     def member(self, request: Request) -> str:
-        return self.sessions.who(request.cookies.get(COOKIE), self.staff_key)
+        return self.signin.who(request.cookies.get(COOKIE))
+
+
+def _relying_party(request: Request) -> RelyingParty:
+    """The console as this browser reached it: its host is the passkeys' RP id, and the origin the
+    browser must have signed for."""
+    return RelyingParty(request.url.hostname or "", f"{request.url.scheme}://{request.url.netloc}")
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def _iso(at: float) -> str:
@@ -117,22 +130,63 @@ def make_app(console: Console) -> Starlette:
                              "outcomes": console.cfg.cases.outcomes})
 
     async def challenge(request: Request):
-        return JSONResponse({"challenge": console.sessions.challenge()})
+        return JSONResponse({"challenge": console.signin.sessions.challenge()})
 
-    async def sign_in(request: Request):
+    def _refusal(exc: Exception) -> JSONResponse:
+        if isinstance(exc, SignInRefused):
+            return JSONResponse({"error": str(exc), "code": exc.code}, status_code=401)
+        return _error(str(exc))
+
+    async def sign_in_options(request: Request):
+        """Sign-in, first step: the browser's signed statement; the answer is the passkey request."""
         try:
             data = await _json_body(request)
-            token = await run_in_threadpool(console.sessions.sign_in, str(data.get("statement", "")),
-                                            str(data.get("signature", "")), console.staff_key)
+            options = await run_in_threadpool(console.signin.sign_in_options, str(data.get("statement", "")),
+                                              str(data.get("signature", "")), _relying_party(request), _client(request))
         except (ValueError, SignInRefused) as exc:
-            log.warning("console sign-in refused from %s: %s", request.client.host if request.client else "?", exc)
-            return _error(str(exc), 401 if isinstance(exc, SignInRefused) else 400)
-        name = json.loads(data["statement"])["name"]
-        log.warning("console sign-in: %s from %s", name, request.client.host if request.client else "?")  # audited
+            log.warning("console sign-in refused from %s: %s", _client(request), exc)
+            return _refusal(exc)
+        return JSONResponse({"publicKey": options})
+
+    async def sign_in(request: Request):
+        """Sign-in: the same statement and the passkey's answer on its challenge; then the session."""
+        try:
+            data = await _json_body(request)
+            name, token = await run_in_threadpool(console.signin.sign_in, str(data.get("statement", "")),
+                                                  str(data.get("signature", "")), data.get("passkey"),
+                                                  _relying_party(request), _client(request))
+        except (ValueError, SignInRefused) as exc:
+            log.warning("console sign-in refused from %s: %s", _client(request), exc)
+            return _refusal(exc)
+        log.warning("console sign-in: %s from %s", name, _client(request))  # and in the sign-in log
         response = JSONResponse({"name": name})
-        response.set_cookie(COOKIE, token, max_age=int(console.sessions.lifetime_s), httponly=True,
+        response.set_cookie(COOKIE, token, max_age=int(console.signin.sessions.lifetime_s), httponly=True,
                             secure=console.secure, samesite="strict", path="/")
         return response
+
+    async def passkey_options(request: Request):
+        """Registering a passkey, first step: the browser's statement and the one-time code."""
+        try:
+            data = await _json_body(request)
+            options = await run_in_threadpool(console.signin.passkey_options, str(data.get("statement", "")),
+                                              str(data.get("signature", "")), data.get("code"),
+                                              _relying_party(request), _client(request))
+        except (ValueError, SignInRefused) as exc:
+            log.warning("console passkey registration refused from %s: %s", _client(request), exc)
+            return _refusal(exc)
+        return JSONResponse({"publicKey": options})
+
+    async def register_passkey(request: Request):
+        try:
+            data = await _json_body(request)
+            key = await run_in_threadpool(console.signin.register, str(data.get("statement", "")),
+                                          str(data.get("signature", "")), data.get("code"), data.get("credential"),
+                                          _relying_party(request), _client(request))
+        except (ValueError, SignInRefused) as exc:
+            log.warning("console passkey registration refused from %s: %s", _client(request), exc)
+            return _refusal(exc)
+        log.warning("console passkey registered: %s (%s) from %s", key.staff, key.id[:12], _client(request))
+        return JSONResponse({"name": key.staff, "passkey": key.id})
 
     async def sign_out(request: Request):
         response = JSONResponse({})
@@ -283,7 +337,10 @@ def make_app(console: Console) -> Starlette:
         Route("/", page),
         Route("/api/words", words),
         Route("/api/challenge", challenge),
+        Route("/api/sign-in/options", sign_in_options, methods=["POST"]),
         Route("/api/sign-in", sign_in, methods=["POST"]),
+        Route("/api/passkeys/options", passkey_options, methods=["POST"]),
+        Route("/api/passkeys", register_passkey, methods=["POST"]),
         Route("/api/sign-out", sign_out, methods=["POST"]),
         Route("/api/me", me),
         Route("/api/cases", cases),

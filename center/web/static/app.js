@@ -1,6 +1,8 @@
 // The night staff's console in the browser. The staff member's keys are made and kept here
 // (WebCrypto, non-extractable, in IndexedDB); sign-in and every case action are signed here, so
-// the server can check them but never make one. Preact + htm (npm, pinned; no build step).
+// the server can check them but never make one. Sign-in also needs the person: their passkey
+// (WebAuthn, with a PIN or biometric), registered once with a code from the administrator.
+// Preact + htm (npm, pinned; no build step).
 import { html, render, useState, useEffect, useRef } from "./vendor/preact-htm.js";
 import { openSealed } from "./envelope.js";
 
@@ -28,6 +30,7 @@ const loadKeys = () => idb("readonly", (s) => s.get("me"));
 const saveKeys = (keys) => idb("readwrite", (s) => s.put(keys, "me"));
 
 const b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)));
+const fromB64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
 
 async function makeKeys(name) {
@@ -68,8 +71,63 @@ async function api(path, body) {
   }
   const response = await fetch(path, init);
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw Object.assign(new Error(data.error || response.statusText), { status: response.status });
+  if (!response.ok) {
+    throw Object.assign(new Error(data.error || response.statusText), { status: response.status, code: data.code });
+  }
   return data;
+}
+
+// -- passkeys (WebAuthn) -----------------------------------------------------------------------------
+// The server (py_webauthn) writes options with base64url strings where the browser wants bytes, and
+// reads the browser's answer back in the same form.
+const fromB64url = (text) => fromB64(text.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(text.length / 4) * 4, "="));
+const b64url = (buf) => b64(buf).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const descriptors = (list) => (list || []).map((c) => ({ ...c, id: fromB64url(c.id) }));
+
+function credentialJSON(cred) {
+  const r = cred.response;
+  const response = { clientDataJSON: b64url(r.clientDataJSON) };
+  if (r.attestationObject) Object.assign(response, { attestationObject: b64url(r.attestationObject), transports: r.getTransports?.() || [] });
+  if (r.authenticatorData) Object.assign(response, { authenticatorData: b64url(r.authenticatorData), signature: b64url(r.signature) });
+  if (r.userHandle) response.userHandle = b64url(r.userHandle);
+  return { id: cred.id, rawId: b64url(cred.rawId), type: cred.type, response,
+    authenticatorAttachment: cred.authenticatorAttachment || undefined, clientExtensionResults: cred.getClientExtensionResults() };
+}
+
+const passkeysHere = () => typeof window.PublicKeyCredential === "function" && !!navigator.credentials;
+
+// Sign-in: this browser's key signs the server's challenge; the server checks it and asks for the
+// passkey on the same challenge; the person confirms on their device; both go back together.
+async function signInWithPasskey(keys) {
+  const { challenge } = await api("/api/challenge");
+  const body = await signed(keys, { challenge, name: keys.name, purpose: "trygg-console-sign-in" });
+  const { publicKey } = await api("/api/sign-in/options", body);
+  const cred = await navigator.credentials.get({
+    publicKey: { ...publicKey, challenge: fromB64url(publicKey.challenge), allowCredentials: descriptors(publicKey.allowCredentials) },
+  });
+  return (await api("/api/sign-in", { ...body, passkey: credentialJSON(cred) })).name;
+}
+
+// Registering a passkey: the administrator's one-time code, this browser's key, and a new passkey
+// that verifies the person.
+async function registerPasskey(keys, code) {
+  const { challenge } = await api("/api/challenge");
+  const body = await signed(keys, { challenge, name: keys.name, purpose: "trygg-console-passkey" });
+  const { publicKey } = await api("/api/passkeys/options", { ...body, code });
+  const cred = await navigator.credentials.create({
+    publicKey: { ...publicKey, challenge: fromB64url(publicKey.challenge), user: { ...publicKey.user, id: fromB64url(publicKey.user.id) },
+      excludeCredentials: descriptors(publicKey.excludeCredentials) },
+  });
+  return api("/api/passkeys", { ...body, code, credential: credentialJSON(cred) });
+}
+
+// What to tell the person when sign-in or registering did not work: the server's reason in their words.
+function problem(w, e, name) {
+  const known = e.code && w.ui[`refused_${e.code}`];
+  if (known) return known.replace("{name}", name);
+  if (e.name === "NotAllowedError" || e.name === "AbortError") return w.ui.passkey_cancelled;
+  if (e.name === "InvalidStateError") return w.ui.passkey_exists_here;
+  return `${w.ui.error}: ${e.message}`;
 }
 
 // A command to a home: the server prepares it (fresh by the home's challenge), this browser signs
@@ -81,8 +139,6 @@ async function command(keys, home, action, args = {}) {
   const sig = await crypto.subtle.sign({ name: "Ed25519" }, keys.sign.privateKey, toSign);
   return api(`${path}/send`, { body: prepared.body, signature: b64(sig) });
 }
-
-const fromB64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 
 // A look-in: the device seals the picture to this browser's own key; it is opened only here.
 async function lookIn(keys, home) {
@@ -297,28 +353,49 @@ function Rounds({ w, keys, version, reload }) {
 function SignIn({ w, keys, setKeys, onSignedIn, onSound }) {
   const [name, setName] = useState(keys?.name || "");
   const [error, setError] = useState("");
+  const [notice, setNotice] = useState("");
+  const [needCode, setNeedCode] = useState(false);
+  const [code, setCode] = useState("");
+  const [busy, setBusy] = useState(false);
   const create = async () => {
     setError("");
     try { setKeys(await makeKeys(name.trim())); } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
   };
-  const signIn = async () => {
-    setError("");
-    try {
-      const { challenge } = await api("/api/challenge");
-      const body = await signed(keys, { challenge, name: keys.name, purpose: "trygg-console-sign-in" });
-      onSignedIn((await api("/api/sign-in", body)).name);
-    } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
+  const attempt = async (work) => {
+    setError(""); setNotice("");
+    if (!passkeysHere()) { setError(w.ui.passkey_unsupported); return; }
+    setBusy(true);
+    try { await work(); } catch (e) {
+      setError(problem(w, e, keys.name));
+      if (["no_passkey", "unknown_passkey", "other_address"].includes(e.code)) setNeedCode(true);
+    }
+    setBusy(false);
   };
+  const signIn = () => attempt(async () => onSignedIn(await signInWithPasskey(keys)));
+  const register = () => attempt(async () => {
+    await registerPasskey(keys, code.trim());
+    setCode(""); setNeedCode(false); setNotice(w.ui.passkey_saved);
+  });
   return html`<section id="sign-in">
     ${keys ? html`
       <p>${w.ui.fingerprint}: <strong data-field="fingerprint">${keys.fingerprint}</strong></p>
       <details><summary>${w.ui.key_made}</summary><pre class="pub" data-field="public-key">${JSON.stringify(keys.pub, null, 1)}</pre></details>
-      <button class="primary" data-action="sign-in" onClick=${() => { onSound(); signIn(); }}>${w.ui.sign_in} (${keys.name})</button>` : html`
+      <p>${w.ui.passkey_intro}</p>
+      <button class="primary" data-action="sign-in" disabled=${busy} onClick=${() => { onSound(); signIn(); }}>${w.ui.sign_in} (${keys.name})</button>
+      ${notice ? html`<p class="verdict" data-field="notice" role="status">${notice}</p>` : ""}
+      ${error ? html`<p class="error" role="alert">${error}</p>` : ""}
+      ${needCode ? html`<div class="register" data-field="register">
+        <label for="code">${w.ui.code_label}</label>
+        <input id="code" data-field="passkey-code" autocomplete="one-time-code" autocapitalize="characters"
+          value=${code} onInput=${(e) => setCode(e.target.value)} />
+        <div class="actions"><button class="primary" data-action="register-passkey" disabled=${busy || !code.trim()}
+          onClick=${register}>${w.ui.register_passkey}</button></div>
+      </div>` : html`<button class="link" data-action="have-code" onClick=${() => setNeedCode(true)}>${w.ui.have_code}</button>`}` : html`
       <p>${w.ui.no_key}</p>
       <label for="name">${w.ui.your_name}</label>
       <input id="name" data-field="name" autocomplete="username" value=${name} onInput=${(e) => setName(e.target.value)} />
-      <div class="actions"><button class="primary" data-action="make-key" onClick=${create}>${w.ui.make_key}</button></div>`}
-    ${error ? html`<p class="error" role="alert">${error}</p>` : ""}
+      <div class="actions"><button class="primary" data-action="make-key" onClick=${create}>${w.ui.make_key}</button></div>
+      ${error ? html`<p class="error" role="alert">${error}</p>` : ""}`}
   </section>`;
 }
 
