@@ -245,6 +245,7 @@ def register(center: click.Group, load_config) -> None:
         app = make_app(Console(cfg, case_desk(cfg, store, keys), signin, secure=tls,
                                rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s),
                                residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
-        click.echo(f"console on {'https' if tls else 'http'}://{host}:{port}/", err=True)
+        shown = "localhost" if not tls else host  # a passkey's RP id is a host name: browsers refuse 127.0.0.1
+        click.echo(f"console on {'https' if tls else 'http'}://{shown}:{port}/", err=True)
         uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False,
                     ssl_certfile=str(cfg.web.cert) if tls else None, ssl_keyfile=str(cfg.web.key) if tls else None)
