@@ -29,7 +29,7 @@ def main() -> None:
     from base.labpki import make_lab_pki
     from tests.support.broker import Broker
     from tests.support.lab import ENV, TRYGG, Lab, stop_process, trygg
-    from tests.test_web_browser import CHROMIUM, free_port
+    from tests.test_web_browser import CHROMIUM, free_port, sign_in
 
     header(f"web: alarm -> browser over {ALARMS}, unlock -> confirmed over {UNLOCKS}, {BROWSERS} live pages")
     with temp_root("web") as root:
@@ -45,7 +45,7 @@ def main() -> None:
                 web = subprocess.Popen([*TRYGG, "center", "web", "--listen", f"127.0.0.1:{port}", "--config",
                                         str(lab.center_config)], env=ENV, stdout=subprocess.DEVNULL,
                                        stderr=open(root / "web.log", "w"))
-                url = f"http://127.0.0.1:{port}"
+                url = f"http://localhost:{port}"  # a passkey's RP id is a host name, never an address
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 context = browser.new_context()
                 page = context.new_page()
@@ -56,8 +56,7 @@ def main() -> None:
                 pub.write_text(page.locator("[data-field=public-key]").text_content())
                 trygg("center", "add-staff", pub, "--config", lab.center_config)
                 trygg("staff", "add", "berit", "--key", pub, "--role", "nurse", "--config", home.config)
-                page.click("[data-action=sign-in]")
-                page.wait_for_selector("[data-field=me]")
+                sign_in(lab, page, "berit")  # the administrator's code, a passkey (virtual authenticator), sign in
                 sock = home.dir / "trygg.sock"
 
                 shown = []

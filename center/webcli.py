@@ -205,12 +205,24 @@ def register(center: click.Group, load_config) -> None:
 
     @center.command("web")
     @click.option("--listen", help="HOST:PORT to serve on (default [web] listen). Plain HTTP only on loopback.")
+    @click.option("--fingerprint", is_flag=True,
+                  help="Print the page's fingerprint from the installed files and exit (compare it with the key screen).")
     @config_option
     @click.pass_context
     @friendly_errors
-    def web(ctx, listen: str | None, config_path) -> None:
+    def web(ctx, listen: str | None, fingerprint: bool, config_path) -> None:
         """The night staff's web console: alarms and cases, homes, live, over HTTPS."""
         import time
+
+        from .web import pagecode
+
+        try:
+            code = pagecode.build()
+        except FileNotFoundError as exc:
+            raise TryggError(f"the console's page is not built ({exc.filename} is missing): run make") from None
+        if fingerprint:
+            click.echo(code.fingerprint_words())
+            return
 
         import uvicorn
 
@@ -246,6 +258,7 @@ def register(center: click.Group, load_config) -> None:
                                rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s),
                                residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
         shown = "localhost" if not tls else host  # a passkey's RP id is a host name: browsers refuse 127.0.0.1
-        click.echo(f"console on {'https' if tls else 'http'}://{shown}:{port}/", err=True)
+        click.echo(f"console on {'https' if tls else 'http'}://{shown}:{port}/ (page fingerprint "
+                   f"{code.fingerprint_words()})", err=True)
         uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False,
                     ssl_certfile=str(cfg.web.cert) if tls else None, ssl_keyfile=str(cfg.web.key) if tls else None)

@@ -89,8 +89,10 @@ def main() -> None:
         say("night-staff console (trygg center watch) - cases, homes and events as they are recorded")
         procs.append(subprocess.Popen([*TRYGG, "center", "watch", "--config", center_cfg]))
         web = os.environ.get("DEMO_WEB", "127.0.0.1:8080")
-        say(f"the web console (trygg center web) on http://{web}/ - in a browser: create your key, then "
-            f"enroll it: trygg center add-staff NAME.pub --config {center_cfg} (DEMO_SECONDS=0 keeps it running)")
+        shown_at = web.replace("127.0.0.1", "localhost")  # a passkey's RP id is a host name, not an address
+        say(f"the web console (trygg center web) on http://{shown_at}/ - in a browser: create your key, enroll "
+            f"it: trygg center add-staff NAME.pub --config {center_cfg}, then give yourself a passkey code: "
+            f"trygg center passkey-code NAME --config {center_cfg} (DEMO_SECONDS=0 keeps it running)")
         procs.append(subprocess.Popen([*TRYGG, "center", "web", "--listen", web, "--config", center_cfg],
                                       stdout=center_log, stderr=center_log))
         time.sleep(2.0)

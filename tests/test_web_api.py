@@ -137,13 +137,38 @@ def action(member: Identity, case_id: str, verb: str, at: float, **args) -> dict
 def test_the_page_is_served_with_its_security_headers_and_nothing_else_without_sign_in(console):
     client, *_ = console
     page = client.get("/")
-    assert page.status_code == 200 and '<script type="module" src="/static/app.js">' in page.text
+    assert page.status_code == 200 and '<script type="module" src="/static/app.js" integrity="sha384-' in page.text
     csp = page.headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert "script-src 'self' 'sha256-" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert page.headers["x-content-type-options"] == "nosniff"
     for path in ("/api/cases", "/api/homes", "/api/me", "/api/live"):
         assert client.get(path).status_code == 401, path
     assert client.post("/api/cases/x/action", headers=HEADERS, json={}).status_code == 401
+
+
+def test_the_page_pins_every_script_and_its_style_by_hash_and_its_fingerprint_is_the_clis(console, lab):
+    """Subresource Integrity: the HTML names each file the page runs by SHA-384, so the browser
+    runs nothing else; the HTML's SHA-256 is what `trygg center web --fingerprint` prints."""
+    import base64
+    import hashlib
+    import re
+
+    from center.web import pagecode
+
+    client, *_ = console
+    page = client.get("/")
+    importmap = json.loads(re.search(r'<script type="importmap">(.*?)</script>', page.text).group(1))
+    assert set(importmap["integrity"]) == {f"/static/{m}" for m in pagecode.MODULES}
+    for path, pin in importmap["integrity"].items():
+        served = client.get(path).content
+        assert pin == "sha384-" + base64.b64encode(hashlib.sha384(served).digest()).decode(), path
+    style = client.get("/static/style.css").content
+    assert f'integrity="sha384-{base64.b64encode(hashlib.sha384(style).digest()).decode()}"' in page.text
+    inline = re.search(r'<script type="importmap">(.*?)</script>', page.text).group(1).encode()
+    assert f"'sha256-{base64.b64encode(hashlib.sha256(inline).digest()).decode()}'" in page.headers["content-security-policy"]
+    printed = trygg("center", "web", "--fingerprint", "--config", lab.center_config).stdout.strip()
+    digest = hashlib.sha256(page.content).hexdigest()
+    assert printed == " ".join(digest[i : i + 4] for i in range(0, 32, 4))
 
 
 def test_sign_in_takes_the_enrolled_key_once_and_the_session_ends_on_expiry_or_removal(console):

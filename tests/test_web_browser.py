@@ -379,3 +379,24 @@ def test_a_look_in_round_in_the_browser_the_picture_opened_there_and_kept_nowher
                 assert jpeg[100:400] not in data and base64.b64encode(jpeg)[:300] not in data, path
     finally:
         daemon.stop()
+
+
+def test_the_page_runs_only_the_code_its_html_pins_and_shows_its_fingerprint(lab, console_url, browser, tmp_path):
+    """A script altered on the way (a cache, a proxy, a file replaced beside the running console)
+    does not run: the HTML pins each file by hash. The key screen shows the page's fingerprint,
+    the one `trygg center web --fingerprint` prints from the installed files."""
+    page = browser.new_context().new_page()
+    make_key_and_enroll(lab, page, console_url, "berit", tmp_path)
+    printed = trygg("center", "web", "--fingerprint", "--config", lab.center_config).stdout.strip()
+    shown(page, f"[data-field=page-code]:has-text('{printed}')")
+
+    altered = browser.new_context().new_page()
+    errors: list[str] = []
+    altered.on("console", lambda message: errors.append(message.text))
+    altered.route("**/static/envelope.js", lambda route: route.fulfill(
+        status=200, content_type="text/javascript", body="export const openSealed = () => 'not the real code';"))
+    altered.goto(console_url)
+    wait_for(lambda: any("integrity" in e.lower() for e in errors), 10, "the browser to refuse the altered module")
+    time.sleep(0.5)
+    assert altered.locator("[data-field=name]").count() == 0, "the page ran with an altered module"
+    assert "Trygg …" in altered.inner_text("body")

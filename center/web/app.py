@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -29,6 +29,7 @@ from base.errors import TryggError
 from .. import keyring
 from ..cases import CaseDesk, CaseError
 from ..staffsign import SignatureRefused, SignedAction
+from . import pagecode
 from .catalog import catalog, language_of
 from .headers import SecurityHeaders
 from .livefeed import LiveFeed
@@ -36,7 +37,7 @@ from .session import SignInRefused
 from .signin import RelyingParty, SignInDesk
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).parent / "static"
+STATIC = pagecode.STATIC
 COOKIE = "trygg_session"
 FEED_POLL_S = 0.05  # the live feed's look at the store (one for all pages): an alarm is sent within ~50 ms
 MAX_BODY = 16_384
@@ -48,8 +49,9 @@ class Console:
     cards), and sign-in (passkeys, sessions, the sign-in log)."""
 
     def __init__(self, cfg, desk: CaseDesk, signin: SignInDesk, secure: bool, clock=time.time,
-                 rounds=None, residents=None, store=None) -> None:
+                 rounds=None, residents=None, store=None, static: Path = STATIC) -> None:
         self.cfg = cfg
+        self.static = static  # the page's files (pagecode.py pins them)
         self.desk = desk
         self.residents = residents  # center/residents.py: the resident cards
         self.store = store  # the events, opened for a home's screen
@@ -122,8 +124,10 @@ def make_app(console: Console) -> Starlette:
             return await handler(request)
         return wrapped
 
+    code = pagecode.build(console.static)
+
     async def page(request: Request):
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+        return Response(code.html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
     async def words(request: Request):
         return JSONResponse({**catalog(language_of(request.query_params.get("lang"))),
@@ -352,6 +356,7 @@ def make_app(console: Console) -> Starlette:
         Route("/api/homes/{home}/command/prepare", prepare_command, methods=["POST"]),
         Route("/api/homes/{home}/command/send", send_command, methods=["POST"]),
         Route("/api/live", live),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Mount("/static", StaticFiles(directory=console.static), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, hsts=console.secure)])
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, hsts=console.secure,
+                                                          importmap=code.importmap_csp)])

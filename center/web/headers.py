@@ -1,16 +1,18 @@
 """Security headers on every answer: the page runs only its own files, in no frame, never sniffed."""
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-       "connect-src 'self'; media-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
+def csp(importmap: str) -> str:
+    """No inline script but the page's own import map, allowed by its hash (pagecode.py)."""
+    return (f"default-src 'self'; script-src 'self' {importmap}; style-src 'self'; img-src 'self' blob: data:; "
+            "connect-src 'self'; media-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
 
 
 class SecurityHeaders:
     """Pure ASGI middleware (not BaseHTTPMiddleware, which would buffer the live stream)."""
 
-    def __init__(self, app, hsts: bool) -> None:
+    def __init__(self, app, hsts: bool, importmap: str) -> None:
         self.app = app
-        self.headers = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+        self.headers = [(b"content-security-policy", csp(importmap).encode()), (b"x-content-type-options", b"nosniff"),
                         (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY"),
                         (b"permissions-policy", b"camera=(), microphone=(), geolocation=()")]
         if hsts:

@@ -350,7 +350,18 @@ function Rounds({ w, keys, version, reload }) {
     </tr>`)}</tbody></table></section>`;
 }
 
+// The page's fingerprint: SHA-256 of the HTML as served, which pins every script and the style
+// sheet by hash (Subresource Integrity). IT compares it with `trygg center web --fingerprint`.
+async function pageFingerprint() {
+  const page = await (await fetch("/", { cache: "no-store" })).arrayBuffer();
+  const hex = [...new Uint8Array(await crypto.subtle.digest("SHA-256", page))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  return hex.slice(0, 32).match(/.{4}/g).join(" ");
+}
+
 function SignIn({ w, keys, setKeys, onSignedIn, onSound }) {
+  const [pageCode, setPageCode] = useState("");
+  useEffect(() => { pageFingerprint().then(setPageCode, () => setPageCode("?")); }, []);
   const [name, setName] = useState(keys?.name || "");
   const [error, setError] = useState("");
   const [notice, setNotice] = useState("");
@@ -379,6 +390,7 @@ function SignIn({ w, keys, setKeys, onSignedIn, onSound }) {
   return html`<section id="sign-in">
     ${keys ? html`
       <p>${w.ui.fingerprint}: <strong data-field="fingerprint">${keys.fingerprint}</strong></p>
+      <p class="small">${w.ui.page_code}: <span data-field="page-code">${pageCode}</span></p>
       <details><summary>${w.ui.key_made}</summary><pre class="pub" data-field="public-key">${JSON.stringify(keys.pub, null, 1)}</pre></details>
       <p>${w.ui.passkey_intro}</p>
       <button class="primary" data-action="sign-in" disabled=${busy} onClick=${() => { onSound(); signIn(); }}>${w.ui.sign_in} (${keys.name})</button>
