@@ -19,6 +19,8 @@ from .db import Database
 RESIDENT_CONTEXT = "trygg-center/v1/resident/"
 Kind = Annotated[str, Field(min_length=1, max_length=64)]
 Note = Annotated[str, Field(max_length=1000)]
+LockName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]  # as the device's config names it
+Label = Annotated[str, Field(min_length=1, max_length=60)]
 
 
 class Contact(BaseModel):
@@ -38,6 +40,9 @@ class ResidentCard(BaseModel):
     care: dict[Kind, Note] = Field(default_factory=dict, max_length=20)  # alarm kind -> what to do for this person
     contacts: list[Contact] = Field(default_factory=list, max_length=10)
     notes: Note = ""
+    # The home's locks as its device names them, with what staff call them ("front-door":
+    # "Ytterdörren"): the console offers Unlock / Lock for each. None listed: the front door.
+    locks: dict[LockName, Label] = Field(default_factory=dict, max_length=8)
 
 
 class ResidentError(TryggError, ValueError):

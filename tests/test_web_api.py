@@ -496,3 +496,29 @@ def test_a_bad_resident_card_is_one_clear_line_and_nothing_saved(lab, tmp_path, 
     assert missing.returncode != 0 and "no resident card" in missing.stderr
     nowhere = trygg("center", "resident", "set", "hem-annan", "--file", card, "--config", lab.center_config, check=False)
     assert "not enrolled" in nowhere.stderr
+
+
+def test_a_homes_locks_are_the_cards_or_the_front_door_and_their_state_only_what_the_device_confirmed():
+    from center.web.locks import locks_view
+
+    def result(action, at, **body):
+        return {"kind": "command_result", "received": at, "body": {"action": action, "outcome": "done", **body}}
+    events = [result("unlock", "03:01", lock="front-door", state="unlocked", staff="anna"),
+              {"kind": "manual_unlock", "received": "03:02", "body": {"detail": "by hand"}},  # not a signed result
+              {**result("lock", "03:03", lock="front-door", state="locked"), "body": {
+                  "action": "lock", "outcome": "refused", "lock": "front-door", "state": "locked"}},  # refused: no word
+              result("status", "03:04", status={"locks": {"cabinet": "locked"}}, staff="berit")]
+    assert locks_view(None, events) == [
+        {"lock": "front-door", "label": None, "state": "unlocked", "at": "03:01", "by": "anna"},
+        {"lock": "cabinet", "label": None, "state": "locked", "at": "03:04", "by": "berit"}]
+    card = {"locks": {"back-door": "Altandörren"}}
+    assert [(l["lock"], l["label"], l["state"]) for l in locks_view(card, [])] == [("back-door", "Altandörren", None)]
+
+
+def test_a_resident_card_names_locks_as_the_device_does():
+    from center.residents import ResidentCard
+
+    assert ResidentCard(name="Greta", locks={"front-door": "Ytterdörren"}).locks == {"front-door": "Ytterdörren"}
+    for bad in ({"Front Door": "x"}, {"front-door": ""}, {f"l{i}": "x" for i in range(9)}):
+        with pytest.raises(ValueError):
+            ResidentCard(name="Greta", locks=bad)

@@ -185,6 +185,13 @@ def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_ke
     screen = shown(page, f"section#home[data-home={home.id}] [data-field=card]")
     assert "Greta Lind" in screen.inner_text() and "Lyft inte ensam" in screen.inner_text()
     assert "Fall" in page.inner_text("[data-field=events]")  # tonight's events, in plain language
+    door = shown(page, "[data-field=locks] .lock[data-lock=front-door][data-state=unlocked]")  # her unlock, tonight
+    assert "Ytterdörren" in door.inner_text() and "bekräftat av hemmets enhet" in door.inner_text()
+    page.click("[data-field=locks] [data-action=lock][data-lock=front-door]")
+    shown(page, "[data-field=lock-verdict]:has-text('Dörren är låst')")
+    shown(page, "[data-field=locks] .lock[data-lock=front-door][data-state=locked]")
+    page.click("[data-field=locks] [data-action=ask-status]")  # the home itself says how its locks are
+    shown(page, "[data-field=lock-verdict]:has-text('Hemmet svarade')")
     shoot(page, "home")
     page.click("[data-action=back]")
 

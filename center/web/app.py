@@ -33,6 +33,7 @@ from . import pagecode
 from .catalog import catalog, language_of
 from .headers import SecurityHeaders
 from .livefeed import LiveFeed
+from .locks import lock_names, locks_view
 from .session import SignInRefused
 from .signin import RelyingParty, SignInDesk
 
@@ -203,8 +204,13 @@ def make_app(console: Console) -> Starlette:
 
     @signed_in
     async def cases(request: Request):
-        listing = await run_in_threadpool(console.desk.listing, False, console.clock() - 86400)
-        return JSONResponse([c.to_json() for c in listing])
+        return JSONResponse(await run_in_threadpool(_cases))
+
+    def _cases() -> list[dict]:
+        """The last day's cases, each with the locks of its home (the card's, or the front door)."""
+        listing = console.desk.listing(False, console.clock() - 86400)
+        cards = {home: console.residents.get(home) if console.residents else None for home in {c.home for c in listing}}
+        return [{**c.to_json(), "locks": lock_names(cards[c.home])} for c in listing]
 
     @signed_in
     async def homes(request: Request):
@@ -244,9 +250,10 @@ def make_app(console: Console) -> Starlette:
             if event.cls != "telemetry" and event.kind != "audit":  # what staff act on, as the terminal view
                 events.append({"id": event.id, "class": event.cls, "kind": event.kind,
                                "received": _iso(received.received), "body": event.body})
-        cases = [c.to_json() for c in console.desk.listing(False, console.clock() - 7 * 86400) if c.home == home]
-        return {**rows[0], "card": console.residents.get(home) if console.residents else None,
-                "events": events[-100:], "cases": cases}
+        card = console.residents.get(home) if console.residents else None
+        cases = [{**c.to_json(), "locks": lock_names(card)}
+                 for c in console.desk.listing(False, console.clock() - 7 * 86400) if c.home == home]
+        return {**rows[0], "card": card, "events": events[-100:], "cases": cases, "locks": locks_view(card, events)}
 
     @signed_in
     async def home_detail(request: Request):

@@ -20,7 +20,7 @@ from protocol.messages import CommandMessage, decode, encode
 from .. import keyring
 from ..commander import Commander, NoAnswer
 
-WEB_ACTIONS = ("unlock", "lock", "help_coming", "lookin")
+WEB_ACTIONS = ("unlock", "lock", "status", "help_coming", "lookin")
 ANSWER_WAIT_S = 15.0
 
 

@@ -187,6 +187,41 @@ const alert = {
 // -- screens ---------------------------------------------------------------------------------------
 const localTime = (iso) => (iso ? new Date(iso).toLocaleTimeString("sv-SE", { timeZone: ZONE }) : "–");
 
+// What staff call a lock: the resident card's label; the front door by the page's own word; with
+// one lock only, nothing (the button says "Lås upp" alone).
+function lockLabel(w, lock, label, locks) {
+  if (Object.keys(locks || {}).length <= 1) return "";
+  return label || (lock === "front-door" ? w.ui.front_door : lock);
+}
+
+// The home's locks as its device last confirmed them tonight; Unlock / Lock each, and asking the
+// home itself (a signed status command) when the state is not known.
+function Locks({ w, home, keys, locks, onDone }) {
+  const [verdict, setVerdict] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const send = async (action, args = {}) => {
+    setBusy(true); setVerdict(null);
+    try {
+      const answer = await command(keys, home, action, args);
+      setVerdict({ ok: answer.outcome === "done", text: verdictText(w, answer) });
+      onDone();
+    } catch (e) { setVerdict({ ok: false, text: `${w.ui.error}: ${e.message}` }); }
+    setBusy(false);
+  };
+  return html`<div class="locks" data-field="locks">
+    ${locks.map((l) => html`<div class="lock" data-lock=${l.lock} data-state=${l.state || "unknown"}>
+      <strong>${l.label || (l.lock === "front-door" ? w.ui.front_door : l.lock)}:</strong>${" "}
+      ${l.state ? html`${w.ui[`lock_${l.state}`] || l.state} ${localTime(l.at).slice(0, 5)} — ${w.ui.confirmed}`
+        : w.ui.lock_unknown}
+      <div class="actions">
+        <button data-action="unlock" data-lock=${l.lock} disabled=${busy} onClick=${() => send("unlock", { lock: l.lock })}>${w.ui.unlock}</button>
+        <button data-action="lock" data-lock=${l.lock} disabled=${busy} onClick=${() => send("lock", { lock: l.lock })}>${w.ui.lock}</button>
+      </div></div>`)}
+    <button data-action="ask-status" disabled=${busy} onClick=${() => send("status")}>${w.ui.ask_home}</button>
+    ${verdict ? html`<p class=${verdict.ok ? "verdict" : "error"} data-field="lock-verdict" role="status">${verdict.text}</p>` : ""}
+  </div>`;
+}
+
 function CaseCard({ c, w, me, keys, outcomes, onDone }) {
   const [outcome, setOutcome] = useState(Object.keys(outcomes)[0]);
   const [note, setNote] = useState("");
@@ -206,9 +241,9 @@ function CaseCard({ c, w, me, keys, outcomes, onDone }) {
       if (action === "accept") await send("help_coming", { case: c.id });  // the resident is told at once
     } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
   };
-  const door = async (action) => {
+  const door = async (action, lock) => {
     setError("");
-    try { await send(action, { lock: "front-door" }); onDone(); } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
+    try { await send(action, { lock }); onDone(); } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
   };
   const kinds = c.kinds.map((k) => w.kinds[k] || k).join(", ");
   return html`<article class="case ${c.state}" data-case=${c.id} data-state=${c.state} data-alarms=${c.alarms.length}>
@@ -224,8 +259,9 @@ function CaseCard({ c, w, me, keys, outcomes, onDone }) {
       ${c.state === "open" ? html`<button class="alarm" data-action="accept" onClick=${() => act("accept")}>${w.ui.take}</button>` : ""}
       ${["open", "accepted"].includes(c.state) ? html`<button data-action="on_site" onClick=${() => act("on_site")}>${w.ui.on_site}</button>` : ""}
       ${["accepted", "on_site"].includes(c.state) && who === me ? html`
-        <button data-action="unlock" onClick=${() => door("unlock")}>${w.ui.unlock}</button>
-        <button data-action="lock" onClick=${() => door("lock")}>${w.ui.lock}</button>` : ""}
+        ${Object.entries(c.locks || { "front-door": null }).map(([lock, label]) => html`
+          <button data-action="unlock" data-lock=${lock} onClick=${() => door("unlock", lock)}>${w.ui.unlock} ${lockLabel(w, lock, label, c.locks)}</button>
+          <button data-action="lock" data-lock=${lock} onClick=${() => door("lock", lock)}>${w.ui.lock} ${lockLabel(w, lock, label, c.locks)}</button>`)}` : ""}
     </div>
     ${verdict ? html`<p class=${verdict.ok ? "verdict" : "error"} data-field="verdict" role="status">${verdict.text}</p>` : ""}
     ${["accepted", "on_site"].includes(c.state) ? html`<div class="actions">
@@ -277,7 +313,10 @@ function Picture({ w, look, close }) {
 function HomeDetail({ w, home, keys, me, outcomes, back, reload }) {
   const [d, setD] = useState(null);
   const [error, setError] = useState("");
-  useEffect(() => { api(`/api/homes/${encodeURIComponent(home)}`).then(setD, (e) => setError(e.message)); }, [home]);
+  const load = () => api(`/api/homes/${encodeURIComponent(home)}`).then(setD, (e) => setError(e.message));
+  // After a command: now, and once more when the device's signed result has come in as an event.
+  const reloadAll = () => { load(); reload(); setTimeout(load, 1500); };
+  useEffect(() => { load(); }, [home]);
   if (error) return html`<p class="error" role="alert">${w.ui.error}: ${error}</p>`;
   if (!d) return html`<p>…</p>`;
   const card = d.card;
@@ -294,8 +333,10 @@ function HomeDetail({ w, home, keys, me, outcomes, back, reload }) {
         ${card.contacts.map((c) => html`<dd>${c.name} (${c.relation}) <a href=${`tel:${c.phone.replace(/[^0-9+]/g, "")}`}>${c.phone}</a></dd>`)}` : ""}
       ${card.notes ? html`<dt>${w.ui.notes}</dt><dd>${card.notes}</dd>` : ""}
     </dl>` : html`<p>${w.ui.no_card}</p>`}
+    <h2>${w.ui.locks}</h2>
+    <${Locks} w=${w} home=${home} keys=${keys} locks=${d.locks} onDone=${reloadAll} />
     <h2>${w.ui.cases_here}</h2>
-    ${d.cases.map((c) => html`<${CaseCard} key=${c.id} c=${c} w=${w} me=${me} keys=${keys} outcomes=${outcomes} onDone=${reload} />`)}
+    ${d.cases.map((c) => html`<${CaseCard} key=${c.id} c=${c} w=${w} me=${me} keys=${keys} outcomes=${outcomes} onDone=${reloadAll} />`)}
     <h2>${w.ui.tonight}</h2>
     ${d.events.length ? html`<ul class="events" data-field="events">${[...d.events].reverse().map((e) => html`
       <li class=${e.class}>${localTime(e.received).slice(0, 5)} ${w.kinds[e.kind] || e.kind}</li>`)}</ul>`
