@@ -110,6 +110,9 @@ class WebConfig(_Section):
     key: Path | None = None
     secret: Path = Path("web.secret")  # the session cookies' MAC key, made at first start (0600)
     session_h: float = Field(default=12.0, gt=0, le=24)  # a night shift; then sign in again
+    # The console's host name as staff reach it (console.kommun.se): the passkeys' RP id, and the
+    # only Host the console answers to. Unset (the demo): the host the browser used.
+    host: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 class CenterConfig(_Section):

@@ -257,7 +257,7 @@ def register(center: click.Group, load_config) -> None:
         app = make_app(Console(cfg, case_desk(cfg, store, keys), signin, secure=tls,
                                rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s),
                                residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
-        shown = "localhost" if not tls else host  # a passkey's RP id is a host name: browsers refuse 127.0.0.1
+        shown = cfg.web.host or ("localhost" if not tls else host)  # a passkey's RP id is a host name, never an address
         click.echo(f"console on {'https' if tls else 'http'}://{shown}:{port}/ (page fingerprint "
                    f"{code.fingerprint_words()})", err=True)
         uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False,

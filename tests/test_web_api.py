@@ -522,3 +522,21 @@ def test_a_resident_card_names_locks_as_the_device_does():
     for bad in ({"Front Door": "x"}, {"front-door": ""}, {f"l{i}": "x" for i in range(9)}):
         with pytest.raises(ValueError):
             ResidentCard(name="Greta", locks=bad)
+
+
+def test_with_web_host_set_the_console_answers_to_that_name_only(lab):
+    """[web] host is the passkeys' RP id: a request for another name (DNS rebinding, a second
+    name for the same machine) is refused before anything is asked or signed."""
+    cfg = cfgmod.load(lab.center_config)
+    cfg = cfg.model_copy(update={"web": cfg.web.model_copy(update={"host": "konsol.kommun.se"})})
+    store = EventStore(cfg.store_url)
+    try:
+        app = make_app(Console(cfg, case_desk(cfg, store), None, secure=False))
+        with TestClient(app, base_url="http://konsol.kommun.se") as good:
+            assert good.get("/").status_code == 200
+        with TestClient(app, base_url="http://localhost") as other:
+            assert other.get("/").status_code == 400 and other.get("/api/challenge").status_code == 400
+    finally:
+        store.close()
+    with pytest.raises(ValueError):
+        cfg.web.model_validate({"host": "Konsol Kommun"})

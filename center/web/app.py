@@ -19,6 +19,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -83,7 +84,7 @@ class Console:
 
 def _relying_party(request: Request) -> RelyingParty:
     """The console as this browser reached it: its host is the passkeys' RP id, and the origin the
-    browser must have signed for."""
+    browser must have signed for. With [web] host set, no other host gets this far (make_app)."""
     return RelyingParty(request.url.hostname or "", f"{request.url.scheme}://{request.url.netloc}")
 
 
@@ -365,5 +366,7 @@ def make_app(console: Console) -> Starlette:
         Route("/api/live", live),
         Mount("/static", StaticFiles(directory=console.static), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, hsts=console.secure,
-                                                          importmap=code.importmap_csp)])
+    middleware = [Middleware(SecurityHeaders, hsts=console.secure, importmap=code.importmap_csp)]
+    if console.cfg.web.host:  # the passkeys' RP id: the one name the console answers to
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=[console.cfg.web.host]))
+    return Starlette(routes=routes, middleware=middleware)
