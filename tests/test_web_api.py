@@ -2,24 +2,28 @@
 keys: sign-in by a key only the browser holds and a passkey that verified the person (a software
 authenticator, tests/support/webpasskey.py), registered only with an administrator's one-time
 code; every sign-in and refusal in the chained sign-in log; sessions that expire and end when a
-member or their passkey is removed, case actions the browser signed (never the server), and the
-checks on every input."""
+member or their passkey is removed, case actions the browser signed (never the server), commands
+to a home (unlock and look-in only with the passkey again, over that very command: the step-up;
+a home on the bench stands in for the broker and the device), and the checks on every input."""
 
 import base64
 import copy
 import json
 import re
+import secrets
 import time
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from base.keys import Identity, write_public
+from base.keys import Identity, load_public, write_public
 from center import config as cfgmod
 from center import keyring
 from center.atrest import Sealer, center_keys
+from center.commander import Answer, Commander
 from center.residents import RESIDENT_CONTEXT, Residents
 from center.roundsdesk import RoundsDesk
 from center.service import case_desk
@@ -33,7 +37,7 @@ from center.web.passkeys import PASSKEY_CONTEXT, PasskeyStore
 from center.web.session import PASSKEY_PURPOSE, SIGN_IN_PURPOSE, Sessions
 from center.web.signin import SignInDesk
 from protocol.ids import new_id
-from protocol.messages import EventMessage
+from protocol.messages import CommandMessage, EventMessage, StatusMessage, decode
 from tests.support.lab import trygg
 from tests.support.webpasskey import UP, UV, SoftPasskey
 
@@ -47,6 +51,51 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class Wall:
+    """The test's clock as the commander reads it (a datetime, seconds)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def time(self) -> float:
+        return self.clock()
+
+
+class HomeOnTheBench:
+    """The broker and the home's device as the console's commands meet them (commands.connect_home):
+    the real Commander prepares each command on the home's published status; a command sent is
+    answered done. `sessions` counts every session opened to the broker, `sent` what was sent."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.sessions = 0
+        self.sent: list[CommandMessage] = []
+
+    def __call__(self, cfg, home: str) -> Commander:
+        bench = self
+        keyring.enrolled_home(cfg, home)
+
+        class Session(Commander):
+            def __enter__(self):
+                bench.sessions += 1
+                self.status = StatusMessage(home=home, state="online", time=self.clock.now(), heartbeat_s=60,
+                                            clock_synced=True, challenge=secrets.token_hex(16))
+                return self
+
+            def __exit__(self, *exc) -> None:
+                pass
+
+            def send_signed(self, cmd, signed, timeout):
+                bench.sent.append(cmd)
+                return Answer(cmd, {"outcome": "done", "action": cmd.action, "command": cmd.id},
+                              self.clock.time(), self.clock.time(), True)
+
+        return Session(cfg, [], None, load_public(cfg.center.homes_dir / f"{home}.pub"), Wall(self.clock))
 
 
 @pytest.fixture
@@ -65,11 +114,12 @@ def console(lab, tmp_path):
     log = AccessLog(store.db, Sealer(keys, ACCESS_CONTEXT), clock)
     signin = SignInDesk(Sessions(b"k" * 32, 3600, clock), passkeys, log,
                         lambda name: keyring.staff_public(cfg, name), clock)
+    home = HomeOnTheBench(clock)
     app = make_app(Console(cfg, desk, signin, secure=False, clock=clock,
                            rounds=lambda: RoundsDesk(store, keys, cfg.rounds.retry_after_s),
-                           residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
+                           residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store, connect=home))
     with TestClient(app, base_url=ORIGIN) as client:
-        client.passkeys, client.log, client.clock, client.soft = passkeys, log, clock, {}
+        client.passkeys, client.log, client.clock, client.soft, client.home = passkeys, log, clock, {}, home
         yield client, staff, desk, store, clock, cfg
     store.close()
 
@@ -540,3 +590,167 @@ def test_with_web_host_set_the_console_answers_to_that_name_only(lab):
         store.close()
     with pytest.raises(ValueError):
         cfg.web.model_validate({"host": "Konsol Kommun"})
+
+
+# -- commands to a home: unlock and look-in only with the passkey again (the step-up) ------------------
+COMMANDS = "/api/homes/hem-web/command"
+
+
+def prepare(client, action: str, **args) -> dict:
+    answer = client.post(f"{COMMANDS}/prepare", headers=HEADERS, json={"action": action, "args": args})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def send(client, member: Identity, prepared: dict, passkey: SoftPasskey | None = None, over: dict | None = None,
+         **answer):
+    """Send a prepared command as the page does: signed by member's browser key and, with a passkey,
+    its answer to the step-up (over another prepared command's step-up, to try carrying one over)."""
+    body = {"body": prepared["body"],
+            "signature": base64.b64encode(member.sign.sign(base64.b64decode(prepared["to_sign"]))).decode()}
+    if passkey is not None:
+        body["passkey"] = passkey.get((over or prepared)["step_up"]["publicKey"], ORIGIN, **answer)
+    return client.post(f"{COMMANDS}/send", headers=HEADERS, json=body)
+
+
+def not_sent(client, answer, code: str, sessions_before: int, sent_before: int) -> str:
+    """Refused with code, and nothing reached the broker: no session opened, no command sent."""
+    assert answer.status_code == 403 and answer.json()["code"] == code and answer.json()["step_up"], answer.text
+    assert (client.home.sessions, len(client.home.sent)) == (sessions_before, sent_before)
+    return answer.json()["error"]
+
+
+def command_id(prepared: dict) -> str:
+    return decode(base64.b64decode(prepared["body"]), CommandMessage).id
+
+
+def test_unlock_and_look_in_without_the_passkey_again_never_reach_the_home(console):
+    client, staff, *_ = console
+    anna = staff["anna"]
+    sign_in(client, anna)
+    ids = []
+    for action, args in (("unlock", {"lock": "front-door"}), ("lookin", {})):
+        prepared = prepare(client, action, **args)
+        request = prepared["step_up"]["publicKey"]  # what the page hands navigator.credentials.get
+        assert request["userVerification"] == "required" and request["rpId"] == "localhost"
+        assert [c["id"] for c in request["allowCredentials"]] == [client.soft["anna"].id64]  # hers only
+        sessions = client.home.sessions
+        answer = send(client, anna, prepared)  # an open session and the browser key, no person
+        assert "passkey again" in not_sent(client, answer, "step_up_missing", sessions, 0)
+        ids.append(command_id(prepared))
+    entries = [e for e in client.log.entries() if e.get("stage") == "step_up"]
+    assert [(e["action"], e["code"], e["name"], e["home"], e["command"], e["command_id"]) for e in entries] == [
+        ("refused", "step_up_missing", "anna", "hem-web", "unlock", ids[0]),
+        ("refused", "step_up_missing", "anna", "hem-web", "lookin", ids[1])]
+    ui = catalog("sv")["ui"], catalog("en")["ui"]
+    assert "passkey igen" in ui[0]["refused_step_up_missing"] and "passkey again" in ui[1]["refused_step_up_missing"]
+
+
+def test_a_step_up_opens_that_one_door_once_and_is_in_the_sign_in_log(console):
+    client, staff, _desk, _store, clock, _cfg = console
+    anna = staff["anna"]
+    sign_in(client, anna)
+    passkey = client.soft["anna"]
+    prepared = prepare(client, "unlock", lock="front-door")
+    sessions = client.home.sessions
+    first = {"body": prepared["body"],
+             "signature": base64.b64encode(anna.sign.sign(base64.b64decode(prepared["to_sign"]))).decode(),
+             "passkey": passkey.get(prepared["step_up"]["publicKey"], ORIGIN)}
+    done = client.post(f"{COMMANDS}/send", headers=HEADERS, json=first)
+    assert done.status_code == 200 and done.json()["outcome"] == "done" and done.json()["action"] == "unlock"
+    assert [c.id for c in client.home.sent] == [command_id(prepared)]
+    assert client.passkeys.of("anna")[0].sign_count == passkey.counter  # its counter moved on, as at sign-in
+    stepped = client.log.entries()[-1]
+    assert (stepped["action"], stepped["name"], stepped["passkey"], stepped["home"], stepped["command"]) == (
+        "stepped_up", "anna", passkey.id64, "hem-web", "unlock")
+    assert stepped["command_id"] == command_id(prepared) and stepped["client"]
+
+    replayed = client.post(f"{COMMANDS}/send", headers=HEADERS, json=first)  # the same request again
+    assert "already used" in not_sent(client, replayed, "step_up_used", sessions + 1, 1)
+
+    late = prepare(client, "unlock", lock="front-door")
+    clock.now += 61  # the person confirmed, but only after the command's minute
+    assert "too old" in not_sent(client, send(client, anna, late, passkey), "step_up_expired", sessions + 2, 1)
+    assert accesslog.verify(client.log.db).ok
+
+
+def test_a_step_up_for_another_command_is_refused(console):
+    client, staff, *_ = console
+    anna = staff["anna"]
+    sign_in(client, anna)
+    passkey = client.soft["anna"]
+    front, back = prepare(client, "unlock", lock="front-door"), prepare(client, "unlock", lock="back-door")
+    sessions = client.home.sessions
+    carried = send(client, anna, back, passkey, over=front)  # confirmed the front door, sends the back door
+    assert "another command" in not_sent(client, carried, "step_up_other", sessions, 0)
+    looked = prepare(client, "lookin")
+    sessions = client.home.sessions
+    assert not_sent(client, send(client, anna, looked, passkey, over=front), "step_up_other", sessions, 0)
+    assert send(client, anna, front, passkey).json()["outcome"] == "done"  # the one it was made for
+    assert [c.args for c in client.home.sent] == [{"lock": "front-door"}]
+
+
+def test_a_step_up_without_the_person_verified_or_with_someone_elses_passkey_is_refused(console):
+    client, staff, *_ = console
+    anna = staff["anna"]
+    berits = has_passkey(client, staff["berit"])
+    sign_in(client, anna)
+    passkey = client.soft["anna"]
+    # the phone in a thief's hand, signed in: the passkey answers with presence, without verification
+    prepared = prepare(client, "unlock", lock="front-door")
+    sessions = client.home.sessions
+    stolen = send(client, anna, prepared, passkey, flags=UP)
+    assert "did not verify the person" in not_sent(client, stolen, "no_user_verification", sessions, 0)
+    assert "passkey again" not in not_sent(client, send(client, anna, prepared, passkey), "step_up_used", sessions, 0)
+    for other, code in ((berits, "other_passkey"), (SoftPasskey(), "unknown_passkey")):
+        prepared = prepare(client, "lookin")
+        sessions = client.home.sessions
+        not_sent(client, send(client, anna, prepared, other), code, sessions, 0)
+    phishing = prepare(client, "unlock", lock="front-door")
+    sessions = client.home.sessions
+    body = {"body": phishing["body"],
+            "signature": base64.b64encode(anna.sign.sign(base64.b64decode(phishing["to_sign"]))).decode(),
+            "passkey": passkey.get(phishing["step_up"]["publicKey"], "https://trygg-konsol.example")}
+    assert "origin" in not_sent(client, client.post(f"{COMMANDS}/send", headers=HEADERS, json=body), "passkey",
+                                sessions, 0)
+    codes = [e["code"] for e in client.log.entries() if e.get("stage") == "step_up"]
+    assert codes == ["no_user_verification", "step_up_used", "other_passkey", "unknown_passkey", "passkey"]
+    assert client.home.sent == [] and client.get("/api/me").json() == {"name": "anna"}  # still signed in
+
+
+def test_lock_status_and_help_coming_need_no_step_up(console):
+    client, staff, desk, store, clock, _cfg = console
+    anna = staff["anna"]
+    sign_in(client, anna)
+    case_id = open_case(store, desk, clock.now)
+    for action, args in (("lock", {"lock": "front-door"}), ("status", {}), ("help_coming", {"case": case_id})):
+        prepared = prepare(client, action, **args)
+        assert "step_up" not in prepared
+        answer = send(client, anna, prepared)
+        assert answer.status_code == 200 and answer.json()["outcome"] == "done", answer.text
+    assert [c.action for c in client.home.sent] == ["lock", "status", "help_coming"]
+    assert not [e for e in client.log.entries() if e.get("stage") == "step_up" or e["action"] == "stepped_up"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+                                st.sampled_from(["id", "rawId", "type", "response", "clientDataJSON",
+                                                 "authenticatorData", "signature"]),
+                                inner, max_size=6), max_leaves=20))
+def test_any_step_up_answer_gets_a_clear_refusal_and_sends_nothing(console, garbage):
+    client, staff, *_ = console
+    anna = staff["anna"]
+    if client.get("/api/me").status_code != 200:
+        sign_in(client, anna)
+    passkey = client.soft["anna"]
+    for field in (garbage, {"id": passkey.id64, "rawId": passkey.id64, "type": "public-key", "response": garbage}):
+        prepared = prepare(client, "unlock", lock="front-door")
+        body = {"body": prepared["body"],
+                "signature": base64.b64encode(anna.sign.sign(base64.b64decode(prepared["to_sign"]))).decode(),
+                "passkey": field}
+        sessions, sent = client.home.sessions, len(client.home.sent)
+        answer = client.post(f"{COMMANDS}/send", headers=HEADERS, json=body)
+        assert answer.status_code == 403 and answer.json()["error"] and answer.json()["code"], answer.text
+        assert (client.home.sessions, len(client.home.sent)) == (sessions, sent)
+    assert client.home.sent == []

@@ -267,6 +267,40 @@ def test_a_passkey_registered_with_the_administrators_code_signs_in_with_the_bro
     assert "passkey_added" in log and "signed_in" in log and "[no_passkey]" in log and "chain intact" in log
 
 
+def test_an_open_session_cannot_unlock_without_the_person_and_the_door_stays_locked(lab, console_url, browser, tmp_path):
+    """The step-up: each unlock asks for the passkey again, over that command. A signed-in phone in
+    someone else's hand (the device cannot verify them) gets no passkey answer, so the page sends
+    nothing and says so; the home itself still says its door is locked."""
+    home = lab.home("hem-steg").start()
+    lab.watch()
+    page = browser.new_context(viewport=PHONE).new_page()
+    page.console_lines = []
+    page.on("console", lambda m: page.console_lines.append(m.text))
+    make_key_and_enroll(lab, page, console_url, "erik", tmp_path, home)
+    sign_in(lab, page, "erik")
+    cdp, device = page.passkey_device
+    page.click("[data-tab=homes]")
+    shown(page, f"tr[data-home={home.id}] [data-action=open-home]").click()
+    shown(page, "[data-field=locks] .lock[data-lock=front-door]")
+
+    cdp.send("WebAuthn.setUserVerified", {"authenticatorId": device, "isUserVerified": False})
+    page.click("[data-field=locks] [data-action=unlock][data-lock=front-door]")
+    refusal = shown(page, "[data-field=lock-verdict]:has-text('Inget skickades till hemmet')")
+    assert "passkey" in refusal.inner_text() and "upplåst" not in refusal.inner_text()
+    shoot(page, "step-up-refused")
+    page.click("[data-field=locks] [data-action=ask-status]")  # the device itself: still locked
+    shown(page, "[data-field=lock-verdict]:has-text('Hemmet svarade')")
+    shown(page, "[data-field=locks] .lock[data-lock=front-door][data-state=locked]")
+
+    cdp.send("WebAuthn.setUserVerified", {"authenticatorId": device, "isUserVerified": True})
+    page.click("[data-field=locks] [data-action=unlock][data-lock=front-door]")  # she confirms: it opens
+    shown(page, "[data-field=lock-verdict]:has-text('Dörren är upplåst')")
+    shown(page, "[data-field=locks] .lock[data-lock=front-door][data-state=unlocked]")
+    log = json.loads(trygg("center", "sign-ins", "--json", "--config", lab.center_config).stdout)["entries"]
+    assert [(e["name"], e["command"]) for e in log if e["action"] == "stepped_up"] == [("erik", "unlock")]
+    assert not [e for e in log if e.get("stage") == "step_up"]  # refused in the browser: no answer reached the server
+
+
 def test_a_home_that_cannot_say_help_is_coming_is_shown_as_its_devices_refusal(lab, console_url, browser, tmp_path):
     home = lab.home("hem-utan-lampa").start()  # no light, no speaker: the device refuses help_coming
     lab.watch()

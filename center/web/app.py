@@ -51,7 +51,7 @@ class Console:
     cards), and sign-in (passkeys, sessions, the sign-in log)."""
 
     def __init__(self, cfg, desk: CaseDesk, signin: SignInDesk, secure: bool, clock=time.time,
-                 rounds=None, residents=None, store=None, static: Path = STATIC) -> None:
+                 rounds=None, residents=None, store=None, static: Path = STATIC, connect=None) -> None:
         self.cfg = cfg
         self.static = static  # the page's files (pagecode.py pins them)
         self.desk = desk
@@ -61,6 +61,14 @@ class Console:
         self.signin = signin
         self.secure = secure
         self.clock = clock
+        self.connect = connect  # (cfg, home) -> a Commander for commands (commands.connect_home unless a test's)
+
+    @functools.cached_property
+    def commands(self):
+        """Commands to homes: prepared here, signed in the browser, unlock and look-in with the passkey again."""
+        from .commands import HomeCommands, connect_home
+
+        return HomeCommands(self.cfg, self.signin, self.connect or connect_home)
 
     def staff_key(self, name: str):
         return keyring.staff_public(self.cfg, name)
@@ -294,28 +302,43 @@ def make_app(console: Console) -> Starlette:
 
         return JSONResponse(slot_json(recorded))
 
+    def _caller(request: Request):
+        from .commands import Caller
+
+        return Caller(request.state.member, _relying_party(request), _client(request))
+
+    def _step_up_refused(request: Request, exc: SignInRefused) -> JSONResponse:
+        """The person was not confirmed again: nothing was sent (the reason in the page's words: its code)."""
+        log.warning("command by %s from %s not sent: %s", request.state.member, _client(request), exc)
+        return JSONResponse({"error": str(exc), "code": exc.code, "step_up": True}, status_code=403)
+
     @signed_in
     async def prepare_command(request: Request):
-        from .commands import CommandRefused, prepare
+        from .commands import CommandRefused
 
         try:
             data = await _json_body(request)
             args = data.get("args") or {}
             if not isinstance(args, dict):
                 raise ValueError("args must be an object")
-            return JSONResponse(await run_in_threadpool(prepare, console.cfg, request.path_params["home"],
-                                                        str(data.get("action", "")), args))
+            return JSONResponse(await run_in_threadpool(console.commands.prepare, _caller(request),
+                                                        request.path_params["home"], str(data.get("action", "")), args))
+        except SignInRefused as exc:
+            return _step_up_refused(request, exc)
         except (ValueError, CommandRefused, TryggError) as exc:
             return _error(str(exc))
 
     @signed_in
     async def send_command(request: Request):
-        from .commands import CommandRefused, send
+        from .commands import CommandRefused
 
         try:
             data = await _json_body(request)
-            answer = await run_in_threadpool(send, console.cfg, request.state.member, request.path_params["home"],
-                                             str(data.get("body", "")), str(data.get("signature", "")))
+            answer = await run_in_threadpool(console.commands.send, _caller(request), request.path_params["home"],
+                                             str(data.get("body", "")), str(data.get("signature", "")),
+                                             data.get("passkey"))
+        except SignInRefused as exc:
+            return _step_up_refused(request, exc)
         except (ValueError, CommandRefused) as exc:
             return _error(str(exc))
         log.info("%s to %s by %s (signed in the browser): %s", answer.get("action"), request.path_params["home"],

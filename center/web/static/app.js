@@ -1,7 +1,8 @@
 // The night staff's console in the browser. The staff member's keys are made and kept here
 // (WebCrypto, non-extractable, in IndexedDB); sign-in and every case action are signed here, so
 // the server can check them but never make one. Sign-in also needs the person: their passkey
-// (WebAuthn, with a PIN or biometric), registered once with a code from the administrator.
+// (WebAuthn, with a PIN or biometric), registered once with a code from the administrator; and so
+// does each unlock and look-in, again, so an open session alone cannot open a door.
 // Preact + htm (npm, pinned; no build step).
 import { html, render, useState, useEffect, useRef } from "./vendor/preact-htm.js";
 import { openSealed } from "./envelope.js";
@@ -130,14 +131,40 @@ function problem(w, e, name) {
   return `${w.ui.error}: ${e.message}`;
 }
 
+// The step-up: before unlock and look-in the person confirms again with their passkey, over the
+// exact command this browser signs (the server's challenge is that command's hash). Cancelled, or
+// a device that cannot verify the person: nothing is sent.
+async function confirmPerson(publicKey) {
+  try {
+    const cred = await navigator.credentials.get({
+      publicKey: { ...publicKey, challenge: fromB64url(publicKey.challenge), allowCredentials: descriptors(publicKey.allowCredentials) },
+    });
+    return credentialJSON(cred);
+  } catch (e) {
+    if (e.name === "NotAllowedError" || e.name === "AbortError") throw Object.assign(new Error(e.message), { code: "step_up_cancelled" });
+    throw e;
+  }
+}
+
 // A command to a home: the server prepares it (fresh by the home's challenge), this browser signs
-// exactly those bytes, the server seals and sends it and returns the device's signed verdict.
+// exactly those bytes (and for unlock and look-in the person confirms them with their passkey), the
+// server seals and sends it and returns the device's signed verdict.
 async function command(keys, home, action, args = {}) {
   const path = `/api/homes/${encodeURIComponent(home)}/command`;
   const prepared = await api(`${path}/prepare`, { action, args });
+  const passkey = prepared.step_up ? await confirmPerson(prepared.step_up.publicKey) : undefined;
   const toSign = Uint8Array.from(atob(prepared.to_sign), (c) => c.charCodeAt(0));
   const sig = await crypto.subtle.sign({ name: "Ed25519" }, keys.sign.privateKey, toSign);
-  return api(`${path}/send`, { body: prepared.body, signature: b64(sig) });
+  return api(`${path}/send`, { body: prepared.body, signature: b64(sig), passkey });
+}
+
+// Why a command was not sent, in the person's words: the step-up cancelled or refused (the server's
+// reason by its code), or the server's own message.
+function commandProblem(w, e) {
+  if (e.code === "step_up_cancelled") return w.ui.step_up_cancelled;
+  const known = e.code && w.ui[`refused_${e.code}`];
+  if (known) return `${w.ui.not_sent} ${known}`;
+  return `${w.ui.error}: ${e.message}`;
 }
 
 // A look-in: the device seals the picture to this browser's own key; it is opened only here.
@@ -205,7 +232,7 @@ function Locks({ w, home, keys, locks, onDone }) {
       const answer = await command(keys, home, action, args);
       setVerdict({ ok: answer.outcome === "done", text: verdictText(w, answer) });
       onDone();
-    } catch (e) { setVerdict({ ok: false, text: `${w.ui.error}: ${e.message}` }); }
+    } catch (e) { setVerdict({ ok: false, text: commandProblem(w, e) }); }
     setBusy(false);
   };
   return html`<div class="locks" data-field="locks">
@@ -243,7 +270,7 @@ function CaseCard({ c, w, me, keys, outcomes, onDone }) {
   };
   const door = async (action, lock) => {
     setError("");
-    try { await send(action, { lock }); onDone(); } catch (e) { setError(`${w.ui.error}: ${e.message}`); }
+    try { await send(action, { lock }); onDone(); } catch (e) { setError(commandProblem(w, e)); }
   };
   const kinds = c.kinds.map((k) => w.kinds[k] || k).join(", ");
   return html`<article class="case ${c.state}" data-case=${c.id} data-state=${c.state} data-alarms=${c.alarms.length}>
@@ -286,12 +313,12 @@ function Alarms({ w, me, keys, outcomes, cases, reload }) {
 }
 
 // One look-in at a time: the button's state and the picture (or why there is none).
-function useLookIn(keys) {
+function useLookIn(w, keys) {
   const [look, setLook] = useState(null);
   const [busy, setBusy] = useState("");
   const lookAt = async (home) => {
     setBusy(home); setLook(null);
-    try { setLook({ home, ...(await lookIn(keys, home)) }); } catch (e) { setLook({ home, error: e.message }); }
+    try { setLook({ home, ...(await lookIn(keys, home)) }); } catch (e) { setLook({ home, error: commandProblem(w, e) }); }
     setBusy("");
   };
   return { look, busy, lookAt, close: () => setLook(null) };
@@ -305,7 +332,7 @@ function Picture({ w, look, close }) {
   return html`<div class="picture" data-field="lookin">
     ${p ? html`<p>${caption.replace("{time}", localTime(p.time))}</p>
       ${p.frames.map((f) => html`<img alt=${caption.replace("{time}", "")} src=${`data:image/jpeg;base64,${f}`} />`)}`
-    : html`<p class="error" role="alert">${look.error ? `${w.ui.error}: ${look.error}` : verdictText(w, look.answer)}</p>`}
+    : html`<p class="error" role="alert">${look.error || verdictText(w, look.answer)}</p>`}
     <button data-action="close-picture" onClick=${close}>${w.ui.close_picture}</button>
   </div>`;
 }
@@ -345,7 +372,7 @@ function HomeDetail({ w, home, keys, me, outcomes, back, reload }) {
 }
 
 function Homes({ w, homes, keys, open }) {
-  const { look, busy, lookAt, close } = useLookIn(keys);
+  const { look, busy, lookAt, close } = useLookIn(w, keys);
   return html`<section id="homes">
     <${Picture} w=${w} look=${look} close=${close} />
     <table>
@@ -363,7 +390,7 @@ function Homes({ w, homes, keys, open }) {
 const OPEN_SLOTS = ["due", "not_seen", "retry_due"];
 
 function Rounds({ w, keys, version, reload }) {
-  const { look, busy, lookAt, close } = useLookIn(keys);
+  const { look, busy, lookAt, close } = useLookIn(w, keys);
   const [error, setError] = useState("");
   const [rounds, setRounds] = useState([]);
   useEffect(() => { api("/api/rounds").then((r) => setRounds(r.slots), (e) => setError(e.message)); }, [version]);
