@@ -346,7 +346,7 @@ def test_nothing_is_dropped_for_a_row_that_would_not_fit_anyway(open_outbox):
 
     assert waiting(ob) == [f"alarm-{i:05d}" for i in range(7)] + ["event-00000", "telemetry-00000",
                                                                     "telemetry-00001"]
-    assert ob.stats()["dropped"] == {"alarm": 0, "event": 1, "telemetry": 1}, "only the refused rows count"
+    assert ob.stats()["dropped"] == {"alarm": 0, "event": 1, "telemetry": 1, "test": 0}, "only the refused rows count"
     assert_counts_true(ob)
 
 
@@ -359,7 +359,7 @@ def test_a_row_that_fits_exactly_once_every_droppable_row_is_gone_is_taken(open_
 
     assert waiting(ob) == [f"alarm-{i:05d}" for i in range(7)] + ["event-00001"]
     assert ob.stats()["bytes"] == ob.max_bytes
-    assert ob.stats()["dropped"] == {"alarm": 0, "event": 1, "telemetry": 2}
+    assert ob.stats()["dropped"] == {"alarm": 0, "event": 1, "telemetry": 2, "test": 0}
     assert_counts_true(ob)
 
 
@@ -373,7 +373,7 @@ def test_a_new_row_pushes_out_the_oldest_of_its_own_class(open_outbox):
     events.put_many([row("event", i) for i in range(3)])
     assert events.put_many([row("event", 3)]) == [True]
     assert waiting(events) == ["event-00001", "event-00002", "event-00003"]
-    assert events.stats()["dropped"] == {"alarm": 0, "event": 1, "telemetry": 0}
+    assert events.stats()["dropped"] == {"alarm": 0, "event": 1, "telemetry": 0, "test": 0}
     assert_counts_true(events)
 
 
@@ -429,21 +429,21 @@ def test_data_lost_counts_dropped_and_expired_rows_and_reports_each_once(open_ou
     assert ob.expire() == 1  # telemetry-00001 expired
 
     losses = ob.unreported_losses()
-    assert (losses.dropped, losses.expired) == ({"alarm": 0, "event": 0, "telemetry": 1},
-                                                {"alarm": 0, "event": 0, "telemetry": 1})
+    assert (losses.dropped, losses.expired) == ({"alarm": 0, "event": 0, "telemetry": 1, "test": 0},
+                                                {"alarm": 0, "event": 0, "telemetry": 1, "test": 0})
     assert losses.total() == 2
 
     ob.put_many([row("event", 1), row("event", 2)])  # event-00000 dropped after the snapshot was taken
     ob.mark_reported(losses)
     left = ob.unreported_losses()
-    assert (left.dropped, left.expired) == ({"alarm": 0, "event": 1, "telemetry": 0}, dict.fromkeys(CLASSES, 0))
+    assert (left.dropped, left.expired) == ({"alarm": 0, "event": 1, "telemetry": 0, "test": 0}, dict.fromkeys(CLASSES, 0))
     ob.close()
 
     again = open_outbox(max_bytes=2 * ROW_COST)
-    assert again.unreported_losses().dropped == {"alarm": 0, "event": 1, "telemetry": 0}
+    assert again.unreported_losses().dropped == {"alarm": 0, "event": 1, "telemetry": 0, "test": 0}
     clock.t = T0 + TTL["event"] + 1
     assert again.expire() == 2
-    assert again.unreported_losses().expired == {"alarm": 0, "event": 2, "telemetry": 0}
+    assert again.unreported_losses().expired == {"alarm": 0, "event": 2, "telemetry": 0, "test": 0}
     again.mark_reported(again.unreported_losses())
     assert again.unreported_losses().total() == 0
     assert Losses(dropped={"alarm": 0, "event": 1, "telemetry": 0},
@@ -558,7 +558,7 @@ def test_disk_and_stats_say_what_is_on_the_card_and_how_old_the_oldest_row_is(op
     assert (disk["reserve_bytes"], disk["reserve_target_bytes"], disk["disk_full_writes"]) == (64 * 1024, 64 * 1024, 0)
 
     ages = {c: v["oldest_age_s"] for c, v in ob.stats()["classes"].items()}
-    assert ages == {"alarm": 12.5, "event": 0.0, "telemetry": 30.0}  # a row from the future is 0 s old, not negative
+    assert ages == {"alarm": 12.5, "event": 0.0, "telemetry": 30.0, "test": None}  # a row from the future is 0 s old, not negative
     ob.delete(["alarm-00000"])
     assert ob.stats()["classes"]["alarm"] == {"depth": 0, "oldest_age_s": None}
 
