@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.lab import ENV, TRYGG, stop_process, trygg, wait_for
+from tests.support.lab import ENV, TRYGG, edit_toml, stop_process, trygg, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
@@ -31,6 +31,17 @@ def free_port() -> int:
 
 @pytest.fixture
 def console_url(lab):
+    yield from start_console(lab)
+
+
+@pytest.fixture
+def console_url_pg(lab, pg_url):
+    """The console, the receiving service and the CLI on a real PostgreSQL store."""
+    edit_toml(lab.center_config, {"store": {"url": pg_url}})
+    yield from start_console(lab)
+
+
+def start_console(lab):
     port = free_port()
     log = open(lab.root / "web.log", "w")
     proc = subprocess.Popen([*TRYGG, "center", "web", "--listen", f"127.0.0.1:{port}", "--config",
@@ -126,7 +137,9 @@ def shoot(page, name: str) -> None:
     page.set_viewport_size(PC)
 
 
-def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_key(lab, console_url, browser, tmp_path):
+def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_key(lab, console_url_pg, browser, tmp_path):
+    """On PostgreSQL, as a municipality runs it (the other browser tests use SQLite)."""
+    console_url = console_url_pg
     home = lab.home("hem-webb", help_coming={"speaker": "none"},
                     buttons={"wrist": {"input": {"pin": 16}, "led": {"pin": 14}}}).start()
     lab.watch()
