@@ -170,9 +170,11 @@ class Service:
         """What the lanes learned of the broker, for `trygg center receivers` (None: nothing yet)."""
         lanes = {r.lane: {"limits": asdict(r.broker_limits), "warnings": r.broker_warnings}
                  for r in self.lanes if r.broker_limits is not None}
-        return json.dumps({"lanes": lanes, "homes": len(self.lanes[0].homes.keys),
-                           "queue_needed": brokerlimits.queue_needed(len(self.lanes[0].homes.keys))},
-                          sort_keys=True) if lanes else None
+        if not lanes:
+            return None
+        homes = len(self.lanes[0].homes.keys)
+        return json.dumps({"lanes": lanes, "homes": homes, "queue_needed": brokerlimits.queue_needed(homes)},
+                          sort_keys=True)
 
     def _summarize(self) -> None:
         rows = [(self.clock.time(), "rejected", source if source[0] != "(" else None, f"{count}|{reason}"[:300])
