@@ -32,7 +32,8 @@ def friendly_errors(fn):
 def config_option(fn):
     """--config on every command, also accepted before the command name."""
     return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Config file (default $TRYGG_CONFIG or /etc/trygg/trygg.toml).")(fn)
+                        help="Config file (default $TRYGG_CONFIG, else /etc/trygg/trygg.toml for `trygg` and "
+                             "/etc/trygg/center.toml for `trygg center`).")(fn)
 
 
 def resolve_config(ctx: click.Context, given: Path | None, default: Path) -> Path:
