@@ -119,3 +119,53 @@ def test_a_broker_that_drops_for_a_full_queue_is_named_by_the_service(make_lab):
         return [w for w in (report or {}).get("lanes", {}).get("bulk", {}).get("warnings", []) if "dropped" in w]
     [warning] = wait_for(dropped, 30, "the dropped-message warning")
     assert "queue" in warning and "max_queued_messages" in warning
+
+
+def test_the_shipped_broker_config_as_a_whole_runs_in_mosquitto_and_grants_what_the_rule_says(pki, tmp_path):
+    """config/mosquitto-trygg.conf.example with only its paths and port made local: Mosquitto 2.0
+    reads every line of it (a line it misreads fails the start), and a receiver connecting with
+    the center's certificate is granted the shipped Receive Maximum and warned of nothing."""
+    import os
+    import subprocess
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from tests.support.broker import SHIPPED_ACL, SHIPPED_CONF, find_mosquitto, free_port
+
+    port = free_port()
+    acl = tmp_path / "trygg.acl"
+    acl.write_text(SHIPPED_ACL.read_text())
+    local = {"listener": f"listener {port} 127.0.0.1", "cafile": f"cafile {pki.ca.resolve()}",
+             "certfile": f"certfile {pki.broker_cert.resolve()}", "keyfile": f"keyfile {pki.broker_key.resolve()}",
+             "acl_file": f"acl_file {acl}"}
+    lines = [local.get(line.split(" ", 1)[0], line) for line in SHIPPED_CONF.read_text().splitlines()]
+    lines += [f"persistence_location {tmp_path}/", f"log_dest file {tmp_path / 'mosquitto.log'}"]
+    lines += ["user root"] if os.geteuid() == 0 else []
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "running" in (tmp_path / "mosquitto.log").read_text()
+                 if (tmp_path / "mosquitto.log").exists() else proc.poll() is not None, 10, "mosquitto to start")
+        assert proc.poll() is None, proc.stdout.read().decode()
+        granted: dict = {}
+        connected = threading.Event()
+
+        def on_connect(client, userdata, flags, reason_code, properties):
+            granted["limits"] = BrokerLimits.from_connack(properties)
+            connected.set()
+        cert, key = pki.client("center")
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="shipped-probe", protocol=mqtt.MQTTv5)
+        client.tls_set(ca_certs=str(pki.ca), certfile=str(cert), keyfile=str(key))
+        client.on_connect = on_connect
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        assert connected.wait(10), "no CONNACK from the shipped config"
+        client.disconnect()
+        client.loop_stop()
+        assert granted["limits"].receive_maximum == 100
+        assert warnings(granted["limits"], 2000, 86400) == []
+    finally:
+        proc.terminate()
+        proc.wait(10)
