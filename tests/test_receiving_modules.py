@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from base.errors import EnvelopeError, KeyFileError, MessageError, TryggError
+from base.errors import EnvelopeError, KeyFileError, MessageError
 from base.keys import Identity, PublicIdentity, seal_at_rest, write_public
-from center import brokerlimits, homes as homes_module
+from center import brokerlimits
+from center import homes as homes_module
 from center.brokerlimits import BrokerLimits, dropped_warning, warnings
 from center.homes import HomeRegistry
 from center.opening import RELOAD_EVERY_S, Opener
@@ -82,8 +83,8 @@ def desk(tmp_path):
     enroll(homes_dir, other)
     registry = HomeRegistry(homes_dir)
     clock = FakeClock(T0)
-    return dict(dir=homes_dir, home=home, other=other, center=center, homes=registry, clock=clock,
-                opener=Opener(registry, [center.kem], None, clock))
+    return {"dir": homes_dir, "home": home, "other": other, "center": center, "homes": registry, "clock": clock,
+            "opener": Opener(registry, [center.kem], None, clock)}
 
 
 # -- opening.py: an event opens only for its own home and class ------------------------------------
@@ -393,12 +394,12 @@ def test_the_dropped_counter_is_read_from_mosquittos_sys_topic():
 
 
 
-# -- surviving mutants that cannot matter (tools/mutate.py numbering and line numbers) -----------------
-# opening.py 44 `raise` deleted (#15): falls through to the same open_sealed with the same keys, which raises the same EnvelopeError: equivalent.
-# opening.py 62 `raise` deleted (#36): falls through to the same open_detail with the same keys, which raises again and the entry is marked unopened: equivalent.
-# opening.py 74 and 80 `return False` -> `return None` (#49, #53): both callers test `not self.reload()`; None is as false: equivalent.
-# homes.py 34, 39 `self.keys` / `self._dir_stamp` class-body defaults deleted (#8, #12): __init__ calls reload(), which sets both: equivalent.
-# homes.py 92, 96 `return False` -> `return None` (#46, #52): the receiver tests `if not self.homes.accept_status(...)`: equivalent.
-# homes.py 25, 26 Presence.heartbeat_s / last_seen deleted (#3, #4): read only by seen/set_state/newly_silent, which nothing calls (see next line).
-# homes.py 106-126 seen(), set_state(), newly_silent() (#60-#79): dead code; no caller in center/, web or tests: presence is state in the store (store.set_presence, store.mark_silent) and staff see it from there.
-# testlimit.py 12 `__test__ = False` deleted or made True (#3, #4): only tells pytest not to collect the class; no behaviour of the limit.
+# -- surviving mutants that cannot matter (numbers and lines as tools/mutate.py gives them) ---------
+# opening.py:44 `raise` deleted (#15): the same open_sealed, same keys, raises the same EnvelopeError.
+# opening.py:62 `raise` deleted (#36): the same open_detail, same keys, raises again: shown unopened.
+# opening.py:74, 80 `return False` -> `return None` (#49, #53): callers test `not self.reload()`.
+# homes.py:34, 39 class-body `self.keys` / `self._dir_stamp` deleted (#8, #12): reload() sets both.
+# homes.py:92, 96 `return False` -> `return None` (#46, #52): the receiver tests `if not accept_status()`.
+# homes.py:25, 26 Presence.heartbeat_s / last_seen deleted (#3, #4): read only by the dead code below.
+# homes.py:106-126 seen/set_state/newly_silent (#60-#79): no caller in the repo; presence is the store's.
+# testlimit.py:12 `__test__ = False` deleted or made True (#3, #4): pytest collection only, not the limit.
