@@ -99,8 +99,10 @@ class Resends:
                 break  # in order of the last send: nothing later is due either
             if event_id in taken:
                 continue
-            if lost or sent.prio == 0:
+            if lost:
                 due.append(event_id)
+            elif sent.prio == 0:
+                continue  # an alarm not lost waits for its own back-off (due() above)
             elif probing and len(self._round) < self._round_size:
                 due.append(event_id)
                 self._round.add(event_id)
