@@ -754,3 +754,13 @@ def test_any_step_up_answer_gets_a_clear_refusal_and_sends_nothing(console, garb
         assert answer.status_code == 403 and answer.json()["error"] and answer.json()["code"], answer.text
         assert (client.home.sessions, len(client.home.sent)) == (sessions, sent)
     assert client.home.sent == []
+
+
+def test_every_action_of_the_protocol_has_words_in_both_languages():
+    """A command's answer among a home's events names its action in words, never an id."""
+    from center.web.catalog import catalog
+    from protocol.actions import ACTIONS
+
+    for lang in ("sv", "en"):
+        ui = catalog(lang)["ui"]
+        assert {a for a in ACTIONS if not ui.get(f"action_{a}")} == set(), lang

@@ -198,6 +198,7 @@ def test_a_fall_reaches_the_browser_is_taken_and_closed_with_the_browsers_own_ke
     screen = shown(page, f"section#home[data-home={home.id}] [data-field=card]")
     assert "Greta Lind" in screen.inner_text() and "Lyft inte ensam" in screen.inner_text()
     assert "Fall" in page.inner_text("[data-field=events]")  # tonight's events, in plain language
+    assert "Svar från hemmet: lås upp – bekräftat av hemmets enhet" in page.inner_text("[data-field=events]")
     door = shown(page, "[data-field=locks] .lock[data-lock=front-door][data-state=unlocked]")  # her unlock, tonight
     assert "Ytterdörren" in door.inner_text() and "bekräftat av hemmets enhet" in door.inner_text()
     page.click("[data-field=locks] [data-action=lock][data-lock=front-door]")

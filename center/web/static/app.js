@@ -337,6 +337,14 @@ function Picture({ w, look, close }) {
   </div>`;
 }
 
+// A command's answer in the home's events, in words: "Svar från hemmet: Lås upp – bekräftat ...".
+function answerOf(w, e) {
+  if (e.kind !== "command_result" || !e.body) return "";
+  const what = w.ui[`action_${e.body.action}`] || e.body.action;
+  const how = e.body.outcome === "done" ? w.ui.confirmed : (w.ui[e.body.outcome] || e.body.outcome);
+  return `: ${what} – ${how}`;
+}
+
 function HomeDetail({ w, home, keys, me, outcomes, back, reload }) {
   const [d, setD] = useState(null);
   const [error, setError] = useState("");
@@ -366,7 +374,7 @@ function HomeDetail({ w, home, keys, me, outcomes, back, reload }) {
     ${d.cases.map((c) => html`<${CaseCard} key=${c.id} c=${c} w=${w} me=${me} keys=${keys} outcomes=${outcomes} onDone=${reloadAll} />`)}
     <h2>${w.ui.tonight}</h2>
     ${d.events.length ? html`<ul class="events" data-field="events">${[...d.events].reverse().map((e) => html`
-      <li class=${e.class}>${localTime(e.received).slice(0, 5)} ${w.kinds[e.kind] || e.kind}</li>`)}</ul>`
+      <li class=${e.class}>${localTime(e.received).slice(0, 5)} ${w.kinds[e.kind] || e.kind}${answerOf(w, e)}</li>`)}</ul>`
       : html`<p>${w.ui.no_events}</p>`}
   </section>`;
 }
