@@ -1,10 +1,10 @@
-"""Enrolled homes and their presence: whose keys we trust, and who is online, offline or silent.
+"""Enrolled homes: whose keys we trust, and the replay rule for their signed statuses.
 
 A home's public key file (written by `trygg init` on the device) is enrolled into the
-center's homes directory; a message on a home's topic must be signed by that home's key,
-so one home can never speak for another. Presence follows signed status messages and
-heartbeats; a home that misses several heartbeats is "silent" (a cut link or a dead Pi),
-which night staff must be able to tell apart from a quiet night.
+center's homes directory as <home>.pub; a message on a home's topic must be signed by that
+home's key, so one home can never speak for another. A status is accepted only if it is newer
+than the last accepted ones (the replay marks, kept in the store across restarts); what a
+home's presence is (online, offline, silent) is decided in the store (store.py).
 """
 
 import logging
@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Presence:
-    state: str = "unknown"  # online, offline, silent
-    heartbeat_s: float = 60.0
-    last_seen: float | None = None  # receiver's monotonic clock
-    last_online_time: float = 0.0  # device timestamps of the newest accepted statuses, against replays
+    """A home's replay marks: the device times of the newest accepted statuses. Presence itself
+    (online, offline, silent) is state in the store (store.set_presence, store.mark_silent)."""
+
+    last_online_time: float = 0.0
     last_offline_time: float = 0.0
 
 
@@ -102,25 +102,4 @@ class HomeRegistry:
         """Replay marks changed since the last call, for the owner to store durably."""
         out = {h: (self.presence[h].last_online_time, self.presence[h].last_offline_time) for h in self.marks_changed}
         self.marks_changed.clear()
-        return out
-
-    def seen(self, home: str, now: float) -> None:
-        self.presence.setdefault(home, Presence()).last_seen = now
-
-    def set_state(self, home: str, state: str, heartbeat_s: float | None = None) -> bool:
-        """Record a presence state; True when it changed (worth showing to staff)."""
-        p = self.presence.setdefault(home, Presence())
-        if heartbeat_s:
-            p.heartbeat_s = heartbeat_s
-        changed = p.state != state
-        p.state = state
-        return changed
-
-    def newly_silent(self, now: float, after_heartbeats: float) -> list[str]:
-        """Online homes not heard from for after_heartbeats heartbeat periods."""
-        out = []
-        for home, p in self.presence.items():
-            if p.state == "online" and p.last_seen is not None and now - p.last_seen > after_heartbeats * p.heartbeat_s:
-                p.state = "silent"
-                out.append(home)
         return out

@@ -40,7 +40,7 @@ class Opener:
         try:
             opened = envelope.open_sealed(payload, topic, self.opening, self.homes.signer_for(where.home))
         except EnvelopeError as exc:
-            if not (str(exc).startswith("sealed to a key we do not hold") and self.reload()):
+            if not (exc.code == "unknown_recipient" and self.reload()):  # a rotation's new key, perhaps
                 raise
             opened = envelope.open_sealed(payload, topic, self.opening, self.homes.signer_for(where.home))
         event = decode(opened.body, EventMessage)

@@ -400,7 +400,7 @@ def test_the_dropped_counter_is_read_from_mosquittos_sys_topic():
 # opening.py:74, 80 `return False` -> `return None` (#49, #53): callers test `not self.reload()`.
 # homes.py:34, 39 class-body `self.keys` / `self._dir_stamp` deleted (#8, #12): reload() sets both.
 # homes.py:92, 96 `return False` -> `return None` (#46, #52): the receiver tests `if not accept_status()`.
-# homes.py:25, 26 Presence.heartbeat_s / last_seen deleted (#3, #4): read only by the dead code below.
-# homes.py:107-126 seen/set_state/newly_silent (#60-#79): no caller in the repo; presence is the store's.
+# (homes.py's dead presence code these runs found, seen/set_state/newly_silent and three Presence
+# fields, is deleted: presence is the store's.)
 # testlimit.py:12 `__test__ = False` deleted or made True (#3, #4): pytest collection only, not the limit.
 # brokerlimits.py:31 frozen=True -> False (#6): built once per CONNACK, replaced, never mutated or hashed.
