@@ -206,7 +206,10 @@ class Receiver:
             return
         dropped = [(brokerlimits.DROPPED_TOPIC, 0)] if self.lane != "alarm" else []  # one count per process
         client.subscribe([(topic, 1) for topic in self.subscriptions()] + dropped)
-        self._note_limits(properties)
+        try:
+            self._note_limits(properties)
+        except Exception:  # a report about the broker must never keep a receiver from receiving
+            log.exception("receiver (%s lane): could not read the broker's limits", self.lane)
         self.backoff.reset()
         self.connected.set()
         self.last_error = None
