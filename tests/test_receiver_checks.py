@@ -24,6 +24,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 import pytest
 
 from center.config import CenterConfig
@@ -34,9 +36,13 @@ from protocol import envelope, topics
 from protocol.ids import new_id
 from protocol.messages import AckMessage, EventMessage, StatusMessage, decode, encode, iso
 from agent.sealer import Sealer
+from base import mqttconn
 from center.homes import HomeRegistry
 from center.receiver import Receiver
+from center.roundsdesk import RoundsDesk
+from center.service import case_desk
 from center.store import EventStore
+from tests.support.broker import Broker
 from tests.support.fakes import FakeClock
 from tests.support.lab import wait_for
 
@@ -186,21 +192,34 @@ class Desk:
         home = Home(self, f"{prefix}-{os.urandom(3).hex()}")
         return home.enroll() if enroll else home
 
-    def start(self, sink: Sink | None = None) -> Sink:
+    def launch(self, sink: Sink | None = None, backoff: mqttconn.Backoff | None = None, lane: str = "all",
+               cases: bool = False, rounds: bool = False) -> Sink:
+        """Start the receiver's thread, not waiting for it to connect."""
         self.sink = sink or Sink()
+        self.probe_class = "alarm" if lane == "alarm" else "telemetry"  # what the lane takes
         self.store = EventStore(self.cfg.center.store)
         self.homes = HomeRegistry(self.homes_dir, self.store.replay_marks())
+        self.cases = case_desk(self.cfg, self.store, keys=[self.key]) if cases else None
+        self.rounds = RoundsDesk(EventStore(self.cfg.center.store), [self.key], 600.0) if rounds else None
         self.receiver = Receiver(self.cfg, self.key, self.homes, self.store, self.sink, self.clock,
-                                 load_opening=lambda: list(self.opening))
+                                 load_opening=lambda: list(self.opening), lane=lane, cases=self.cases,
+                                 rounds=self.rounds)
+        if backoff is not None:
+            self.receiver.backoff = backoff
         self.thread = threading.Thread(target=self.receiver.run, name="receiver-under-test", daemon=True)
         self.thread.start()
+        return self.sink
+
+    def start(self, sink: Sink | None = None, backoff: mqttconn.Backoff | None = None, lane: str = "all",
+              cases: bool = False, rounds: bool = False) -> Sink:
+        self.launch(sink, backoff, lane, cases, rounds)
         assert self.receiver.connected.wait(10), "receiver did not connect"
         # Connected is not yet subscribed (SUBACK comes later): probe until one probe is acknowledged.
         wait_for(self._probed, 10, "the receiver's subscription")
         return self.sink
 
     def _probed(self) -> bool:
-        probe = self.probe.send("telemetry", "probe", {})
+        probe = self.probe.send(self.probe_class, "probe", {})
         try:
             wait_for(lambda: probe.id in self.probe.acked(), 0.5, "a probe's ack")
         except AssertionError:
@@ -209,7 +228,7 @@ class Desk:
 
     def settle(self) -> EventMessage:
         """A good event on the wire, shown and acknowledged: everything published before it is handled."""
-        probe = self.probe.send("telemetry", "probe", {})
+        probe = self.probe.send(self.probe_class, "probe", {})
         wait_for(lambda: probe.id in self.probe.acked(), 10, "the probe event's ack")
         return probe
 
@@ -218,6 +237,8 @@ class Desk:
         self.thread.join(10)
         assert not self.thread.is_alive()
         self.store.close()
+        if self.rounds is not None:
+            self.rounds.close()
 
     def rows(self) -> list[tuple]:
         with sqlite3.connect(self.cfg.center.store) as conn:
@@ -423,6 +444,46 @@ def test_an_event_whose_class_differs_from_its_topic_is_rejected_and_not_acknowl
         rejected_and_not_acknowledged(desk, home, topic, message.id, f"event for {home.name}/{body_cls} arrived on")
 
 
+def test_an_alarm_opens_a_case_in_the_same_record_and_its_resend_joins_it_once(desk):
+    """With the case desk (as the service runs it): the alarm's record opens the home's case,
+    the re-sent copy adds nothing, and telemetry opens none."""
+    desk.start(cases=True)
+    home, quiet = desk.home(), desk.home()
+    message, topic, payload = home.seal("alarm", "fall")
+    desk.wire.publish(topic, payload)
+    desk.settle()
+    desk.wire.publish(topic, payload)
+    quiet.send("telemetry", "temperature", {"c": 20})
+    desk.settle()
+    case = desk.cases.open_case_of(home.name)
+    assert case is not None and case.alarms == [message.id] and case.kinds == ["fall"]
+    assert desk.cases.open_case_of(quiet.name) is None
+    assert home.acked() == [message.id, message.id]
+
+
+def test_a_look_in_plan_is_taken_in_by_the_rounds_and_a_bad_one_is_said_ignored_once(desk):
+    """With the rounds desk: a home's look-in plan is taken in as it is recorded (tonight's slots
+    follow from it); a plan that does not validate is shown as ignored, once, the event still shown."""
+    sink = desk.start(rounds=True)
+    home, other = desk.home(), desk.home()
+    plan = {"camera": "synthetic", "timezone": "Europe/Stockholm", "times": ["23:00", "03:00"], "tolerance_s": 900.0,
+            "windows": [{"start": "22:00", "end": "06:00", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}],
+            "max_per_night": 2, "privacy": "blur", "roles": ["night-staff"]}
+    message, topic, payload = home.seal("event", "lookin_plan", plan)
+    desk.wire.publish(topic, payload)
+    bad, bad_topic, bad_payload = other.seal("event", "lookin_plan", {**plan, "times": ["25:99"]})
+    desk.wire.publish(bad_topic, bad_payload)
+    desk.settle()
+    desk.wire.publish(topic, payload)  # both re-sent: duplicates go to the rounds no more
+    desk.wire.publish(bad_topic, bad_payload)
+    desk.settle()
+    assert {slot.home for slot in desk.rounds.tonight(NOW)} == {home.name}
+    assert sink.shown(message.id) == 1 and sink.shown(bad.id) == 1
+    [ignored] = sink.rejected_on(bad_topic)
+    assert "look-in plan ignored" in ignored
+    assert sink.rejected_on(topics.up(home.name, "event")) == []
+
+
 def test_a_duplicate_is_shown_once_but_acknowledged_again(desk):
     """The first ack may have been lost: the home re-sends, and must hear again that we have it."""
     sink = desk.start()
@@ -457,11 +518,14 @@ def test_a_backlog_after_a_restart_is_shown_once_and_each_home_acknowledged_its_
     assert [sink.shown(i) for i in ids_first + ids_second] == [1] * 5
 
 
-def test_an_event_the_store_cannot_record_is_not_acknowledged_and_is_recorded_once_it_can(desk):
+@pytest.mark.parametrize("lane", ["all", "alarm"])
+def test_an_event_the_store_cannot_record_is_not_acknowledged_and_is_recorded_once_it_can(desk, lane):
     """Recorded before acknowledged: the home deletes an alarm on our ack. While another process
     holds center.db's write lock the receiver acknowledges nothing (no ack to the home, no PUBACK
-    to the broker) and says why; once the lock is free it records and acknowledges by itself."""
-    desk.start()
+    to the broker) and says why; once the lock is free it records and acknowledges by itself.
+    The alarm lane too, where no other write (presence) would notice the store is back: the
+    failed batch must end the session, or the broker would not send it again."""
+    desk.start(lane=lane)
     home = desk.home()
     holder = sqlite3.connect(desk.cfg.center.store, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
@@ -550,6 +614,20 @@ def test_a_homes_heartbeat_shows_it_online_and_its_last_will_offline_each_change
     assert presences(sink, home) == ["online", "offline"]
 
 
+def test_a_console_that_cannot_show_a_presence_change_stops_the_receiver_before_it_acknowledges(desk):
+    """Shown, then recorded, then acknowledged: when staff cannot be shown what a batch holds,
+    the receiver stops with the reason and acknowledges nothing more (the broker keeps it all)."""
+    sink = desk.start(Sink(fail_presence=True))
+    home = desk.home()
+    home.status("online", NOW)
+    message = home.send()  # after the status: in its batch or a later one
+    wait_for(lambda: desk.receiver.failed is not None, 20, "the receiver to stop")
+    desk.thread.join(10)
+    assert not desk.thread.is_alive() and "cannot show events to staff" in desk.receiver.failed
+    assert message.id not in home.acked() and sink.shown(message.id) == 0
+    desk.store.close()
+
+
 def test_a_status_signed_by_another_key_is_rejected(desk):
     sink = desk.start()
     home, impostor = desk.home(), desk.home("impostor")
@@ -585,7 +663,7 @@ def test_a_replayed_heartbeat_cannot_revive_an_offline_home_even_after_a_restart
     home.status("online", NOW)
     desk.settle()
     assert presences(sink, home) == []
-    assert desk.homes.presence[home.name].state == "unknown"
+    assert desk.store.homes()[home.name].state == "offline"  # the replay revived nothing
 
 
 def test_a_live_heartbeat_from_a_home_whose_clock_is_behind_keeps_it_online(desk):
@@ -615,6 +693,32 @@ def test_a_retained_heartbeat_from_ten_minutes_ago_shows_the_home_silent_at_once
     finally:
         for h in (home, fresh):
             desk.wire.publish(topics.status(h.name), b"", retain=True)
+
+
+def test_a_retained_last_will_shows_the_home_offline_at_once(desk):
+    """A home that went away before we started: its retained offline status is handed over as we
+    subscribe, and staff see it offline (last heard unknown), not an error."""
+    home = desk.home()
+    home.status("offline", NOW - timedelta(minutes=10), retain=True)
+    try:
+        sink = desk.start()
+        desk.settle()
+        assert presences(sink, home) == ["offline"]
+        assert sink.rejected_on(topics.status(home.name)) == []
+    finally:
+        desk.wire.publish(topics.status(home.name), b"", retain=True)
+
+
+def test_a_heartbeats_sealed_fleet_report_is_kept_as_sent(desk):
+    """The device's fleet report rides its heartbeat, sealed to the center: kept as it came."""
+    desk.start()
+    home = desk.home()
+    report = base64.b64encode(b"\x02" * 120).decode()
+    home.status("online", NOW, report=report)
+    desk.settle()
+    with sqlite3.connect(desk.cfg.center.store) as conn:
+        [(kept,)] = conn.execute("SELECT report FROM homes_state WHERE home = ?", (home.name,)).fetchall()
+    assert bytes(kept) == report.encode()
 
 
 def test_an_event_counts_as_hearing_from_the_home(desk):
@@ -702,3 +806,248 @@ def test_test_traffic_past_its_limit_is_acknowledged_but_neither_recorded_nor_sh
     other = desk.home()  # the limit is per home
     first = other.send("test", "test", {"simulated": True, "tests": "event"})
     wait_for(lambda: sink.shown(first.id) == 1, 10, "another home's test shown")
+
+
+# -- the link to the broker: what staff are told of it --------------------------------------------
+
+
+@pytest.fixture
+def make_desk(tmp_path, pki):
+    """A desk on a broker of its own, started with the given settings: for tests that stop it or
+    need it configured otherwise than the session's broker."""
+    made: list = []
+
+    def make(*extra: str, max_queued: int | None = None) -> tuple[Desk, Broker]:
+        broker = Broker(tmp_path / "broker", pki, max_queued=max_queued, extra=extra)
+        broker.start()
+        made.append(broker)
+        desk = Desk(tmp_path, pki, broker)
+        made.append(desk)
+        return desk, broker
+    yield make
+    for thing in reversed(made):
+        if isinstance(thing, Desk) and not made[0].running:
+            made[0].start()  # the desk clears its session at the broker
+        thing.close()
+
+
+def links(sink: Sink) -> list[str]:
+    with sink.lock:
+        return list(sink.links)
+
+
+def test_what_the_broker_grants_is_noted_at_connect_and_a_queue_too_small_for_our_homes_warned_of(desk):
+    """The session's broker runs on Mosquitto's defaults (Receive Maximum 20, so a queue of 1,000):
+    too small for three homes' windows (3 x 500). The service reports what the receiver noted."""
+    desk.home(), desk.home()  # with the probe: three homes
+    desk.start()
+    assert desk.receiver.broker_limits.receive_maximum == 20
+    [warning] = [w for w in desk.receiver.broker_warnings if "default limits" in w]
+    assert "default limits" in warning and "too small for 3 homes" in warning
+
+
+class Delays(mqttconn.Backoff):
+    """The receiver's own reconnect backoff (0.5 s doubling to 30 s), remembering each delay it chose."""
+
+    def __init__(self) -> None:
+        super().__init__(0.5, 30.0)
+        self.chosen: list[float] = []
+
+    def next_delay(self) -> float:
+        delay = super().next_delay()
+        self.chosen.append(delay)
+        return delay
+
+
+def test_a_broker_that_refuses_the_receiver_is_never_shown_as_connected(make_desk):
+    """A CONNACK with a failure code is no link: staff must not be told "connected"."""
+    desk, broker = make_desk("clientid_prefixes wire-")  # the wire client gets in, the receiver is refused
+    sink = desk.launch()
+    wait_for(lambda: broker.log_text().count("not authorised") >= 2, 30, "the broker to refuse the receiver twice")
+    assert links(sink) == [] and not desk.receiver.connected.is_set()
+    assert desk.receiver.failed is None and desk.thread.is_alive()  # it keeps trying
+
+
+def test_a_broker_restart_is_shown_to_staff_as_disconnected_then_connected_again(make_desk):
+    desk, broker = make_desk()
+    sink = desk.start()
+    broker.stop()
+    wait_for(lambda: links(sink) == ["connected", "disconnected"], 30, "the lost link shown")
+    assert not desk.receiver.connected.is_set()
+    broker.start()
+    wait_for(lambda: links(sink) == ["connected", "disconnected", "connected"], 30, "the link shown again")
+    assert desk.receiver.connected.is_set()
+
+
+def test_after_a_good_connection_the_next_reconnect_waits_the_shortest_delay_again(make_desk):
+    """The backoff grows while the broker is away; once it accepts us, a later drop starts again
+    from the shortest delay, not from where the last outage left it."""
+    desk, broker = make_desk()
+    delays = Delays()
+    sink = desk.start(backoff=delays)
+    broker.stop()
+    wait_for(lambda: len(delays.chosen) >= 4, 30, "four failed reconnects")  # the next delay is 4-8 s
+    broker.start()
+    wait_for(lambda: links(sink).count("connected") == 2, 30, "the receiver back on the broker")
+    before = len(delays.chosen)
+    broker.restart()
+    wait_for(lambda: links(sink).count("connected") == 3, 30, "the receiver back after the restart")
+    assert delays.chosen[before] <= delays.low, delays.chosen
+
+
+class RemovingSink(Sink):
+    """Shows events; on the first event of `home` removes that home's key file and holds the
+    batch (it is being recorded) until the test says the receiver has noticed the removal."""
+
+    def __init__(self, desk: Desk, home: Home) -> None:
+        super().__init__()
+        self.desk, self.home = desk, home
+        self.removed, self.go = threading.Event(), threading.Event()
+
+    def event(self, message, received):
+        super().event(message, received)
+        if message.home == self.home.name and not self.removed.is_set():
+            (self.desk.homes_dir / f"{self.home.name}.pub").unlink()
+            self.removed.set()
+            self.go.wait(20)
+
+
+def test_a_home_removed_while_its_batch_is_in_hand_costs_its_ack_not_the_receiver(desk):
+    """Un-enrolled between opening and acknowledging: nothing can be sealed to it, so no ack
+    (it re-sends and is refused then); every other home is still served."""
+    home = desk.home()
+    sink = desk.start(RemovingSink(desk, home))
+    message = home.send()
+    assert sink.removed.wait(10), "the home's event was not shown"
+    desk.probe.send(desk.probe_class, "probe", {})  # the next batch is opened while this one is recorded
+    wait_for(lambda: home.name not in desk.homes.keys, 10, "the receiver to notice the removal")
+    sink.go.set()
+    desk.settle()
+    assert desk.receiver.failed is None and desk.thread.is_alive()
+    assert sink.shown(message.id) == 1 and message.id in [row[0] for row in desk.rows()]
+    assert home.acked() == []
+
+
+class StoppingSink(Sink):
+    """Holds the recording of `home`'s first event (the sink shows it from the recorder thread)
+    until some home is shown silent, which the receiving thread does after it last looked at the
+    recording; then tells the receiver to stop and lets the recording finish."""
+
+    def __init__(self, desk: Desk, home: Home) -> None:
+        super().__init__()
+        self.desk, self.home = desk, home
+        self.held, self.go = threading.Event(), threading.Event()
+
+    def event(self, message, received):
+        super().event(message, received)
+        if message.home == self.home.name and not self.held.is_set():
+            self.held.set()
+            self.go.wait(20)
+
+    def presence(self, home, state):
+        super().presence(home, state)
+        if state == "silent" and self.held.is_set():
+            self.desk.receiver.stop()
+            self.go.set()
+
+
+def test_a_batch_still_being_recorded_when_the_receiver_stops_is_acknowledged_on_the_way_out(desk):
+    """Told to stop while a batch is being recorded: the receiver waits for the record and
+    acknowledges it before it disconnects, so the home is not left re-sending what we have."""
+    quiet, home = desk.home("quiet"), desk.home()
+    sink = desk.start(StoppingSink(desk, home))
+    quiet.status("online", NOW, heartbeat_s=60)
+    desk.settle()
+    message = home.send()
+    assert sink.held.wait(10), "the event was not shown"
+    desk.clock.advance(200)  # `quiet` falls silent at the receiver's next look: the stop comes then
+    desk.thread.join(20)
+    assert not desk.thread.is_alive() and sink.go.is_set()
+    wait_for(lambda: message.id in home.acked(), 10, "the ack sent on the way out")
+    assert sink.shown(message.id) == 1 and message.id in [row[0] for row in desk.rows()]
+    desk.store.close()
+
+
+def test_an_event_taken_in_before_the_store_failed_is_sent_again_by_the_broker_after_a_restart(desk):
+    """The broker's PUBACK waits for the record: a receiver that stops with an event not yet
+    recorded gets it again from its persistent session, and records and acknowledges it then."""
+    desk.start()
+    home = desk.home()
+    holder = sqlite3.connect(desk.cfg.center.store, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    message = home.send()
+    wait_for(lambda: "locked" in (desk.receiver.last_error or ""), 30, "the receiver to report the locked store")
+    desk.stop()
+    holder.execute("ROLLBACK")
+    holder.close()
+    sink = desk.start()
+    wait_for(lambda: message.id in home.acked(), 30, "the ack from the restarted receiver")
+    assert sink.shown(message.id) == 1 and message.id in [row[0] for row in desk.rows()]
+
+
+# -- the broker's dropped-message counter --------------------------------------------------------
+
+
+def away_session(pki, broker: Broker, topic: str) -> None:
+    """A persistent session subscribed to topic, then away: the broker queues for it (and drops)."""
+    cert, key = pki.client("center")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"away-{os.urandom(3).hex()}",
+                         protocol=mqtt.MQTTv5)
+    client.tls_set(ca_certs=str(pki.ca), certfile=str(cert), keyfile=str(key))
+    subscribed = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda *a: subscribed.set()
+    expiry = Properties(PacketTypes.CONNECT)
+    expiry.SessionExpiryInterval = 600
+    client.connect("127.0.0.1", broker.port, clean_start=True, properties=expiry)
+    client.loop_start()
+    assert subscribed.wait(10), "the away session did not subscribe"
+    client.disconnect()
+    client.loop_stop()
+
+
+def dropped_warnings(desk: Desk) -> list[str]:
+    return [w for w in list(desk.receiver.broker_warnings) if "dropped" in w]
+
+
+def test_a_broker_dropping_for_a_full_queue_is_warned_of_with_each_rise_replacing_the_last(make_desk, pki):
+    """Another persistent session (away, its queue 5) overflows: the broker counts the drops on
+    $SYS, and the receiver keeps one warning that names the latest rise."""
+    desk, broker = make_desk("sys_interval 1", max_queued=5)
+    desk.start()
+    home = desk.home()
+    away_session(pki, broker, f"trygg/v1/{home.name}/up/#")
+    for _ in range(6):  # the sixth does not fit: one drop (one drop cannot be counted in two readings)
+        home.send("telemetry", "temperature", {"c": 20})
+    desk.settle()
+    [first] = wait_for(lambda: dropped_warnings(desk), 20, "the first dropped-message warning")
+    assert "for 2 homes" in first  # the probe and this home
+    desk.home()  # enrolled: the next warning names three homes
+    desk.settle()
+    home.send("telemetry", "temperature", {"c": 21})  # one more drop
+    [rise] = wait_for(lambda: [w for w in dropped_warnings(desk) if "for 3 homes" in w] and dropped_warnings(desk),
+                      20, "the warning of the rise")
+    assert "the broker dropped 1 more message(s)" in rise, (first, rise)
+
+
+# -- mutants of center/receiver.py that survive this file, and why none can matter ---------------
+# tools/mutate.py (issue 13), lines as in center/receiver.py at commit 7c6d1c2. Each line: where, the
+# mutation, why it cannot change what staff see, what is recorded or what is acknowledged.
+# L196 delete `return` (a dropped count that is no integer): only Mosquitto writes $SYS, always an integer; homes and centers may not (ACL).
+# L212 `last_error = None` dropped at connect: last_error is read by no one on the receiving side but a log line's de-duplication: logging only.
+# L246 `and` -> `or` (full): with a batch opened and waiting, the loop waits for the recording before reading on: flow control only.
+# L246 `>=` -> `>` MAX_BATCH: flow control at 501 instead of 500 waiting messages; the broker's Receive Maximum bounds them anyway.
+# L246 `opened_next is None`: `full` never true then (500 waiting with none opened cannot occur): no flow control, same records and acks.
+# L247 delete `if full:` / L248 no `wait(...)`: the loop polls instead of waiting for the recording: CPU only.
+# L249 negated `full` / negated `recording` in the poll timeout: how long one poll waits: latency only, nothing is skipped.
+# L251 `and` -> `or`, `<` -> `<=`, the read-all loop deleted or negated: batch sizes only (one fsync per batch); every message is still opened, recorded and acknowledged in order.
+# L253 no pump inside the read-all loop: it reads one message per turn: batch sizes only.
+# L266 `and` -> `or` / negated (silent tick): mark_silent runs on more turns; the store decides each silence once, so it is shown once: cost only.
+# L272 no DISCONNECT on stop: the socket closes all the same, the session is kept as it is (no will); the final ack was already written.
+# L274 recorder.shutdown(wait=False) / removed: a recording left running when the link dropped still records once (the store decides what is new) and is not acknowledged on the dead link; the broker sends it again.
+# L284 `_store_lost` dropped after a failed record: log line and last_error only; the store wait before reconnecting reports the same.
+# L285 `_pending = []` dropped: what was read after a failed record is sent again by the broker with the same packet ids; both copies deduplicated (shown once) and acknowledged.
+# L286 `return False` -> `return None`: equivalent (the caller tests falsiness).
+# L324 no "internal error" line for an unexpected exception: no input reaches it (every bad input is an EnvelopeError or ValueError); only a fault of the receiver's own callees does.
+# L328 delete or negate the 60 s tick / L329 no forget_full: only when test-limit buckets that have refilled are forgotten; a refilled bucket and a new one allow the same: memory only.
+# L343 delete `if not accepted` / L344 delete its `return`: an empty batch then records nothing and shows nothing all the same (an empty transaction): equivalent.
