@@ -474,6 +474,8 @@ def test_a_look_in_plan_is_taken_in_by_the_rounds_and_a_bad_one_is_said_ignored_
     bad, bad_topic, bad_payload = other.seal("event", "lookin_plan", {**plan, "times": ["25:99"]})
     desk.wire.publish(bad_topic, bad_payload)
     desk.settle()
+    assert {slot.home for slot in desk.rounds.tonight(NOW)} == {home.name}  # taken in the first time
+    assert len(sink.rejected_on(bad_topic)) == 1
     desk.wire.publish(topic, payload)  # both re-sent: duplicates go to the rounds no more
     desk.wire.publish(bad_topic, bad_payload)
     desk.settle()
