@@ -81,22 +81,31 @@ class HomeRegistry:
         return lookup
 
     def accept_status(self, home: str, state: str, stamp: float) -> bool:
+        """The replay rule, and the status noted when it passes (is_new_status, then note_status)."""
+        if not self.is_new_status(home, state, stamp):
+            return False
+        self.note_status(home, state, stamp)
+        return True
+
+    def is_new_status(self, home: str, state: str, stamp: float) -> bool:
         """Replay rule: online must be newer than anything seen; offline newer than the last offline.
 
         The last will is stamped when its session starts, before that session's heartbeats, so
         an offline is compared only with earlier offlines. A replayed old online is ignored.
         """
+        p = self.presence.get(home, Presence())
+        if state == "offline":
+            return stamp > p.last_offline_time
+        return stamp > max(p.last_online_time, p.last_offline_time)
+
+    def note_status(self, home: str, state: str, stamp: float) -> None:
+        """A status taken in (stored): later copies of it, or older ones, are replays."""
         p = self.presence.setdefault(home, Presence())
         if state == "offline":
-            if stamp <= p.last_offline_time:
-                return False
             p.last_offline_time = stamp
         else:
-            if stamp <= max(p.last_online_time, p.last_offline_time):
-                return False
             p.last_online_time = stamp
         self.marks_changed.add(home)
-        return True
 
     def take_changed_marks(self) -> dict[str, tuple[float, float]]:
         """Replay marks changed since the last call, for the owner to store durably."""

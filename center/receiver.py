@@ -131,7 +131,8 @@ class Receiver:
         self._ticks = Ticks()
         self.tests = TestLimit()
         self.broker_limits: BrokerLimits | None = None  # as the last CONNACK said
-        self.broker_warnings: list[str] = []  # what is too small for our homes; the service reports it
+        self._limit_warnings: list[str] = []  # what the last CONNACK grants that is too small for our homes
+        self._drop_warning: str | None = None  # the last rise of the broker's dropped-message counter
         self._dropped: int | None = None  # the broker's dropped-message counter, when readable
 
     def run(self) -> None:
@@ -198,11 +199,18 @@ class Receiver:
         self._dropped = count
         if warning is not None:
             log.warning("receiver (%s lane): %s", self.lane, warning)
-            self.broker_warnings = [w for w in self.broker_warnings if "dropped" not in w] + [warning]
+            self._drop_warning = warning
+
+    @property
+    def broker_warnings(self) -> list[str]:
+        """What is too small at the broker for the homes we serve; the service reports it."""
+        return self._limit_warnings + ([self._drop_warning] if self._drop_warning else [])
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("receiver: broker refused connection: %s", reason_code)
+            self._error(f"the broker refused this receiver: {reason_code}")
+            self._show(self.sink.link, "refused", f"{self.cfg.broker.host}:{self.cfg.broker.port}: {reason_code}")
             return
         dropped = [(brokerlimits.DROPPED_TOPIC, 0)] if self.lane != "alarm" else []  # one count per process
         client.subscribe([(topic, 1) for topic in self.subscriptions()] + dropped)
@@ -218,10 +226,10 @@ class Receiver:
     def _note_limits(self, properties) -> None:
         """Say at every connect what the broker grants, and warn where it is too small for our homes."""
         self.broker_limits = BrokerLimits.from_connack(properties)
-        self.broker_warnings = brokerlimits.warnings(self.broker_limits, len(self.homes.keys),
+        self._limit_warnings = brokerlimits.warnings(self.broker_limits, len(self.homes.keys),
                                                      self.cfg.center.session_expiry_s)
         log.info("receiver (%s lane): %s", self.lane, self.broker_limits.describe())
-        for warning in self.broker_warnings:
+        for warning in self._limit_warnings:
             log.warning("receiver (%s lane): %s", self.lane, warning)
 
     def subscriptions(self) -> list[str]:
@@ -258,7 +266,11 @@ class Receiver:
                         break
                 if self._pending and opened_next is None:
                     batch, self._pending = self._pending, []
-                    opened_next = self._open_batch(batch)
+                    try:
+                        opened_next = self._open_batch(batch)
+                    except StoreUnavailable as exc:  # a status not stored: acknowledge nothing, reconnect
+                        self._store_lost(exc)
+                        return
                 if recording is not None and recording[0].done():
                     if not self._settle(client, recording, ok):
                         return
@@ -320,7 +332,7 @@ class Receiver:
                 if not message.retain or (message.payload and self.store.first_rejection(
                         message.topic, bytes(message.payload), self.clock.time())):  # retained: once, ever
                     self._show(self.sink.rejected, message.topic, str(exc))
-            except OutputFailed:
+            except (OutputFailed, StoreUnavailable):  # not this message's fault: nothing is acknowledged
                 raise
             except Exception as exc:  # a bug must cost one message, never the receiver
                 log.exception("receiver: unexpected error on %s", message.topic)
@@ -427,7 +439,7 @@ class Receiver:
     def _presence(self, message: mqtt.MQTTMessage, home: str) -> None:
         status = verify_status(message.payload, message.topic, home, self.homes.signer_for(home))
         stamp = status.time.timestamp()
-        if not self.homes.accept_status(home, status.state, stamp):
+        if not self.homes.is_new_status(home, status.state, stamp):
             return  # an older or replayed status: our newer knowledge stands
         now = self.clock.time()
         if not message.retain:
@@ -442,6 +454,7 @@ class Receiver:
             self.store.set_report(home, status.report.encode(), now)
         if status.storage is not None and self.store.set_storage(home, status.storage, status.free_bytes, now):
             self._show(self.sink.storage, home, status.storage, status.free_bytes)
+        self.homes.note_status(home, status.state, stamp)  # only once stored: a copy sent again is taken
 
     def _acknowledge(self, client: mqtt.Client, events: list[EventMessage]) -> None:
         """One signed, sealed ack per home per batch, covering every id (duplicates too)."""
