@@ -6,7 +6,7 @@ from base.labpki import make_lab_pki
 from tests.support.broker import Broker
 from tests.support.lab import Lab
 
-pytest_plugins = ["tests.support.cards", "tests.support.pgfixture"]  # tmpfs cards; PostgreSQL servers, databases
+pytest_plugins = ["tests.support.cards", "tests.support.pgfixture", "tests.support.receiverdesk"]  # tmpfs cards; PostgreSQL; the receiver desk
 
 
 @pytest.fixture(scope="session")
