@@ -235,7 +235,7 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
         assert warnings[1].startswith("the broker ") and "dropped" in warnings[1], warnings
 
 
-# -- mutants of center/receiver.py that survive this file, and why none can matter ---------------
+# -- mutants of center/receiver.py that survive test_receiver_checks.py and this file, and why none can matter ---------------
 # tools/mutate.py (issue 13), lines as in center/receiver.py at commit 7c6d1c2. Each line: where, the
 # mutation, why it cannot change what staff see, what is recorded or what is acknowledged.
 # L196 delete `return` (a dropped count that is no integer): only Mosquitto writes $SYS, always an integer; homes and centers may not (ACL).
