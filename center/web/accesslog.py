@@ -17,12 +17,12 @@ minute is over (`refusals_suppressed`), as the device does with refused commands
 import hashlib
 import threading
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from protocol.messages import iso
 
 from ..atrest import Sealer
+from ..caselog import LogCheck  # one verdict for both chained logs
 from ..db import Database
 
 ACCESS_CONTEXT = "trygg-center/v1/sign-in-log/"
@@ -33,14 +33,6 @@ REFUSALS_PER_MIN = 30
 def _hash(prev: str, at: float, action: str, sealed: bytes) -> str:
     head = f"{prev}|{at!r}|{action}|".encode()
     return hashlib.sha256(head + hashlib.sha256(sealed).digest()).hexdigest()
-
-
-@dataclass(frozen=True)
-class LogCheck:
-    ok: bool
-    entries: int
-    first_bad: int | None = None
-    problem: str | None = None
 
 
 class AccessLog:
