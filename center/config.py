@@ -15,6 +15,8 @@ from base.configbase import BrokerConfig, LogConfig, _Section
 from base.configpath import CENTER_CONFIG as DEFAULT_CENTER_CONFIG
 from protocol.names import STAFF_NAME_RULE, is_staff_name
 
+from .reports.promise import PromiseConfig  # [promise]: response times promised (its own module)
+
 
 
 class CenterSection(_Section):
@@ -127,6 +129,7 @@ class CenterConfig(_Section):
     store: StoreConfig = StoreConfig()
     cases: CasesConfig = CasesConfig()
     web: WebConfig = WebConfig()
+    promise: PromiseConfig = PromiseConfig()
     log: LogConfig = LogConfig()
 
     @property
