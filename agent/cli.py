@@ -212,13 +212,17 @@ def config_group() -> None:
     """Check and show configuration."""
 
 
-def _load_any(path: Path):
+def _model_for(data: dict):
     """A device config, or another installed part's, told apart by its marking section ([center])."""
+    return config_model(data) or _config().DeviceConfig
+
+
+def _load_any(path: Path):
     import tomllib
 
     try:
-        model = config_model(tomllib.loads(path.read_text()))
-    except (OSError, tomllib.TOMLDecodeError):
+        model = _model_for(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         model = None
     return _config().load(path, model or _config().DeviceConfig)
 
@@ -229,9 +233,11 @@ def _load_any(path: Path):
 @click.pass_context
 @friendly_errors
 def config_validate(ctx: click.Context, path: Path | None, config_path: Path | None) -> None:
-    """Check a config file; prints every problem, one per line."""
+    """Check a config file and the files it names; prints every problem, one per line."""
+    from base.configcheck import check_config
+
     target = path or resolve_config(ctx, config_path, DEFAULT_CONFIG)
-    _load_any(target)
+    check_config(target, _model_for).raise_errors()
     click.echo(f"{target}: ok")
 
 

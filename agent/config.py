@@ -138,6 +138,13 @@ class _DeviceConfig(_Section):
         "simulate": ("scenario",),
         "help_coming": ("sound_file", "output_file"),
     }
+    # What `config validate` and `trygg doctor` check of each named file (base/filecheck.py);
+    # sections holding a BrokerConfig get the broker's rules (CA, certificate, private key) anyway.
+    FILES: ClassVar[dict[str, str]] = {
+        "keys.device": "private", "keys.center": "file",
+        "trust.path": "created-private", "outbox.path": "created-private",
+        "simulate.scenario": "file", "help_coming.sound_file": "file",
+    }
     home: HomeConfig
     broker: BrokerConfig
     keys: KeysConfig = KeysConfig()

@@ -18,6 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .configbase import BrokerConfig
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def _no_delay(client, userdata, sock) -> None:
 
 
 def make_client(client_id: str, broker: BrokerConfig, tcp_nodelay: bool = True, inflight: int = 100,
-                manual_ack: bool = False) -> mqtt.Client:
+                manual_ack: bool = False, section: str = "broker") -> mqtt.Client:
+    """section: the config section the broker came from, named in errors (`broker.key: ...`)."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -39,15 +41,34 @@ def make_client(client_id: str, broker: BrokerConfig, tcp_nodelay: bool = True, 
         reconnect_on_failure=False,
         manual_ack=manual_ack,
     )
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(broker.ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(broker.cert), str(broker.key))
-    client.tls_set_context(context)
+    client.tls_set_context(tls_context(broker, section))
     client.max_inflight_messages_set(inflight)
     client.max_queued_messages_set(0)
     if tcp_nodelay:
         client.on_socket_open = _no_delay
     return client
+
+
+def tls_context(broker: BrokerConfig, section: str = "broker") -> ssl.SSLContext:
+    """The mutual-TLS context; a missing or wrong file is a ConfigError naming its key and path."""
+    for key in ("ca", "cert", "key"):
+        path = getattr(broker, key)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{section}.{key}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(broker.ca))
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{section}.ca: {broker.ca} is not a usable CA certificate: {exc.reason or exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(broker.cert), str(broker.key))
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{section}.cert / {section}.key: {broker.cert} and {broker.key} are not a matching "
+                          f"certificate and private key: {exc.reason or exc}") from None
+    return context
 
 
 def connect(client: mqtt.Client, broker: BrokerConfig, session_expiry_s: int = 0, receive_maximum: int = 0) -> None:
