@@ -22,6 +22,8 @@ LAZY = {  # the device's own command groups, imported only when one runs (CLI st
     "grant": ("agent.trust_cli:grant_group", "The resident's look-in grant: show it, or change it as the resident (or "
               "their representative) agreed."),
     "center-key": ("agent.trust_cli:center_key", "The care center's public keys on this device (for a key rotation)."),
+    "doctor": ("agent.doctor:doctor_command", "Check everything this home needs, each problem with its fix (exit 0 "
+               "ok, 1 warnings, 2 failures)."),
 }
 
 

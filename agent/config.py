@@ -112,6 +112,15 @@ class UplinkConfig(_Section):
     tcp_nodelay: bool = True
 
 
+class FallbackBrokerConfig(BrokerConfig):
+    """A second broker (the region's, or one over a cellular modem): used while [broker] has been
+    unreachable failover_after_s; [broker] is probed every retry_first_s and used again once it
+    takes a session (agent/brokerchoice.py)."""
+
+    failover_after_s: Seconds = 20.0
+    retry_first_s: Seconds = 30.0
+
+
 class ControlConfig(_Section):
     socket: Path = Path("trygg.sock")
 
@@ -131,6 +140,7 @@ class _DeviceConfig(_Section):
 
     PATH_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
         "broker": ("ca", "cert", "key"),
+        "broker_fallback": ("ca", "cert", "key"),
         "keys": ("device", "center", "center_next"),
         "trust": ("path",),
         "outbox": ("path",),
@@ -147,6 +157,7 @@ class _DeviceConfig(_Section):
     }
     home: HomeConfig
     broker: BrokerConfig
+    broker_fallback: FallbackBrokerConfig | None = None  # the second alarm path (optional)
     keys: KeysConfig = KeysConfig()
     trust: TrustConfig = TrustConfig()
     commands: CommandsConfig = CommandsConfig()

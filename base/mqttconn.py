@@ -57,7 +57,8 @@ def tls_context(broker: BrokerConfig, section: str = "broker") -> ssl.SSLContext
             with open(path, "rb"):
                 pass
         except OSError as exc:
-            raise ConfigError(f"{section}.{key}: cannot read {path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"{section}.{key}: cannot read {path} ({type(exc).__name__}: "
+                              f"{exc.strerror or exc})") from None
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(broker.ca))
     except ssl.SSLError as exc:
