@@ -9,7 +9,8 @@ are never held back by the end-to-end window. Re-sends follow the acks (resend.p
 later acknowledgement overtook goes again at once, into silence only alarms and probes. Rows
 the outbox could not store (a full disk) are held in memory here, sent first and kept until
 the center acknowledges them.
-Reconnects with capped, jittered exponential backoff. Publishes signed retained presence (online on
+Reconnects with capped, jittered exponential backoff, to the broker brokerchoice.py picks
+(a second one while the first is unreachable). Publishes signed retained presence (online on
 connect, every heartbeat and when the command challenge changes; offline as the last will).
 Commands arriving on the home's command topic are handed, unjudged, to the command handler.
 Never seals, never decides content.
@@ -25,6 +26,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 
 from base import mqttconn
+from .brokerchoice import BrokerChoice, CappedBackoff
 from .config import DeviceConfig
 from base.errors import EnvelopeError
 from .centerkeys import CenterKeys
@@ -54,6 +56,7 @@ class Uplink:
         self.presence_extra = presence_extra
         self._presence_due = threading.Event()
         self.backoff = mqttconn.Backoff(config.uplink.backoff_min_s, config.uplink.backoff_max_s, rand)
+        self.choice = BrokerChoice.of(config.broker, config.broker_fallback, f"{self.home}-probe")
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -80,6 +83,7 @@ class Uplink:
 
     def stop(self) -> None:
         self._stop.set()
+        self.choice.leave.set()
         self.wake()
         self._thread.join(timeout=10)
         self._wake_r.close()
@@ -149,18 +153,25 @@ class Uplink:
             "awaiting_ack": len(self._awaiting),
             "held_in_memory": len(self._held),
             "held_dropped": self.held_dropped,
+            **self.choice.status(),
         }
 
     # -- connection loop -----------------------------------------------------------------
     def _run(self) -> None:
-        mqttconn.keep_connected(self._stop, self.cfg.broker, self._new_client, self._session, self.backoff,
-                                self._error, name="uplink")
+        backoff = CappedBackoff(self.backoff, self.choice, self.clock.monotonic)
+        while not self._stop.is_set():  # one round per broker: the choice says when to move
+            mqttconn.keep_connected(self.choice.leave, self.choice.broker, self._new_client, self._session, backoff,
+                                    self._error, name="uplink")
+            if not self._stop.is_set() and self.choice.switch(self.clock.monotonic()):
+                self._stop.wait(self.backoff.next_delay())  # both brokers failing: not in a tight loop
 
     def _error(self, message: str) -> None:
         self.last_error = message
+        self.choice.down(self.clock.monotonic())
 
     def _new_client(self) -> mqtt.Client:
-        client = mqttconn.make_client(self.home, self.cfg.broker, self.cfg.uplink.tcp_nodelay, self.cfg.uplink.inflight)
+        client = mqttconn.make_client(self.home, self.choice.broker, self.cfg.uplink.tcp_nodelay, self.cfg.uplink.inflight,
+                                      section=self.choice.section)
         will = signed_status(self.home, "offline", self.clock.now(), self.cfg.uplink.heartbeat_s, self.device.sign)
         client.will_set(topics.status(self.home), will, qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -179,7 +190,7 @@ class Uplink:
 
     def _exchange(self, client: mqtt.Client) -> None:
         next_heartbeat = 0.0
-        while not self._stop.is_set():
+        while not self.choice.poll(self.clock.monotonic()):  # stop() or time to move
             ok, woken = mqttconn.pump(client, [self._wake_r], timeout=0.5)
             if woken:
                 self._drain_wake()
@@ -199,7 +210,8 @@ class Uplink:
                 next_heartbeat = now + self.cfg.uplink.heartbeat_s
             self._send(client, now)
         if self.link == "connected":
-            self._publish_status(client, "offline")  # clean stop: say so ourselves, the will is not sent
+            if self._stop.is_set():  # clean stop: say so ourselves, the will is not sent
+                self._publish_status(client, "offline")
             for _ in range(20):
                 if not client.want_write():
                     break
@@ -219,6 +231,7 @@ class Uplink:
         return True
 
     def _mark_down(self) -> None:
+        self.choice.down(self.clock.monotonic())
         if self.connected_since is not None:
             self.reconnects += 1
         self.link = "disconnected"
@@ -328,8 +341,9 @@ class Uplink:
         self.connected_since = self.clock.time()
         self.last_error = None
         self.backoff.reset()
+        self.choice.up(self.clock.monotonic())
         client.subscribe([(topics.ack(self.home), 1), (topics.command(self.home), 1)])
-        log.info("uplink: connected to %s:%s", self.cfg.broker.host, self.cfg.broker.port)
+        log.info("uplink: connected to %s:%s", self.choice.broker.host, self.choice.broker.port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.link == "connected":

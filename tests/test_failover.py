@@ -1,0 +1,140 @@
+"""The second alarm path: which broker the device uses (agent/brokerchoice.py, times given, no
+sleeps), and with real Mosquitto processes on loopback, a real daemon and a real receiving
+service on both brokers: the first killed mid-burst, both down, the first back."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.brokerchoice import BrokerChoice, CappedBackoff
+from agent.config import FallbackBrokerConfig
+from base.configbase import BrokerConfig
+from base.mqttconn import Backoff
+from tests.support.broker import Broker
+from tests.support.lab import Lab, edit_toml, wait_for
+
+FAILOVER_S = 20.0
+RETRY_S = 30.0
+
+
+def broker(host: str) -> BrokerConfig:
+    return BrokerConfig(host=host, ca=Path("ca"), cert=Path("c"), key=Path("k"))
+
+
+class Probe:
+    """A stand-in for the MQTT probe of the first broker: answers what the test says, runs inline."""
+
+    def __init__(self) -> None:
+        self.answer = False
+        self.asked = 0
+
+    def __call__(self, b: BrokerConfig) -> bool:
+        assert b.host == "first"
+        self.asked += 1
+        return self.answer
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+def choice(probe) -> BrokerChoice:
+    return BrokerChoice(broker("first"), broker("second"), FAILOVER_S, RETRY_S, probe=probe, spawn=lambda fn: fn())
+
+
+def test_the_first_broker_is_left_only_after_failover_after_s_of_failed_attempts(choice):
+    choice.up(0.0)
+    choice.down(100.0)  # the session ends
+    for t in (100.5, 105.0, 119.9):  # every retry fails
+        choice.down(t)
+        assert not choice.switch_due(t) and not choice.leave.is_set()
+    assert choice.until_due(110.0) == pytest.approx(10.0)
+    choice.down(120.0)
+    assert choice.switch_due(120.0) and choice.leave.is_set()
+    assert choice.switch(120.0) is False  # the second was never failing: no backoff before it
+    assert choice.broker.host == "second" and choice.section == "broker_fallback"
+    assert not choice.leave.is_set()
+    assert choice.status() == {"broker": "second", "broker_address": "second:8883", "broker_switches": 1}
+
+
+def test_a_first_broker_that_comes_back_in_time_keeps_the_device_on_it(choice):
+    choice.up(0.0)
+    choice.down(100.0)
+    choice.down(119.0)
+    choice.up(119.5)  # it took us again before failover_after_s
+    choice.down(130.0)
+    assert not choice.switch_due(149.0)
+    assert choice.switch_due(150.0)  # the clock starts again at the new outage
+
+
+def test_the_wait_before_the_next_attempt_never_passes_the_moment_to_switch(choice):
+    clock = [100.0]
+    backoff = CappedBackoff(Backoff(60.0, 60.0), choice, lambda: clock[0])
+    assert backoff.next_delay() > 29.0  # nothing pending: the plain backoff
+    choice.down(100.0)
+    clock[0] = 115.0
+    assert backoff.next_delay() == pytest.approx(5.0)
+
+
+def test_on_the_second_the_first_is_probed_every_retry_first_s_and_used_again_when_it_answers(choice, probe):
+    choice.down(0.0)
+    choice.down(FAILOVER_S)
+    choice.switch(FAILOVER_S)
+    choice.up(21.0)
+    assert not choice.poll(21.0 + RETRY_S - 0.1) and probe.asked == 0
+    assert not choice.poll(21.0 + RETRY_S) and probe.asked == 1  # asked, still away
+    assert not choice.poll(21.0 + RETRY_S + 1) and probe.asked == 1  # not again before its time
+    probe.answer = True
+    assert choice.poll(21.0 + 2 * RETRY_S) and probe.asked == 2
+    choice.down(81.5)  # the session on the second ends because we leave it: not a failure of the second
+    assert choice.switch(81.5) is False  # back to the first at once, no backoff
+    assert choice.broker.host == "first" and choice.switches == 2
+
+
+def test_a_first_broker_that_fails_again_right_after_coming_back_sends_the_device_straight_back(choice, probe):
+    choice.down(0.0)
+    choice.down(FAILOVER_S)
+    choice.switch(FAILOVER_S)
+    choice.up(21.0)
+    probe.answer = True
+    assert choice.poll(21.0 + RETRY_S)
+    choice.switch(52.0)
+    choice.down(52.5)  # its first attempt fails: it has been away since t=0, not since now
+    assert choice.switch_due(52.5)
+    assert choice.switch(52.5) is False and choice.broker.host == "second"
+
+
+def test_with_both_down_the_device_alternates_and_backs_off_between(choice):
+    choice.down(0.0)
+    choice.down(FAILOVER_S)
+    choice.switch(FAILOVER_S)
+    choice.down(20.5)  # the second fails too
+    assert choice.switch_due(20.5)
+    assert choice.switch(20.5) is True  # to the first, which was failing: back off first
+    choice.down(21.0)
+    assert choice.switch_due(21.0)
+    assert choice.switch(21.0) is True  # to the second, which was failing too
+    assert not choice.switch_due(21.0), "a fresh visit to the second starts without its old failure"
+    choice.up(22.0)  # the second came back: the device stays on it
+    assert not choice.switch_due(22.0)
+
+
+def test_without_a_second_broker_nothing_ever_switches(probe):
+    only = BrokerChoice(broker("first"), probe=probe, spawn=lambda fn: fn())
+    only.down(0.0)
+    only.down(10_000.0)
+    assert not only.switch_due(10_000.0) and not only.poll(10_000.0)
+    assert only.until_due(10_000.0) == float("inf") and probe.asked == 0
+    assert only.status()["broker"] == "first"
+
+
+def test_the_fallback_section_takes_the_broker_fields_and_its_own_timings():
+    fb = FallbackBrokerConfig(host="region.example", ca=Path("ca"), cert=Path("c"), key=Path("k"), failover_after_s=5)
+    choice = BrokerChoice.of(broker("first"), fb, "hem-1-probe")
+    assert choice.failover_after_s == 5.0 and choice.retry_first_s == 30.0
+    assert BrokerChoice.of(broker("first"), None).brokers == (broker("first"),)
