@@ -80,7 +80,17 @@ def describe_errors(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# (the section only that side's config has, what to say when the other side is given it)
+_SIDES = [("home", "center", ("this is a device config (trygg.toml); `trygg center` needs the center's config, "
+                              "e.g. /etc/trygg/center.toml")),
+          ("center", "home", ("this is a center config (center.toml); `trygg` needs the device's config, "
+                              "e.g. /etc/trygg/trygg.toml"))]
+
+
 def parse(data: dict, model: type[BaseModel], base: Path, source: str = "config"):
+    for has, wanted, message in _SIDES:  # one line, not every key listed as unknown
+        if has in data and wanted not in data and wanted in model.model_fields and has not in model.model_fields:
+            raise ConfigError(f"{source}: {message}")
     try:
         config = model.model_validate(data)
     except ValidationError as exc:
