@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .configpath import config_path
+from .configpath import CENTER_CONFIG, DEVICE_CONFIG, config_path
 from .errors import DaemonNotRunning, TryggError
 
 EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
@@ -30,10 +30,11 @@ def friendly_errors(fn):
 
 
 def config_option(fn):
-    """--config on every command, also accepted before the command name."""
+    """--config on every command, also accepted before the command name; its help names the
+    default of the side the command is on (a `trygg center` command is defined under center/)."""
+    default = CENTER_CONFIG if fn.__module__.split(".")[0] == "center" else DEVICE_CONFIG
     return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Config file (default $TRYGG_CONFIG, else /etc/trygg/trygg.toml for `trygg` and "
-                             "/etc/trygg/center.toml for `trygg center`).")(fn)
+                        help=f"Config file (default $TRYGG_CONFIG, else {default}).")(fn)
 
 
 def resolve_config(ctx: click.Context, given: Path | None, default: Path) -> Path:
