@@ -7,6 +7,10 @@ so there is no callback logic racing the timers. Everything outside - emit, cloc
 factory, time zone, persistent state - is injected, so tests drive the real code with
 gpiozero's MockFactory and a clock they move. A crash closes the devices, is reported as a
 `fault` event and the driver is set up again after a doubling backoff; the daemon never stops.
+A fault that is the machine's, not the code's (no GPIO pin factory: a PC, a Pi 5 without lgpio,
+a user outside the gpio group) is a TryggError whose message says what is wrong and the fix: it
+is logged as one line per attempt, without a traceback, and sent as a `fault` event once, not
+again while it stays the same (staff see it once; the log shows the backoff).
 An emit that fails (a full or failing card) slows the driver's timers down (0.25 s doubling to
 2 s, so an alarm timer is late by seconds at most), never into a loop; pin edges still wake it.
 Never imports MQTT, crypto or SQLite.
@@ -18,7 +22,9 @@ from datetime import datetime, timezone, tzinfo
 from typing import Callable
 
 from gpiozero import DigitalInputDevice, OutputDevice
+from gpiozero.exc import BadPinFactory
 
+from protocol.errors import TryggError
 from protocol.events import Emit, Event
 
 from .contact import Contact
@@ -26,6 +32,11 @@ from .contact import Contact
 IDLE_S = 10.0  # look at least this often (schedule edges, day changes) even with nothing due
 STABLE_S = 60.0  # running this long after a crash counts as recovered
 EMIT_BACKOFF_S = (0.25, 2.0)  # after a failed emit, timers wait at least this long, doubling to the cap
+PIN_FACTORY_FIX = "install python3-lgpio (Raspberry Pi 5) or run on a Pi, with the service user in group gpio"
+
+
+class NoPinFactory(TryggError, RuntimeError):
+    """gpiozero found no way to reach the pins on this machine: a setup matter, not a crash."""
 
 
 class Driver:
@@ -56,6 +67,8 @@ class Driver:
         self._faulted = False  # crashed, and not yet running a minute since
         self.emit_failures = 0  # in a row; reset by the next emit that works
         self._emit_quiet_until = float("-inf")  # monotonic: no timer-driven poll before this
+        self._open_error: Exception | None = None  # why the last open() failed (None: it worked)
+        self._reported: str | None = None  # the open fault staff were last told of
 
     @property
     def component(self) -> str:
@@ -73,17 +86,26 @@ class Driver:
     # -- devices -------------------------------------------------------------------------------
     def input(self, name: str, wiring, debounce_s: float) -> Contact:
         pull_up = None if wiring.pull == "none" else wiring.pull == "up"
-        device = DigitalInputDevice(wiring.pin, pull_up=pull_up, active_state=wiring.active_high if pull_up is None else None,
-                                    pin_factory=self.pin_factory)
+        device = self._pin(wiring.pin, "read", lambda: DigitalInputDevice(
+            wiring.pin, pull_up=pull_up, active_state=wiring.active_high if pull_up is None else None,
+            pin_factory=self.pin_factory))
         device.when_activated = device.when_deactivated = self.wake
         self.inputs[name] = contact = Contact(device, wiring, debounce_s)
         return contact
 
     def output(self, name: str, wiring) -> OutputDevice:
-        device = OutputDevice(wiring.pin, active_high=wiring.active == "high", initial_value=False,
-                              pin_factory=self.pin_factory)
+        device = self._pin(wiring.pin, "drive", lambda: OutputDevice(
+            wiring.pin, active_high=wiring.active == "high", initial_value=False, pin_factory=self.pin_factory))
         self.outputs[name] = device
         return device
+
+    def _pin(self, pin, verb: str, make):
+        """A gpiozero device, or NoPinFactory naming the fix, this driver and its pin."""
+        try:
+            return make()
+        except BadPinFactory as exc:
+            raise NoPinFactory(f"no GPIO pin factory: {PIN_FACTORY_FIX}; the {self.kind} driver {self.name} "
+                               f"cannot {verb} pin {pin} (gpiozero: {exc})") from None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -91,9 +113,11 @@ class Driver:
             self.inputs, self.outputs = {}, {}
             try:
                 self.setup()
-            except BaseException:
+            except BaseException as exc:
+                self._open_error = exc if isinstance(exc, Exception) else None
                 self.close()
                 raise
+            self._open_error = None
             self.is_open = True
         if self._after_open:
             self._after_open(self)
@@ -133,19 +157,18 @@ class Driver:
 
     def _main(self) -> None:
         backoff = self._restart[0]
+        failed_open = self._open_error  # the daemon's open() failed just now: report it, retry after the backoff
         while not self._stop.is_set():
             opened_at = self.clock.monotonic()
             try:
+                if failed_open is not None:
+                    exc, failed_open = failed_open, None
+                    raise exc
                 if not self.is_open:  # the first time, the daemon may have opened it already
                     self.open()
                 self._run(opened_at)
             except Exception as exc:  # a driver must never take the daemon down; the center must hear of it
-                self.crashes += 1
-                self._faulted = True
-                self.error = f"{type(exc).__name__}: {exc}"[:200]
-                self.log.exception("driver %s crashed; restarting in %.0f s", self.component, backoff)
-                self.emit("event", "fault", {"component": self.component, "detail": self.error,
-                                             "restart_in_s": round(backoff, 1)})
+                self._crashed(exc, backoff)
             finally:
                 self.close()
             if self.clock.monotonic() - opened_at >= STABLE_S:
@@ -161,10 +184,27 @@ class Driver:
             if self._faulted and self.clock.monotonic() - opened_at >= STABLE_S:
                 self.emit("event", "fault_cleared", {"component": self.component,
                                                      "detail": f"running again after {self.crashes} crash(es)"})
-                self.error, self._faulted = None, False
+                self.error, self._faulted, self._reported = None, False, None
             now = self.clock.monotonic()
             wait = IDLE_S if due is None else min(max(due - now, 0.0), IDLE_S)
             self.clock.wait(self._wake, max(wait, self._emit_quiet_until - now))
+
+    def _crashed(self, exc: Exception, backoff: float) -> None:
+        """Count, log and report a crash. A TryggError says what is wrong and the fix itself: one
+        line, no traceback, and staff are told once while it stays the same."""
+        self.crashes += 1
+        self._faulted = True
+        if isinstance(exc, TryggError):
+            self.error = str(exc)[:300]
+            self.log.error("driver %s: %s; trying again in %.3g s", self.component, self.error, backoff)
+            if self.error == self._reported:
+                return
+        else:
+            self.error = f"{type(exc).__name__}: {exc}"[:200]
+            self.log.exception("driver %s crashed; restarting in %.0f s", self.component, backoff)
+        self._reported = self.error
+        self.emit("event", "fault", {"component": self.component, "detail": self.error,
+                                     "restart_in_s": round(backoff, 1)})
 
     # -- helpers for subclasses ----------------------------------------------------------------
     def emit(self, cls: str, kind: str, body: dict | None = None) -> bool:
