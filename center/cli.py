@@ -403,6 +403,22 @@ def not_seen(ctx, home, as_staff, slot, config_path) -> None:
     _record_verdict(ctx, config_path, home, as_staff, slot, "not_seen")
 
 
+@center.command("doctor")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: status and every check.")
+@click.pass_context
+def doctor(ctx, config_path, as_json: bool) -> None:
+    """Check everything at once: config, store, broker, keys, homes, certificate, receivers, web.
+    Exit 0 all passed, 1 warnings, 2 something failed."""
+    from base.doctor import exit_code, render_json, render_text
+
+    from .doctor import diagnose
+
+    verdicts = diagnose(resolve_config(ctx, config_path, cfgmod.DEFAULT_CENTER_CONFIG))
+    click.echo(render_json(verdicts) if as_json else render_text(verdicts))
+    sys.exit(exit_code(verdicts))
+
+
 from .casecli import register as _register_case_commands  # noqa: E402 (after the group exists)
 
 _register_case_commands(center)

@@ -23,6 +23,12 @@ Test traffic (class test) is limited per home (testlimit.py): the excess is ackn
 recorded, and said once per batch. At every connect the receiver notes what the broker's
 CONNACK grants and warns where it is too small for the homes it serves (brokerlimits.py).
 
+"Connected" is said only once the broker granted the lane's subscriptions (SUBACK). A refused
+one (0x80 and up), or a loopback probe the broker took but never delivered back (Mosquitto's
+ACL is checked at delivery, not at SUBSCRIBE: subscheck.py), is logged as an error per topic,
+kept as last_error and in broker_warnings (`trygg center receivers`), shown on the link as
+"not receiving", and the lane counts as not connected (the watch view then shows it).
+
 At start the receiver refuses a TLS key that others can read (the center key and center.db are
 checked where they are opened: agent/keys.py, store.py).
 """
@@ -31,31 +37,32 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 
 from base import mqttconn
-from .config import CenterConfig
 from base.errors import EnvelopeError, TryggError
 from base.keys import Identity, check_private
-from protocol.kem import KemPrivate
-from protocol.presence import verify_status
 from protocol import envelope, topics
+from protocol.kem import KemPrivate
 from protocol.messages import MAX_ACK_IDS, AckMessage, EventMessage, encode
+from protocol.presence import verify_status
 
-from .homes import HomeRegistry
-from .rounds import Alert
+from . import brokerlimits, subscheck
+from .brokerlimits import BrokerLimits
 from .cases import CaseDesk
-from .opening import Opener
-from .roundsdesk import RoundsDesk
+from .config import CenterConfig
 from .db import StoreUnavailable
+from .homes import HomeRegistry
+from .opening import Opener
+from .rounds import Alert
+from .roundsdesk import RoundsDesk
 from .store import EventStore, Received
 from .testlimit import TestLimit
-from . import brokerlimits
-from .brokerlimits import BrokerLimits
 
 LANES = ("all", "alarm", "bulk")
 
@@ -101,6 +108,17 @@ class Sink(Protocol):
     def lookin(self, alert: Alert) -> None: ...
 
 
+def lane_subscriptions(cfg: CenterConfig, lane: str) -> list[str]:
+    """What a lane takes: alarms alone have a lane (their own session and broker queue), so
+    no backlog of events or telemetry is ever in front of an alarm. Statuses are taken by
+    every receiver (not shared): presence changes are decided once in the store."""
+    group = cfg.center.shared_group
+    classes = {"alarm": ["alarm"], "bulk": ["event", "telemetry", "test"], "all": ["+"]}[lane]
+    up = [f"{topics.PREFIX}/+/up/{cls}" for cls in classes]
+    up = [f"$share/{group}/{topic}" for topic in up] if group else up
+    return up + ([topics.STATUS_WILDCARD] if lane != "alarm" else [])
+
+
 class Receiver:
     def __init__(self, config: CenterConfig, identity: Identity, homes: HomeRegistry, store: EventStore,
                  sink: Sink, clock, opening: list[KemPrivate] | None = None,
@@ -134,6 +152,11 @@ class Receiver:
         self._limit_warnings: list[str] = []  # what the last CONNACK grants that is too small for our homes
         self._drop_warning: str | None = None  # the last rise of the broker's dropped-message counter
         self._dropped: int | None = None  # the broker's dropped-message counter, when readable
+        self._subscribing: tuple[int | None, list[str]] = (None, [])  # the last SUBSCRIBE's mid and filters
+        self._probe: subscheck.Probe | None = None  # this connection's loopback check (subscheck.py)
+        self._refusals: list[str] = []  # what this lane receives nothing on, one line each
+        self._suback_refused = False  # a refusal in the SUBACK stands until the next connect
+        self._identity_name = subscheck.identity_name(config.broker.cert)
 
     def run(self) -> None:
         """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
@@ -181,11 +204,18 @@ class Receiver:
         client = mqttconn.make_client(self.client_id, self.cfg.broker, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
         return client
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         if message.topic == brokerlimits.DROPPED_TOPIC:
             self._broker_dropped(message.payload)
+            return
+        if self._probe is not None and not self._probe.heard:
+            self._heard(client)
+        if subscheck.is_probe(message.payload):  # ours or another receiver's: never an event
+            client.ack(message.mid, message.qos)
         else:
             self._pending.append(message)
 
@@ -204,7 +234,9 @@ class Receiver:
     @property
     def broker_warnings(self) -> list[str]:
         """What is too small at the broker for the homes we serve; the service reports it."""
-        return self._limit_warnings + ([self._drop_warning] if self._drop_warning else [])
+        probe = self._probe.verdict if self._probe is not None else None
+        extra = [probe] if probe and probe not in self._refusals else []
+        return self._refusals + extra + self._limit_warnings + ([self._drop_warning] if self._drop_warning else [])
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -213,15 +245,71 @@ class Receiver:
             self._show(self.sink.link, "refused", f"{self.cfg.broker.host}:{self.cfg.broker.port}: {reason_code}")
             return
         dropped = [(brokerlimits.DROPPED_TOPIC, 0)] if self.lane != "alarm" else []  # one count per process
-        client.subscribe([(topic, 1) for topic in self.subscriptions()] + dropped)
+        own = self.subscriptions()
+        self._subscribing = (client.subscribe([(topic, 1) for topic in own] + dropped)[1],
+                             own + [topic for topic, _ in dropped])
+        self._refusals, self._suback_refused = [], False
+        self._probe = subscheck.Probe(subscheck.probe_topic(own[0], self._identity_name), self._identity_name)
+        self._probe.sub_mid = client.subscribe(self._probe.topic, qos=1)[1]
         try:
             self._note_limits(properties)
         except Exception:  # a report about the broker must never keep a receiver from receiving
             log.exception("receiver (%s lane): could not read the broker's limits", self.lane)
         self.backoff.reset()
-        self.connected.set()
         self.last_error = None
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        """The SUBACK: "connected" only when every topic the lane reads was granted."""
+        probe = self._probe
+        if probe is not None and mid == probe.sub_mid:
+            refused = subscheck.refusals([probe.topic], reason_codes)
+            if refused:
+                log.warning("receiver (%s lane): probe not possible: %s", self.lane, refused[0])
+            elif not probe.heard:
+                probe.sent(client.publish(probe.topic, probe.payload, qos=1).mid, time.monotonic())
+            return
+        if mid != self._subscribing[0]:
+            return
+        refused = subscheck.refusals(self._subscribing[1], reason_codes)
+        for line in [line for line in refused if brokerlimits.DROPPED_TOPIC in line]:
+            log.info("receiver (%s lane): the broker's dropped-message count cannot be read: %s", self.lane, line)
+        own = [line for line in refused if brokerlimits.DROPPED_TOPIC not in line]
+        if own:
+            self._suback_refused = True
+            self._not_receiving(own)
+            return
+        self.connected.set()
         self._show(self.sink.link, "connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if self._probe is not None:
+            refused = self._probe.publish_result(mid, reason_code)
+            if refused:
+                log.warning("receiver (%s lane): %s", self.lane, refused)
+
+    def _not_receiving(self, lines: list[str]) -> None:
+        """The broker gives this lane nothing to read: say so in the log, last_error, the link."""
+        for line in lines:
+            log.error("receiver (%s lane): %s", self.lane, line)
+        self._refusals = lines
+        self.last_error = lines[0] + (f" (and {len(lines) - 1} more topic(s))" if len(lines) > 1 else "")
+        self.connected.clear()
+        self._show(self.sink.link, "not receiving", self.last_error)
+
+    def _heard(self, client) -> None:
+        """Something came back on the subscriptions, so reading works: a "receives nothing" the
+        probe said is taken back (it had queued behind a backlog); a SUBACK refusal stands."""
+        if self._probe.hear() and not self._suback_refused:
+            self._refusals, self.last_error = [], None
+            self.connected.set()
+            self._show(self.sink.link, "connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
+        client.unsubscribe(self._probe.topic)
+
+    def _check_probe(self) -> None:
+        if self._probe is not None and not self._refusals:
+            line = self._probe.overdue(time.monotonic())
+            if line is not None:
+                self._not_receiving([line])
 
     def _note_limits(self, properties) -> None:
         """Say at every connect what the broker grants, and warn where it is too small for our homes."""
@@ -233,14 +321,7 @@ class Receiver:
             log.warning("receiver (%s lane): %s", self.lane, warning)
 
     def subscriptions(self) -> list[str]:
-        """What this lane takes: alarms alone have a lane (their own session and broker queue), so
-        no backlog of events or telemetry is ever in front of an alarm. Statuses are taken by
-        every receiver (not shared): presence changes are decided once in the store."""
-        group = self.cfg.center.shared_group
-        classes = {"alarm": ["alarm"], "bulk": ["event", "telemetry", "test"], "all": ["+"]}[self.lane]
-        up = [f"{topics.PREFIX}/+/up/{cls}" for cls in classes]
-        up = [f"$share/{group}/{topic}" for topic in up] if group else up
-        return up + ([topics.STATUS_WILDCARD] if self.lane != "alarm" else [])
+        return lane_subscriptions(self.cfg, self.lane)
 
     def _session(self, client: mqtt.Client) -> None:
         """Read, open, record, acknowledge: a pipeline of two batches.
@@ -280,6 +361,7 @@ class Receiver:
                     opened_next = None
                 if self.lane != "alarm" and self._ticks.due("silent", 1.0, time.monotonic()):
                     self.mark_silent()
+                self._check_probe()
                 if not ok:
                     return
             if recording is not None:  # stopping: what is recorded is acknowledged first
