@@ -15,7 +15,7 @@ refused read cannot be seen from the device (the report says so).
 import secrets
 import ssl
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
@@ -25,7 +25,7 @@ from base.errors import TryggError
 from protocol import topics
 from protocol.presence import signed_status
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # older than any status a receiver has taken
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # older than any status a receiver has taken
 
 
 class _Probe:

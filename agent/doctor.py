@@ -12,14 +12,14 @@ pin factory, the control socket, /proc) comes in through Env, so tests drive the
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from base import doctor as report
-from base.clock import kernel_clock_synced
 from base.cliutil import config_option, resolve_config
+from base.clock import kernel_clock_synced
 from base.configpath import DEVICE_CONFIG
 from base.doctor import Verdict, failed
 from base.filecheck import SERVICE_USER, ServiceUser
@@ -41,7 +41,7 @@ class Env:
     """What the checks read from outside, so tests can hand in their own."""
 
     user: ServiceUser = field(default_factory=ServiceUser.lookup)
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
     clock_synced: Callable[[], bool] = kernel_clock_synced
     pin_factory: Callable[[], object] = default_pin_factory
     request: Callable = control.request

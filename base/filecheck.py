@@ -120,8 +120,8 @@ def check_path(where: str, path: Path, kind: str, user: ServiceUser) -> list[str
     if kind == CREATED_PRIVATE:
         parent = path.parent
         if not parent.is_dir():
-            return [f"{where}: directory {parent} does not exist; create it for the service: "
-                    f"install -d -o {user.name} -g {user.name} -m 0750 {parent}"]
+            return [(f"{where}: directory {parent} does not exist; create it for the service: "
+                     f"install -d -o {user.name} -g {user.name} -m 0750 {parent}")]
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -156,8 +156,8 @@ def private_problems(where: str, path: Path, st: os.stat_result, user: ServiceUs
     if mode & 0o007 or (mode & 0o070 and not group_read_ok):
         return [f"{where}: {path} is readable by others (mode {mode:04o}); run chmod 600 {path}"]
     if st.st_uid not in (user.uid, 0):
-        return [f"{where}: {path} is owned by uid {st.st_uid}, not {user.name} or root; "
-                f"run chown {user.name} {path}"]
+        return [(f"{where}: {path} is owned by uid {st.st_uid}, not {user.name} or root; "
+                 f"run chown {user.name} {path}")]
     return []
 
 
