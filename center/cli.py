@@ -426,3 +426,7 @@ _register_case_commands(center)
 from .webcli import register as _register_web_commands  # noqa: E402
 
 _register_web_commands(center, _center_config)
+
+from .reportcli import register as _register_report_commands  # noqa: E402
+
+_register_report_commands(center)

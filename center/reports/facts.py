@@ -1,0 +1,78 @@
+"""The few facts the morning report needs from a home's events, opened in memory only.
+
+The store keeps every event sealed as received (docs/operations.md, "What the store holds"): the
+kind and body are inside the envelope. This module opens a home's recorded events with the
+center's keys (opening.Opener: the same checks a view makes) and keeps, per event, only what the
+report counts: a bed exit, a door opened, a dose taken / late / missed, a day's motion per hour,
+a device fault and its clearing, an inactivity alarm. Nothing opened is ever written anywhere;
+an event that does not open is skipped (the receiver reported it when it came).
+
+Times are the device's own (event.time) when its clock was synchronized, else when we received
+it: after an outage a bed exit at 02:00 arrives at 09:00, and still belongs to the night.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from base.errors import TryggError
+
+log = logging.getLogger(__name__)
+
+FAULT_KINDS = ("fault", "lock_fault", "dispenser_jam", "dispenser_empty")
+
+
+@dataclass(frozen=True)
+class Fact:
+    what: str  # bed_exit | door | dose | activity | fault | fault_cleared | inactivity
+    at: float  # epoch seconds (device time when synchronized)
+    data: dict
+
+
+def fact_of(event, received: float) -> Fact | None:
+    """The report's fact in one opened event, or None when the report does not count it."""
+    at = event.time.timestamp() if event.clock_synced else received
+    kind, body = event.kind, event.body or {}
+    if event.cls == "test":
+        return None
+    if kind == "bed_exit":
+        return Fact("bed_exit", at, {})
+    if kind == "door_open":
+        return Fact("door", at, {"by": body.get("by")})
+    if kind == "dose_taken":
+        return Fact("dose", at, {"how": "late" if body.get("late") else "taken", "dose": body.get("dose")})
+    if kind == "dose_missed":
+        return Fact("dose", at, {"how": "missed", "dose": body.get("dose")})
+    if kind == "activity_summary":
+        hours = body.get("per_hour")
+        if isinstance(hours, list) and len(hours) == 24 and isinstance(body.get("date"), str):
+            return Fact("activity", at, {"date": body["date"], "per_hour": [int(h or 0) for h in hours]})
+        return None
+    if kind in FAULT_KINDS:
+        return Fact("fault", at, {"kind": kind, "component": body.get("component") or _component(kind),
+                                  "detail": str(body.get("detail") or "")[:200]})
+    if kind == "fault_cleared":
+        return Fact("fault_cleared", at, {"component": body.get("component") or ""})
+    if kind == "inactivity":
+        return Fact("inactivity", at, {"quiet_s": body.get("quiet_s")})
+    return None
+
+
+def _component(kind: str) -> str:
+    return {"lock_fault": "lock", "dispenser_jam": "dispenser", "dispenser_empty": "dispenser"}.get(kind, "")
+
+
+def open_facts(store, opener, home: str, ids: list[str]) -> list[Fact]:
+    """The counted facts of these recorded events of one home (opened in memory, then dropped)."""
+    facts = []
+    for row in store.events(ids).values():
+        if row.home != home:
+            continue
+        try:
+            event = opener.open_event(row.envelope, row.topic, open_audit=False)
+        except (TryggError, ValueError) as exc:
+            log.debug("event %s of %s does not open: %s", row.id, home, exc)
+            continue
+        fact = fact_of(event, row.received)
+        if fact is not None:
+            facts.append(fact)
+    return facts
