@@ -19,7 +19,7 @@ def _percent(share: float | None) -> str:
 
 def _whole_minutes(seconds: float) -> str:
     """A promised time: "3 min", "1 h 30 min"."""
-    m = int(round(seconds / 60))
+    m = round(seconds / 60)
     return f"{m} min" if m < 60 else (f"{m // 60} h" + (f" {m % 60} min" if m % 60 else ""))
 
 

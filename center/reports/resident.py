@@ -12,7 +12,7 @@ reach the report. Plain Swedish, large type, printable (templates/resident.html.
 writes to the store.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from base.auditdetail import open_detail
 from base.errors import TryggError
@@ -36,7 +36,7 @@ REFUSALS = {"role": "ditt medgivande gäller inte den yrkesrollen", "outside_hou
 
 
 def _iso(ts: float) -> str:
-    return iso(datetime.fromtimestamp(ts, timezone.utc))
+    return iso(datetime.fromtimestamp(ts, UTC))
 
 
 def read_home(cfg, store, home: str) -> tuple[list[dict], dict[str, dict], int]:

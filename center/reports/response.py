@@ -9,7 +9,7 @@ promise is listed with its outcome and note, which are sealed at rest and opened
 only (CaseDesk opens them). Never writes to the store.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from protocol.messages import iso
 
@@ -124,4 +124,4 @@ def _r(x: float | None) -> float | None:
 
 
 def _iso(ts: float) -> str:
-    return iso(datetime.fromtimestamp(ts, timezone.utc))
+    return iso(datetime.fromtimestamp(ts, UTC))

@@ -59,7 +59,7 @@ def minutes(seconds: float | None) -> str:
     """A duration as staff read it: "2 min 05 s", "45 s", "1 h 03 min", or "–"."""
     if seconds is None:
         return "–"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s} s"
     if s < 3600:

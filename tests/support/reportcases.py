@@ -13,7 +13,7 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from base.keys import Identity, write_private, write_public
@@ -81,23 +81,28 @@ class TrueCase:
     closed: float | None
     outcome: str | None
     note: str | None
+    late_answer: bool  # what the generator decided, not what a report says
+    late_on_site: bool
     id: str = ""
 
 
-def _plan_case(rand: random.Random, home: str, area: str, opened: float, on_site_limit_s: float) -> TrueCase:
+def _plan_case(rand: random.Random, home: str, area: str, opened: float, terms) -> TrueCase:
     """One case's times: mostly inside the promise, some just over, some far over, some called off."""
-    r = rand.random()
-    answer = rand.uniform(15, 170) if r < 0.85 else rand.uniform(185, 900)
+    late_answer = rand.random() >= 0.85
+    answer = terms.answer_s * (rand.uniform(1.03, 5) if late_answer else rand.uniform(0.08, 0.95))
     kind = rand.choice(KINDS)
+    note = rand.choice(NOTES) if rand.random() < 0.45 else None
     if rand.random() < 0.12:  # called off by phone: closed without a visit, mostly soon
-        close = answer + (rand.uniform(60, 600) if rand.random() < 0.8 else on_site_limit_s + rand.uniform(60, 1200))
-        return TrueCase(home, area, kind, opened, opened + answer, None, opened + close, "false_alarm",
-                        rand.choice(NOTES) if rand.random() < 0.5 else None)
-    travel = (rand.uniform(0.2, 0.95) if rand.random() < 0.85 else rand.uniform(1.03, 1.8)) * on_site_limit_s
-    on_site = max(travel, answer + 30)
+        late = rand.random() >= 0.8
+        close = terms.on_site_s + rand.uniform(60, 1200) if late else answer + rand.uniform(0.02, 0.3) * terms.on_site_s
+        return TrueCase(home, area, kind, opened, opened + answer, None, opened + close, "false_alarm", note,
+                        late_answer, late)
+    late = rand.random() >= 0.85
+    on_site = max(terms.on_site_s * (rand.uniform(1.03, 1.8) if late else rand.uniform(0.2, 0.95)), answer + 30)
+    assert late == (on_site > terms.on_site_s), "the plan must know its own truth"
     close = on_site + rand.uniform(300, 3600)
     return TrueCase(home, area, kind, opened, opened + answer, opened + on_site, opened + close, rand.choice(OUTCOMES),
-                    rand.choice(NOTES) if rand.random() < 0.4 else None)
+                    note, late_answer, late)
 
 
 def _poisson(rand: random.Random, mean: float) -> int:
@@ -110,9 +115,12 @@ def _poisson(rand: random.Random, mean: float) -> int:
 
 
 def fill_cases(center: Center, store: EventStore, homes: dict[str, str], months: list[str], seed: int = 18,
-               per_home_month: float = 1.5, left_open: float = 0.01) -> list[TrueCase]:
-    """Cases for homes ({home: area or ""}) over these months and two days either side; returns
-    the truth. A few cases (left_open) are left as they stand: open, or accepted with nobody there."""
+               per_home_month: float = 1.5, left_open: float = 0.01,
+               planted: dict[str, list[float]] | None = None, keep_open: frozenset = frozenset()) -> list[TrueCase]:
+    """Cases for homes ({home: area or ""}) over these months and two days either side, plus the
+    alarm times planted per home; returns the truth. A few cases (left_open) are left as they
+    stand, open or accepted with nobody there (late on site whenever the report is made), and so
+    is a planted alarm of a home in keep_open."""
     from center.service import case_desk
 
     rand = random.Random(seed)
@@ -129,14 +137,17 @@ def fill_cases(center: Center, store: EventStore, homes: dict[str, str], months:
     for home, area in homes.items():
         terms = cfg.promise.terms(area or "ovriga")
         count = _poisson(rand, per_home_month * len(months) + per_home_month * 4 / 30)
-        times, last_close = sorted(rand.uniform(start, end) for _ in range(count)), -1e18
+        times = sorted([rand.uniform(start, end) for _ in range(count)] + (planted or {}).get(home, []))
+        last_close = -1e18
         for at in times:
             if at < last_close + 600:
                 continue  # still open: a new alarm would join that case, not open one
-            case = _plan_case(rand, home, area or "ovriga", at, terms.on_site_s)
-            if rand.random() < left_open and at > end - 5 * 86400:
-                case = TrueCase(home, case.area, case.kind, at, case.accepted if rand.random() < 0.5 else None,
-                                None, None, None, None)
+            case = _plan_case(rand, home, area or "ovriga", at, terms)
+            kept = home in keep_open and at in (planted or {}).get(home, [])
+            if kept or (rand.random() < left_open and at > end - 5 * 86400):
+                taken = rand.random() < 0.5
+                case = TrueCase(home, case.area, case.kind, at, case.accepted if taken else None, None, None, None,
+                                None, case.late_answer or not taken, True)
             truth.append(case)
             last_close = case.closed if case.closed is not None else 1e18
     staff = list(center.staff.values())
@@ -186,7 +197,7 @@ def fill_resident(center: Center, store: EventStore, home: str, name: str, month
     from tests.support.fakes import FakeClock
 
     rand = random.Random(seed)
-    start, end = month_bounds(month, ZONE)
+    start, _end = month_bounds(month, ZONE)
     device = Identity.generate(home)
     write_public(device.public(), center.cfg.center.homes_dir / f"{home}.pub")
     Residents(store.db, Sealer([center.key], RESIDENT_CONTEXT)).set(
@@ -206,7 +217,7 @@ def fill_resident(center: Center, store: EventStore, home: str, name: str, month
     visits.sort(key=lambda v: v.at)
     desk = case_desk(center.cfg, store, [center.key])
     db = TrustDB(work / f"{home}-trust.db", AtRest(home, device, lambda: center.key.kem.public))
-    clock = FakeClock(datetime.fromtimestamp(start - 3600, timezone.utc))
+    clock = FakeClock(datetime.fromtimestamp(start - 3600, UTC))
     log = AuditLog(db, clock)
 
     def send(kind: str, body: dict, at: float) -> None:
@@ -217,7 +228,7 @@ def fill_resident(center: Center, store: EventStore, home: str, name: str, month
                      lambda tx, new: desk.on_events(tx, [(event, r.received) for r in new]))
 
     def audit(kind: str, detail: dict, at: float) -> int:
-        clock.wall = datetime.fromtimestamp(at, timezone.utc)
+        clock.wall = datetime.fromtimestamp(at, UTC)
         entry = log.append(kind, detail)
         body = entry.to_json()
         if entry.seq == tamper:
