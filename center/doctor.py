@@ -61,7 +61,7 @@ def diagnose(config_path: Path, now: datetime.datetime | None = None,
             ("broker certificate", lambda: doctorchecks.certificate(
                 "broker certificate", cfg.broker.cert, cfg.broker.key, cfg.broker.ca, "client", now)),
             ("receivers", receivers),
-            ("web console", lambda: doctorchecks.web(cfg, now, "web" in cfg.model_fields_set)),
+            ("web console", lambda: doctorchecks.web(cfg, now)),
         ])
     finally:
         if opened.get("db") is not None:
