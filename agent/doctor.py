@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from base import doctor as report
-from base.cliutil import config_option, resolve_config
+from base.cliutil import config_option, friendly_errors, resolve_config
 from base.clock import kernel_clock_synced
 from base.configpath import DEVICE_CONFIG
 from base.doctor import Verdict, failed
@@ -107,6 +107,7 @@ def diagnose(path: Path, env: Env | None = None) -> list[Verdict]:
 @click.option("--user", "service_user", default=SERVICE_USER, show_default=True,
               help="The service user who must be able to read the files (if absent: whoever runs this).")
 @click.pass_context
+@friendly_errors
 def doctor_command(ctx: click.Context, config_path: Path | None, as_json: bool, service_user: str) -> None:
     """Check config, files, certificates, broker and ACL, clock, disk, pins, devices, daemon and outbox.
 

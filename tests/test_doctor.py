@@ -306,3 +306,30 @@ def test_a_whole_report_runs_every_check_with_injected_parts(home, run_daemon):
                  "broker subscribe", "clock", "disk", "daemon", "gpio", "camera", "speaker", "drivers", "outbox"):
         assert name in checks, (name, checks)
     assert FAIL not in statuses(verdicts), [v for v in verdicts if v.status == FAIL]
+
+
+def test_the_receiver_takes_the_probe_as_no_news_for_a_known_and_an_unknown_home(desk):
+    """What staff see is the receiver's presence and rejections: the probe changes neither."""
+    from center.homes import HomeRegistry
+    from center.receiver import Receiver
+    from center.store import EventStore
+    from protocol.presence import signed_status
+    from tests.support.receiverdesk import Sink
+
+    known, never_heard = desk.home(), desk.home()
+    sink, store = Sink(), EventStore(desk.cfg.center.store)
+    receiver = Receiver(desk.cfg, desk.key, HomeRegistry(desk.homes_dir), store, sink, desk.clock)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="never-connected", protocol=mqtt.MQTTv5,
+                         manual_ack=True)
+
+    def handle(home, payload: bytes) -> None:
+        message = mqtt.MQTTMessage(mid=1, topic=topics.status(home.name).encode())
+        message.payload, message.qos, message.retain = payload, 1, False
+        receiver.handle(client, [message])
+
+    handle(known, signed_status(known.name, "online", NOW, 60, known.key.sign))
+    assert sink.presences == [(known.name, "online")]
+    for home in (known, never_heard):
+        handle(home, checks_broker.probe_status(home.name, 60, home.key.sign))
+    assert sink.presences == [(known.name, "online")] and sink.rejects == []
+    store.close()
