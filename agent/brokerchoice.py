@@ -43,7 +43,7 @@ class BrokerChoice:
         self.switches = 0
         self._first_down_since: float | None = None  # every attempt on the first failed since then
         self._failed = [False, False]  # the last attempt on each broker failed
-        self._second_lost = False  # the second failed since we moved to it
+        self._lost = [False, False]  # the broker in use failed us since we moved to it (or it took us)
         self._first_back = False  # a probe found the first working again
         self._probing = False
         self._next_probe = float("inf")
@@ -70,7 +70,7 @@ class BrokerChoice:
 
     def up(self, now: float) -> None:
         """The broker in use accepted our session."""
-        self._failed[self.using] = False
+        self._failed[self.using] = self._lost[self.using] = False
         if self.using == 0:
             self._first_down_since = None
         else:
@@ -80,8 +80,7 @@ class BrokerChoice:
         """A connection attempt to the broker in use failed, or its session ended."""
         if self.using == 1 and self._first_back:
             return  # we are leaving it on purpose
-        self._failed[self.using] = True
-        self._second_lost = self.using == 1
+        self._failed[self.using] = self._lost[self.using] = True
         if self.using == 0 and self._first_down_since is None:
             self._first_down_since = now
         if self.switch_due(now):
@@ -91,8 +90,9 @@ class BrokerChoice:
         if len(self.brokers) == 1:
             return False
         if self.using == 0:
-            return self._first_down_since is not None and now - self._first_down_since >= self.failover_after_s
-        return self._first_back or self._second_lost
+            since = self._first_down_since
+            return self._lost[0] and since is not None and now - since >= self.failover_after_s
+        return self._first_back or self._lost[1]
 
     def until_due(self, now: float) -> float:
         """Seconds until the first has been unreachable long enough (inf: no switch is pending)."""
@@ -126,7 +126,7 @@ class BrokerChoice:
         self.leave.clear()
         self.using = 1 - self.using
         self.switches += 1
-        self._first_back = self._second_lost = False
+        self._first_back = self._lost[self.using] = False
         if self.using == 1:
             self._next_probe = now + self.retry_first_s
         log.warning("uplink: moving to the %s broker (%s:%s)%s", NAMES[self.using], self.broker.host, self.broker.port,

@@ -120,11 +120,14 @@ class WebConfig(_Section):
 class CenterConfig(_Section):
     PATH_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
         "broker": ("ca", "cert", "key"),
+        "broker_fallback": ("ca", "cert", "key"),
         "center": ("key", "next_key", "retired_keys", "staff_dir", "homes_dir", "store"),
         "web": ("cert", "key", "secret"),
     }
     center: CenterSection = CenterSection()
     broker: BrokerConfig
+    # The homes' second broker (their [broker_fallback]): received from too, as "<name>-fallback".
+    broker_fallback: BrokerConfig | None = None
     rounds: RoundsConfig = RoundsConfig()
     store: StoreConfig = StoreConfig()
     cases: CasesConfig = CasesConfig()

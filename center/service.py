@@ -6,7 +6,11 @@ outage backlog of events or telemetry is therefore never in front of an alarm, a
 or here. A ticker raises escalations and overdue flags, notes the receiver alive in the store
 (so views can tell staff when nobody receives), and pets systemd's watchdog while both lanes
 live. Several services may run against one PostgreSQL store (MQTT 5 shared subscriptions
-spread the homes' messages; the store decides everything once).
+spread the homes' messages; the store decides everything once). With [broker_fallback] (the
+homes' second alarm path) both lanes run once more on that broker, as "<name>-fallback" with
+their own persistent sessions: a home sends through one broker at a time, an event sent
+through both is recorded once (the store's insert on conflict) and acknowledged on the broker
+it came through; the look-in rounds run once, on the first broker's bulk lane.
 
 What this process prints is its log (the journal): received alarms, presence changes, and
 rejected messages summarized once a minute per home, never line by line (one home's bad
@@ -107,19 +111,23 @@ class Service:
         self.ticker_store = _open_store(cfg, self._stop)
         self.cases = case_desk(cfg, self.ticker_store, keys)
         self.lanes: list[Receiver] = []
-        for lane in ("alarm", "bulk"):
-            store = _open_store(cfg, self._stop)
-            rounds = RoundsDesk(store, keys, cfg.rounds.retry_after_s) if lane == "bulk" else None
-            self.lanes.append(Receiver(
-                cfg, identity, HomeRegistry(cfg.center.homes_dir, store.replay_marks()), store, self.sink,
-                self.clock, keyring.opening_keys(cfg), load_opening=lambda: keyring.opening_keys(cfg),
-                rounds=rounds, cases=case_desk(cfg, store, keys), lane=lane))
+        self.via: list[str] = []  # per lane: "" (the broker) or "fallback"
+        for via, lane_cfg in broker_configs(cfg):
+            for lane in ("alarm", "bulk"):
+                store = _open_store(cfg, self._stop)
+                rounds = RoundsDesk(store, keys, cfg.rounds.retry_after_s) if lane == "bulk" and not via else None
+                self.lanes.append(Receiver(
+                    lane_cfg, identity, HomeRegistry(cfg.center.homes_dir, store.replay_marks()), store, self.sink,
+                    self.clock, keyring.opening_keys(cfg), load_opening=lambda: keyring.opening_keys(cfg),
+                    rounds=rounds, cases=case_desk(cfg, store, keys), lane=lane))
+                self.via.append(via)
 
     def run(self) -> str | None:
         """Receive until stop(); returns why a lane failed, or None after a clean stop. The lanes
         are stopped whatever happens here: a bug in the ticker must not leave them receiving in
         a process that no longer pets the watchdog or answers SIGTERM."""
-        threads = [threading.Thread(target=r.run, name=f"lane-{r.lane}") for r in self.lanes]
+        threads = [threading.Thread(target=r.run, name=f"lane-{r.lane}{'-' + via if via else ''}")
+                   for r, via in zip(self.lanes, self.via)]
         for t in threads:
             t.start()
         try:
@@ -145,7 +153,7 @@ class Service:
             failed = next((r.failed for r in self.lanes if r.failed), None)
             if failed or not all(t.is_alive() for t in threads):
                 return failed or "a receiving lane ended"
-            connected = all(r.connected.is_set() for r in self.lanes)
+            connected = self._receiving()
             if connected and not ready:
                 ready = True
                 sdnotify.notify(f"READY=1\nSTATUS=receiving from {self.cfg.broker.host}:{self.cfg.broker.port}")
@@ -155,6 +163,14 @@ class Service:
                 self._summarize()
             sdnotify.notify("WATCHDOG=1")
         return None
+
+    def _receiving(self) -> bool:
+        """Every lane of at least one broker is connected: alarms through it reach staff. With two
+        brokers, one of them down (the reason for having two) is not a receiver that is down."""
+        groups: dict[str, list[Receiver]] = {}
+        for r, via in zip(self.lanes, self.via):
+            groups.setdefault(via, []).append(r)
+        return any(all(r.connected.is_set() for r in lanes) for lanes in groups.values())
 
     def _tick(self, connected: bool) -> None:
         """Escalations and this receiver's heartbeat; the store may be away (logged, retried)."""
@@ -168,8 +184,8 @@ class Service:
 
     def _broker_report(self) -> str | None:
         """What the lanes learned of the broker, for `trygg center receivers` (None: nothing yet)."""
-        lanes = {r.lane: {"limits": asdict(r.broker_limits), "warnings": r.broker_warnings}
-                 for r in self.lanes if r.broker_limits is not None}
+        lanes = {r.lane + (f"@{via}" if via else ""): {"limits": asdict(r.broker_limits), "warnings": r.broker_warnings}
+                 for r, via in zip(self.lanes, self.via) if r.broker_limits is not None}
         if not lanes:
             return None
         homes = len(self.lanes[0].homes.keys)
@@ -188,6 +204,16 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def broker_configs(cfg: CenterConfig) -> list[tuple[str, CenterConfig]]:
+    """("", cfg) and, with a [broker_fallback], ("fallback", cfg on that broker as <name>-fallback):
+    a receiver per broker, each with its own client ids, so each broker keeps its own sessions."""
+    out = [("", cfg)]
+    if cfg.broker_fallback is not None:
+        center = cfg.center.model_copy(update={"name": f"{cfg.center.name}-fallback"})
+        out.append(("fallback", cfg.model_copy(update={"broker": cfg.broker_fallback, "center": center})))
+    return out
 
 
 def _open_store(cfg: CenterConfig, stop: threading.Event) -> EventStore:

@@ -2,9 +2,10 @@
 sleeps), and with real Mosquitto processes on loopback, a real daemon and a real receiving
 service on both brokers: the first killed mid-burst, both down, the first back."""
 
-import json
-import shutil
+import sqlite3
+import threading
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,20 @@ def test_on_the_second_the_first_is_probed_every_retry_first_s_and_used_again_wh
     assert choice.broker.host == "first" and choice.switches == 2
 
 
+def test_back_on_the_first_it_is_not_left_before_its_own_attempt_failed(choice, probe):
+    choice.down(0.0)
+    choice.down(FAILOVER_S)
+    choice.switch(FAILOVER_S)
+    choice.up(21.0)
+    probe.answer = True
+    assert choice.poll(21.0 + RETRY_S)
+    choice.switch(52.0)
+    assert not choice.poll(52.01), "left the first before its CONNACK could arrive"
+    choice.up(52.02)
+    choice.down(60.0)
+    assert not choice.switch_due(60.0 + FAILOVER_S - 0.1) and choice.switch_due(60.0 + FAILOVER_S)
+
+
 def test_a_first_broker_that_fails_again_right_after_coming_back_sends_the_device_straight_back(choice, probe):
     choice.down(0.0)
     choice.down(FAILOVER_S)
@@ -138,3 +153,114 @@ def test_the_fallback_section_takes_the_broker_fields_and_its_own_timings():
     choice = BrokerChoice.of(broker("first"), fb, "hem-1-probe")
     assert choice.failover_after_s == 5.0 and choice.retry_first_s == 30.0
     assert BrokerChoice.of(broker("first"), None).brokers == (broker("first"),)
+
+
+# -- with real brokers, a real daemon and a real receiving service ---------------------------------
+
+FAST = {"outbox": {"resend_after_s": 1.0}, "uplink": {"backoff_min_s": 0.1, "backoff_max_s": 0.5}}
+LAB_FAILOVER_S = 2.0
+LAB_RETRY_S = 1.0
+
+
+@pytest.fixture
+def two(pki, tmp_path):
+    """Two Mosquitto processes with the same CA and ACL, and a lab whose center receives from both."""
+    with Broker(tmp_path / "first", pki) as first, Broker(tmp_path / "second", pki) as second:
+        lab = Lab(tmp_path / "lab", pki, first.port)
+        center = lab.center_config.read_text()
+        broker = center[center.index("[broker]"):].split("\n[", 1)[0]
+        fallback = broker.replace("[broker]", "[broker_fallback]").replace(f"port = {first.port}", f"port = {second.port}")
+        assert fallback != broker.replace("[broker]", "[broker_fallback]"), "the center's broker port was not found"
+        lab.center_config.write_text(center.rstrip("\n") + "\n\n" + fallback.rstrip("\n") + "\n")
+        try:
+            yield lab, first, second
+        finally:
+            lab.close()
+
+
+def home_on_both(lab: Lab, second: Broker, home_id: str):
+    home = lab.home(home_id, **FAST)
+    section = tomllib.loads(home.config.read_text())["broker"]
+    edit_toml(home.config, {"broker_fallback": {**section, "port": second.port, "failover_after_s": LAB_FAILOVER_S,
+                                                "retry_first_s": LAB_RETRY_S}})
+    return home
+
+
+def recorded(lab: Lab, ids: list[str]) -> dict[str, int]:
+    """How many rows the center's store holds per id (read-only, straight from its SQLite file)."""
+    db = sqlite3.connect(f"file:{lab.root / 'center' / 'center.db'}?mode=ro", uri=True)
+    try:
+        marks = ",".join("?" * len(ids))
+        rows = db.execute(f"SELECT id, COUNT(*) FROM events WHERE id IN ({marks}) GROUP BY id", ids).fetchall()
+    finally:
+        db.close()
+    return dict(rows)
+
+
+def assert_each_once(lab: Lab, watch, ids: list[str]) -> None:
+    shown = watch.ids()
+    assert len(shown) == len(set(shown)), "the center showed an id twice"
+    assert set(ids) <= set(shown)
+    assert recorded(lab, ids) == {i: 1 for i in ids}
+
+
+def test_first_broker_killed_mid_burst_every_alarm_arrives_through_the_second(two):
+    lab, first, second = two
+    watch = lab.watch()
+    home = home_on_both(lab, second, "hem-fo1").start()
+    wait_for(lambda: home.status()["link"] == "connected", 20, "the home to connect")
+    assert home.status()["broker"] == "first"
+    ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def burst() -> None:  # several CLI calls: the burst lasts seconds, so the kill lands inside it
+        try:
+            for _ in range(8):
+                ids.extend(home.simulate("alarm", kind="fall", count=25))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    sender = threading.Thread(target=burst)
+    sender.start()
+    wait_for(lambda: len(watch.ids()) >= 10, 20, "the first alarms at the center")
+    first.kill()
+    killed_at = time.monotonic()
+    seen_at_kill = len(watch.ids())
+    sender.join(60)
+    assert not errors and len(ids) == 200
+    assert seen_at_kill < len(ids), "the burst was over before the kill: nothing was tested"
+    watch.wait_ids(ids, timeout=40)
+    took = time.monotonic() - killed_at
+    assert_each_once(lab, watch, ids)
+    status = home.status()
+    assert status["broker"] == "second" and status["broker_address"] == f"127.0.0.1:{second.port}"
+    wait_for(lambda: home.depth() == 0, 15, "the outbox to empty")
+    print(f"first broker killed after {seen_at_kill} of 200 alarms; all 200 at the center {took:.1f} s later "
+          f"(failover_after_s {LAB_FAILOVER_S})")
+
+
+def test_both_brokers_down_nothing_is_lost_and_it_goes_through_whichever_returns_then_back_to_the_first(two):
+    lab, first, second = two
+    watch = lab.watch()
+    home = home_on_both(lab, second, "hem-fo2").start()
+    wait_for(lambda: home.status()["link"] == "connected", 20, "the home to connect")
+    first.kill()
+    second.kill()
+    ids = home.simulate("alarm", kind="help", count=20) + home.simulate("event", count=20)
+    time.sleep(2 * LAB_FAILOVER_S + 1)  # long enough to have tried both, more than once
+    status = home.status()
+    assert status["link"] != "connected"
+    assert status["outbox"]["classes"]["alarm"]["depth"] == 20, "an alarm left the outbox with both brokers down"
+    assert status["broker_switches"] >= 2, "the device did not try the second broker, and the first again"
+    second.start()  # the second returns first
+    watch.wait_ids(ids, timeout=40)
+    assert_each_once(lab, watch, ids)
+    assert home.status()["broker"] == "second"
+    first.start()  # the first returns: the device goes back to it
+    wait_for(lambda: home.status()["broker"] == "first" and home.status()["link"] == "connected", 30,
+             "the home to go back to the first broker")
+    second.kill()  # from now on only the first can carry anything
+    later = home.simulate("alarm", kind="fall", count=5)
+    watch.wait_ids(later, timeout=30)
+    assert_each_once(lab, watch, ids + later)
+    wait_for(lambda: home.depth() == 0, 15, "the outbox to empty")
