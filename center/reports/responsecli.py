@@ -7,7 +7,6 @@ stdout that is not a terminal. A file written holds personal data: it is created
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -19,6 +18,10 @@ from base.errors import TryggError
 
 
 def _emit(data: dict, to_html, fmt: str, out: Path | None) -> None:
+    """Render in the format asked for and write it as the morning report does (0600 file, or
+    stdout; never a PDF to a terminal)."""
+    from ..reportcli import write_report
+
     if fmt == "json":
         payload = (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode()
     elif fmt == "html":
@@ -26,20 +29,10 @@ def _emit(data: dict, to_html, fmt: str, out: Path | None) -> None:
     else:
         from .pdf import html_to_pdf
 
-        if out is None and sys.stdout.isatty():
+        if out is None and sys.stdout.isatty():  # before the seconds a PDF takes
             raise TryggError("--format pdf writes binary: give --out FILE (or redirect stdout)")
         payload = html_to_pdf(to_html(data))
-    if out is None:
-        sys.stdout.buffer.write(payload)
-        sys.stdout.buffer.flush()
-        return
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-    except OSError as exc:
-        raise TryggError(f"--out {out}: {exc.strerror}") from None
-    click.echo(f"wrote {out} ({len(payload)} bytes)", err=True)
+    write_report(payload, out, binary=fmt == "pdf")
 
 
 def _open(ctx, config_path):
