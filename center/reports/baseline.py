@@ -11,9 +11,12 @@ How (docs/console.md, "Morgonrapportens flaggor"):
   deviation, scaled by 1.4826 so it estimates a standard deviation for normal data). A median
   and a MAD ignore one odd night completely (it moves neither), unlike a mean and a standard
   deviation.
+- The spread is never taken below sqrt(baseline median) (the spread of a count that happens at
+  random, Poisson), nor below a floor: for small counts the MAD alone is too narrow (a baseline
+  of 1, 2, 1, 2 nights has MAD 0.74, yet a week at 3 is no news).
 - A flag is raised when this week's median exceeds the baseline median by K spreads AND by an
   absolute minimum (so a home whose baseline is all zeros is not flagged for one extra visit to
-  the bathroom): week_median >= base_median + K * max(MAD, floor) and
+  the bathroom): week_median >= base_median + K * max(MAD, sqrt(base_median), floor) and
   week_median - base_median >= minimum.
 - No baseline flag without enough history (MIN_BASELINE nights, MIN_WEEK nights): a new home
   is shown, not judged.
@@ -21,6 +24,7 @@ Rules that need no baseline: missed doses (MISSED_DOSES within MISSED_DAYS days)
 without motion after the hour the home is usually still moving.
 """
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -47,7 +51,7 @@ class Rule:
 RULES = (
     Rule("bed_exits", "uppstigningar ur sängen", "per natt", floor=0.5, minimum=2),
     Rule("activity", "rörelse på natten", "rörelser per natt", floor=2.0, minimum=8, relative=0.5),
-    Rule("doors", "dörren öppnad på natten", "gånger per natt", floor=0.5, minimum=1),
+    Rule("doors", "dörren öppnad på natten", "gånger per natt", floor=0.4, minimum=1),
 )
 
 
@@ -64,7 +68,7 @@ def judge(rule: Rule, week: list[float], base: list[float]) -> dict | None:
     week_med = statistics.median(week)
     base_med, mad = robust(base)
     rise = week_med - base_med
-    if week_med < base_med + K * max(mad, rule.floor) or rise < max(rule.minimum, rule.relative * base_med):
+    if week_med < base_med + K * max(mad, math.sqrt(base_med), rule.floor) or rise < max(rule.minimum, rule.relative * base_med):
         return None
     return {"what": rule.metric, "severity": 2, "week": _num(week_med), "baseline": _num(base_med),
             "mad": round(mad, 2),

@@ -59,6 +59,7 @@ class Truth:
     homes: dict[str, HomeTruth]
     events: int = 0
     seconds: float = 0.0
+    devices: dict = field(default_factory=dict)  # home -> its device Identity (in memory: a test may send more)
 
 
 def poisson(rand: random.Random, mean: float) -> int:
@@ -77,8 +78,9 @@ def make_center(root: Path, pki) -> Path:
 
 
 def _local(day: date, hour: float) -> float:
-    """Epoch seconds of a local day plus hours (hour may pass 24: the next day)."""
-    return datetime.combine(day, datetime.min.time(), ZONE).timestamp() + hour * 3600
+    """Epoch seconds of a local wall-clock time: the day at 00:00 plus hours (past 24: the next
+    day). Wall-clock arithmetic, so 22:06 is 22:06 also on the night the clocks change."""
+    return (datetime.combine(day, datetime.min.time(), ZONE) + timedelta(hours=hour)).timestamp()
 
 
 def generate(config: Path, homes: int, days: int, morning: date, seed: int = 1, planted_share: float = 0.5,
@@ -98,7 +100,7 @@ def generate(config: Path, homes: int, days: int, morning: date, seed: int = 1, 
     truth = Truth(config, morning, {})
     ids = [f"hem-r{i:03d}" for i in range(homes)]
     for n, home in enumerate(ids):
-        device = Identity.generate(home)
+        device = truth.devices[home] = Identity.generate(home)
         write_public(device.public(), cfg.center.homes_dir / f"{home}.pub")
         name = f"{FIRST_NAMES[n % 10]} {LAST_NAMES[(n // 10) % 8]}" if named and n % 7 else None
         if name:

@@ -1,0 +1,230 @@
+"""The day nurse's morning report, on generated months of homes with known planted changes.
+
+One real SQLite store (tests/support/reportyear.py: real envelopes signed by each home's key
+and sealed to the center key, cases sealed by the center's Sealer) over six weeks that cross
+the change from summer time (2026-10-25). Checked: a flag for each planted change and none for
+noise (both rates printed; each noise home has one odd night that must not flag), the report's
+numbers against the generator's truth, the sealed day digests (same report, far fewer envelopes
+opened, a late event noticed), every format through the real CLI, the PDF rendered to a picture
+under build/screenshots/ for the lead to look at.
+"""
+
+import json
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from center import config as cfgmod
+from center.reports import baseline
+from center.reports.morning import Nights, Settings, report
+from tests.support.lab import trygg
+from tests.support.reportyear import generate, make_center
+
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+MORNING = date(2026, 11, 3)  # six weeks back from here cross the end of summer time (2026-10-25)
+HOMES = 100
+BASELINE_WHATS = {"bed_exits", "activity", "doors", "doses", "quiet"}
+
+
+@pytest.fixture(scope="module")
+def year(tmp_path_factory, pki):
+    root = tmp_path_factory.mktemp("morning")
+    truth = generate(make_center(root, pki), homes=HOMES, days=42, morning=MORNING, seed=18, planted_share=0.5)
+    cfg = cfgmod.load(truth.config)
+    started = time.monotonic()
+    data = report(cfg, MORNING, None, Settings(outcomes=dict(cfg.cases.outcomes)), time.time())
+    cold = time.monotonic() - started
+    print(f"\ngenerated {truth.events} events for {HOMES} homes x 42 days in {truth.seconds:.1f} s; "
+          f"report (cold, {data['opened']}) {cold:.1f} s")
+    return truth, cfg, data
+
+
+def _settings(cfg) -> Settings:
+    return Settings(outcomes=dict(cfg.cases.outcomes))
+
+
+def test_flags_find_planted_changes_and_not_noise(year):
+    truth, _cfg, data = year
+    by_home = {h["home"]: h for h in data["homes"]}
+    planted = [t for t in truth.homes.values() if t.planted]
+    noise = [t for t in truth.homes.values() if not t.planted]
+    assert len(planted) >= 30 and len(noise) >= 30
+    found = [t for t in planted if t.planted in {f["what"] for f in by_home[t.home]["flags"]}]
+    false = [t for t in noise if BASELINE_WHATS & {f["what"] for f in by_home[t.home]["flags"]}]
+    detection, false_rate = len(found) / len(planted), len(false) / len(noise)
+    per_kind = {k: f"{sum(1 for t in found if t.planted == k)}/{sum(1 for t in planted if t.planted == k)}"
+                for k in sorted({t.planted for t in planted})}
+    print(f"\ndetection {detection:.0%} of {len(planted)} planted homes {per_kind}; "
+          f"false flags {false_rate:.0%} of {len(noise)} noise-only homes")
+    assert detection >= 0.9, [(t.home, t.planted, by_home[t.home]["flags"]) for t in planted if t not in found]
+    assert false_rate <= 0.05, [(t.home, by_home[t.home]["flags"]) for t in false]
+    # a planted home is flagged for what was planted, not for something else as well
+    assert all(BASELINE_WHATS & {f["what"] for f in by_home[t.home]["flags"]} == {t.planted} for t in found)
+    # homes that need attention come first
+    flagged = [bool(h["flags"]) for h in data["homes"]]
+    assert flagged == sorted(flagged, reverse=True)
+
+
+def test_one_odd_night_is_counted_but_not_flagged(year):
+    """Each noise home had one wild night this week (7 more bed exits): counted, yet not a flag
+    (a rule on single nights, or on the largest, would flag every one of them)."""
+    truth, _cfg, data = year
+    by_home = {h["home"]: h for h in data["homes"]}
+    noise = [t for t in truth.homes.values() if not t.planted]
+    flagged = 0
+    for t in noise:
+        exits = [n["bed_exits"] for n in by_home[t.home]["nights"]]
+        week, base = exits[-7:], exits[-35:-7]
+        assert max(week) >= 7  # the odd night is there, in the week
+        flagged += "bed_exits" in {f["what"] for f in by_home[t.home]["flags"]}
+        assert max(week) >= max(base) + 3 or max(week) >= 7
+    print(f"\nnoise homes flagged for bed exits: {flagged}/{len(noise)}")
+    assert flagged <= 0.05 * len(noise)
+
+
+def test_numbers_match_the_generators_truth(year):
+    truth, cfg, data = year
+    assert [h["home"] for h in data["homes"]] != sorted(truth.homes)  # ordered by attention, not by id
+    for h in data["homes"]:
+        t = truth.homes[h["home"]]
+        assert h["name"] == t.name
+        for night in h["nights"]:
+            want = t.nights[night["night"]]
+            assert (night["bed_exits"], night["doors"]) == (want["bed_exits"], want["doors"]), (h["home"], night)
+            assert night["activity"] == want.get("activity"), (h["home"], night)
+        for day in h["doses"]["days"]:
+            assert {k: day[k] for k in ("taken", "late", "missed")} == t.doses[day["date"]], (h["home"], day)
+        assert len(h["doses"]["days"]) == 14 and h["doses"]["days"][-1]["date"] == "2026-11-02"
+        got = [(c["kinds"], c["to_accept_s"], c["to_on_site_s"], c["to_close_s"], c["outcome"]) for c in h["cases"]]
+        want = [([c["kind"]], c["to_accept_s"], c["to_on_site_s"], c["to_close_s"], c["outcome"]) for c in sorted(t.cases, key=lambda c: c["opened"])]
+        assert got == want, h["home"]
+        assert all(c["outcome_text"] == cfg.cases.outcomes[c["outcome"]] for c in h["cases"])
+        assert sum(p["seconds"] for p in h["offline"]) == pytest.approx(t.offline_s, abs=1)
+    assert sum(len(h["cases"]) for h in data["homes"]) > 20
+
+
+def test_day_digests_give_the_same_report_and_notice_a_late_event(year):
+    truth, cfg, data = year
+    started = time.monotonic()
+    again = report(cfg, MORNING, None, _settings(cfg), time.time())
+    warm = time.monotonic() - started
+    print(f"\nreport again (warm: {again['opened']}) {warm:.2f} s; cold opened {data['opened']}")
+    assert again["homes"] == data["homes"]
+    assert again["opened"]["envelopes"] * 20 < data["opened"]["envelopes"]
+    # sealed at rest: no kind, no body, no name in the digests' bytes
+    from center.store import EventStore
+
+    store = EventStore(cfg.store_url)
+    try:
+        blobs = b"".join(bytes(r[0]) for r in store.db.query("SELECT sealed FROM report_days"))
+        assert blobs and b"bed_exit" not in blobs and b"per_hour" not in blobs
+        assert all(name.encode() not in blobs for name in {t.name for t in truth.homes.values() if t.name})
+    finally:
+        store.close()
+
+
+def test_a_late_event_reopens_its_day(tmp_path, pki):
+    """A bed exit of an old night that arrives late (an outage) changes that day's count: counted."""
+    from base.keys import load_public
+    from center.store import EventStore, Received
+    from protocol import envelope, topics
+    from protocol.ids import new_id
+    from protocol.messages import EventMessage, encode
+
+    truth = generate(make_center(tmp_path, pki), homes=2, days=40, morning=MORNING, seed=5)
+    cfg = cfgmod.load(truth.config)
+    home = "hem-r001"
+    first = {n["night"]: n for n in report(cfg, MORNING, home, _settings(cfg), time.time())["homes"][0]["nights"]}
+    night = MORNING - timedelta(days=20)
+    at = datetime.combine(night, datetime.min.time().replace(hour=23, minute=30), Nights(Settings()).zone)
+    device = truth.devices[home]
+    topic = topics.up(home, "alarm")
+    message = EventMessage(id=new_id(), home=home, cls="alarm", kind="bed_exit", time=at, clock_synced=True, body={})
+    sealed = envelope.seal(encode(message), topic, device.sign, load_public(cfg.center.key.with_suffix(".pub")).kem)
+    store = EventStore(cfg.store_url)
+    try:
+        store.record([Received(message.id, home, "alarm", topic, sealed, at.timestamp() + 3600)])
+    finally:
+        store.close()
+    second = report(cfg, MORNING, home, _settings(cfg), time.time())
+    nights = {n["night"]: n for n in second["homes"][0]["nights"]}
+    want = truth.homes[home].nights[night.isoformat()]["bed_exits"]
+    assert first[night.isoformat()]["bed_exits"] == want
+    assert nights[night.isoformat()]["bed_exits"] == want + 1
+    assert {k: v for k, v in nights.items() if k != night.isoformat()} == \
+        {k: v for k, v in first.items() if k != night.isoformat()}
+
+
+def test_every_format_through_the_cli(year, tmp_path):
+    truth, cfg, data = year
+    args = ["center", "report", "morning", "--date", MORNING.isoformat(), "--config", str(truth.config)]
+    flagged = next(h for h in data["homes"] if h["flags"] and h["cases"] and h["name"])
+    as_json = json.loads(trygg(*args, "--format", "json", "--home", flagged["home"]).stdout)
+    assert as_json["homes"] == [flagged]
+    html = trygg(*args, "--format", "html", "--home", flagged["home"]).stdout
+    assert "Morgonrapport tis 3 november 2026" in html and flagged["name"] in html
+    assert all(f["text"] in html for f in flagged["flags"]) and "<svg" in html and "<script" not in html
+    out = tmp_path / "morgon.pdf"
+    trygg(*args, "--format", "pdf", "--home", flagged["home"], "--out", str(out))
+    assert out.stat().st_mode & 0o777 == 0o600
+    pages = _shots(out.read_bytes(), "morning-one-home")
+    assert pages == 1
+
+
+def test_many_homes_print_attention_first_over_several_pages(year):
+    truth, cfg, data = year
+    from center.reportcli import render
+
+    part = {**data, "homes": data["homes"][:10] + data["homes"][-20:]}  # ten flagged cards, twenty calm lines
+    assert all(h["flags"] for h in part["homes"][:10]) and not any(h["flags"] for h in part["homes"][10:])
+    pages = _shots(render(part, "pdf"), "morning-many-homes")
+    assert 3 <= pages <= 6
+
+
+def _shots(pdf: bytes, name: str) -> int:
+    """Render each page to build/screenshots/NAME-N.png; a page must not be blank. The page count."""
+    import pypdfium2
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        for i, page in enumerate(document):
+            picture = page.render(scale=1.5).to_pil().convert("L")
+            picture.save(SHOTS / f"{name}-{i + 1}.png")
+            dark = sum(picture.histogram()[:128])
+            assert dark > 2000, f"page {i + 1} of {name} is blank"
+        return len(document)
+    finally:
+        document.close()
+
+
+def test_bad_input_is_one_line(year):
+    truth, _cfg, _data = year
+    base = ["center", "report", "morning", "--config", str(truth.config)]
+    for extra, says in ((["--date", "2026-02-30"], "--date"), (["--home", "hem-none"], "hem-none"),
+                        (["--night", "22-07"], "--night"), (["--zone", "Europe/Nowhere"], "--zone")):
+        done = trygg(*base, *extra, check=False)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+
+
+def test_a_night_that_changes_the_clock_is_ten_hours():
+    nights = Nights(Settings())
+    start, end = nights.bounds(date(2026, 10, 24))  # the clocks go back at 03:00 on the 25th
+    assert end - start == 10 * 3600
+    start, end = nights.bounds(date(2026, 3, 28))  # and forward on the 29th
+    assert end - start == 8 * 3600
+    assert nights.of(start) == date(2026, 3, 28) and nights.of(end) is None and nights.of(end - 1) == date(2026, 3, 28)
+
+
+def test_the_baseline_ignores_one_odd_night():
+    base = [1, 2, 1, 0, 2, 1, 1] * 4
+    rule = baseline.RULES[0]
+    assert baseline.judge(rule, [1, 2, 1, 9, 1, 2, 1], base) is None  # one wild night in the week
+    assert baseline.judge(rule, [5, 6, 4, 6, 7, 5, 6], base[:-1] + [30]) is not None  # an odd night in the baseline
+    flag = baseline.judge(rule, [5, 6, 4, 6, 7, 5, 6], base)
+    assert flag["text"] == "uppstigningar ur sängen: 6 per natt den här veckan mot 1 de fyra veckorna innan"
+    assert baseline.judge(rule, [5, 6, 4, 6], base[:10]) is None  # too little history to judge
+
