@@ -104,7 +104,7 @@ def build(home: str, card: dict | None, audits: list[dict], results: dict[str, d
             why_not = REFUSALS.get(detail.get("code") or "", detail.get("reason") or "nekades")
             lookins.append({
                 "seq": seq, "at": _iso(t), "when": when(t), "who": who(detail), "done": done,
-                "how_long": _camera_time(result.get("capture_ms")) if done else "–",
+                "how_long": _camera_time(result.get("capture_ms")) if done else "ingen bild togs",
                 "frames": result.get("frames"), "filter": FILTERS.get(result.get("privacy"), "okänt") if done else "–",
                 "grant": "ja, inom ditt medgivande" if done else f"nej – nekades: {why_not}", "verified": verified})
         elif action == "unlock":
