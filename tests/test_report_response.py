@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 import click
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from base.errors import ConfigError
 from center import config as cfgmod
@@ -210,3 +212,27 @@ def test_a_bad_promise_config_is_one_line_naming_the_key(tmp_path, section, mess
     with pytest.raises(ConfigError) as err:
         cfgmod.load(path)
     assert message in str(err.value)
+
+
+def test_a_month_across_a_daylight_saving_change_is_its_local_length():
+    from center.reports.stats import month_bounds
+
+    bounds = {m: month_bounds(m, "Europe/Stockholm") for m in ("2026-03", "2026-10", "2026-11", "2026-12")}
+    hours = {m: (end - start) / 3600 for m, (start, end) in bounds.items()}
+    assert hours == {"2026-03": 31 * 24 - 1, "2026-10": 31 * 24 + 1, "2026-11": 30 * 24, "2026-12": 31 * 24}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=12))
+def test_any_month_text_is_a_month_or_one_line_naming_it(text):
+    from base.errors import TryggError
+    from center.reports.stats import month_bounds
+
+    try:
+        start, end = month_bounds(text, "Europe/Stockholm")
+    except TryggError as exc:
+        assert str(exc) == f"--month must be a month like 2026-11, got {text!r}"
+    else:
+        first = datetime.fromtimestamp(start, STOCKHOLM)
+        assert (first.day, first.hour, f"{first:%Y-%m}") == (1, 0, text.strip())
+        assert 28 * 86400 - 3600 <= end - start <= 31 * 86400 + 3600
