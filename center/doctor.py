@@ -141,7 +141,7 @@ def _session(client, where, filters, probe, events, seen) -> Verdict:
         return failed("broker", f"{where}: no SUBACK in {TIMEOUT_S:g} s", "check the broker's log")
     refused = subscheck.refusals(filters, seen["suback"])
     if refused:
-        return failed("broker", "; ".join(refused), subscheck.ACL_FIX)
+        return failed("broker", "; ".join(map(subscheck.without_fix, refused)), subscheck.ACL_FIX)
     probe.sub_mid = client.subscribe(probe.topic, qos=1)[1]
     if not events["probe_suback"].wait(TIMEOUT_S) or subscheck.refusals([probe.topic], seen["probe_suback"]):
         return warned("broker", f"{where}: TLS and subscriptions granted; the probe topic {probe.topic} was not",
@@ -151,9 +151,10 @@ def _session(client, where, filters, probe, events, seen) -> Verdict:
     if events["puback"].wait(TIMEOUT_S):
         refused = probe.publish_result(probe.pub_mid, seen["puback"])
         if refused:
-            return warned("broker", refused, "reading could not be checked: see the receivers' check")
+            return warned("broker", subscheck.without_fix(refused), "reading could not be checked: see the receivers' check")
     if not events["heard"].wait(probe.wait_s):
-        return failed("broker", subscheck.unseen(probe.topic, probe.identity, probe.wait_s), subscheck.ACL_FIX)
+        return failed("broker", subscheck.without_fix(subscheck.unseen(probe.topic, probe.identity, probe.wait_s)),
+                      subscheck.ACL_FIX)
     ms = (time.monotonic() - started) * 1000
     return passed("broker", f"{where}: TLS as {probe.identity!r}, {len(filters)} subscription(s) granted, "
                             f"probe delivered back in {ms:.0f} ms")

@@ -272,7 +272,7 @@ def receivers(db, now: float) -> list[Verdict]:
         check, age = f"receiver {name}", now - beat
         report = json.loads(broker) if broker else {}
         lines = [(lane, w) for lane, seen in sorted(report.get("lanes", {}).items()) for w in seen.get("warnings", [])]
-        nothing = [f"{lane} lane: {w}" for lane, w in lines if subscheck.RECEIVES_NOTHING in w]
+        nothing = [f"{lane} lane: {subscheck.without_fix(w)}" for lane, w in lines if subscheck.RECEIVES_NOTHING in w]
         others = [f"{lane} lane: {w}" for lane, w in lines if subscheck.RECEIVES_NOTHING not in w]
         if age > RECEIVER_FRESH_S:
             out.append(failed(check, f"not heard for {age:.0f} s (last state {state})",

@@ -71,6 +71,11 @@ def probe_topic(subscription: str, identity: str | None) -> str:
     return "/".join(filled)
 
 
+def without_fix(line: str) -> str:
+    """The line without its fix, for a report that prints the fix on a line of its own."""
+    return line.removesuffix(f"; {ACL_FIX}")
+
+
 def new_probe() -> bytes:
     return PROBE_MARK + os.urandom(8).hex().encode()
 
