@@ -158,7 +158,7 @@ def test_a_late_event_reopens_its_day(tmp_path, pki):
 
 
 def test_every_format_through_the_cli(year, tmp_path):
-    truth, cfg, data = year
+    truth, _cfg, data = year
     args = ["center", "report", "morning", "--date", MORNING.isoformat(), "--config", str(truth.config)]
     flagged = next(h for h in data["homes"] if h["flags"] and h["cases"] and h["name"])
     as_json = json.loads(trygg(*args, "--format", "json", "--home", flagged["home"]).stdout)
@@ -174,7 +174,7 @@ def test_every_format_through_the_cli(year, tmp_path):
 
 
 def test_many_homes_print_attention_first_over_several_pages(year):
-    truth, cfg, data = year
+    _truth, _cfg, data = year
     from center.reportcli import render
 
     part = {**data, "homes": data["homes"][:10] + data["homes"][-20:]}  # ten flagged cards, twenty calm lines
@@ -191,9 +191,9 @@ def _shots(pdf: bytes, name: str) -> int:
     document = pypdfium2.PdfDocument(pdf)
     try:
         for i, page in enumerate(document):
-            picture = page.render(scale=1.5).to_pil().convert("L")
+            picture = page.render(scale=1.5).to_pil()
             picture.save(SHOTS / f"{name}-{i + 1}.png")
-            dark = sum(picture.histogram()[:128])
+            dark = sum(picture.convert("L").histogram()[:128])
             assert dark > 2000, f"page {i + 1} of {name} is blank"
         return len(document)
     finally:
@@ -228,3 +228,53 @@ def test_the_baseline_ignores_one_odd_night():
     assert flag["text"] == "uppstigningar ur sängen: 6 per natt den här veckan mot 1 de fyra veckorna innan"
     assert baseline.judge(rule, [5, 6, 4, 6], base[:10]) is None  # too little history to judge
 
+
+
+def test_the_console_serves_the_report_to_signed_in_staff_only(year):
+    """GET /api/report/morning: 401 without a session; JSON equal to the CLI's data; a PDF; one line for bad input."""
+    from starlette.testclient import TestClient
+
+    from base.keys import Identity, write_public
+    from center import keyring
+    from center.atrest import Sealer, center_keys
+    from center.residents import RESIDENT_CONTEXT, Residents
+    from center.service import case_desk
+    from center.store import EventStore
+    from center.web.accesslog import ACCESS_CONTEXT, AccessLog
+    from center.web.app import Console, make_app
+    from center.web.passkeys import PASSKEY_CONTEXT, PasskeyStore
+    from center.web.session import Sessions
+    from center.web.signin import SignInDesk
+    from tests.test_web_api import ORIGIN, Clock, sign_in
+
+    truth, cfg, data = year
+    store = EventStore(cfg.store_url)
+    keys = center_keys(cfg)
+    clock = Clock(time.time())
+    nurse = Identity.generate("karin")
+    cfg.center.staff_dir.mkdir(mode=0o700, exist_ok=True)
+    write_public(nurse.public(), cfg.center.staff_dir / "karin.pub")
+    passkeys = PasskeyStore(store.db, Sealer(keys, PASSKEY_CONTEXT))
+    signin = SignInDesk(Sessions(b"k" * 32, 3600, clock), passkeys, AccessLog(store.db, Sealer(keys, ACCESS_CONTEXT), clock),
+                        lambda name: keyring.staff_public(cfg, name), clock)
+    app = make_app(Console(cfg, case_desk(cfg, store, keys), signin, secure=False, clock=clock,
+                           residents=Residents(store.db, Sealer(keys, RESIDENT_CONTEXT)), store=store))
+    url = f"/api/report/morning?date={MORNING.isoformat()}"
+    try:
+        with TestClient(app, base_url=ORIGIN) as client:
+            client.passkeys, client.log, client.clock, client.soft = passkeys, None, clock, {}
+            assert client.get(url).status_code == 401
+            sign_in(client, nurse)
+            answer = client.get(url)
+            assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+            assert answer.json()["homes"] == data["homes"]
+            home = data["homes"][0]["home"]
+            pdf = client.get(f"{url}&home={home}&format=pdf")
+            assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+            html = client.get(f"{url}&home={home}&format=html")
+            assert "attachment" in html.headers["content-disposition"] and data["homes"][0]["flags"][0]["text"] in html.text
+            for bad, says in (("&date=2026-02-30", "date"), ("&home=hem-none", "hem-none"), ("&format=doc", "format")):
+                refused = client.get(url.split("?")[0] + "?" + bad[1:])
+                assert refused.status_code == 400 and says in refused.json()["error"], refused.text
+    finally:
+        store.close()

@@ -280,6 +280,12 @@ def make_app(console: Console) -> Starlette:
         return {"time": iso(now), "slots": [slot_json(s) for s in console.rounds().tonight(now)]}
 
     @signed_in
+    async def report_morning(request: Request):
+        from .reports import morning
+
+        return await run_in_threadpool(morning, console, request.query_params)
+
+    @signed_in
     async def rounds(request: Request):
         if console.rounds is None:
             return JSONResponse({"slots": []})
@@ -383,6 +389,7 @@ def make_app(console: Console) -> Starlette:
         Route("/api/cases/{case_id}/action", act, methods=["POST"]),
         Route("/api/homes/{home}", home_detail),
         Route("/api/rounds", rounds),
+        Route("/api/report/morning", report_morning),
         Route("/api/rounds/{home}/verdict", round_verdict, methods=["POST"]),
         Route("/api/homes/{home}/command/prepare", prepare_command, methods=["POST"]),
         Route("/api/homes/{home}/command/send", send_command, methods=["POST"]),
