@@ -33,7 +33,7 @@ ALARMS = env_float("YEAR_ALARMS", 1.5)
 EVENTS = env_int("YEAR_EVENTS", 20)
 TELEMETRY = env_int("YEAR_TELEMETRY", 4)
 STORE = os.environ.get("YEAR_STORE", "sqlite")
-ALARM_KINDS = ("fall", "help", "bed_exit", "door_open_night")
+ALARM_KINDS = ("fall", "help", "bed_exit", "door_open")
 OUTCOMES = ("helped", "helped", "helped", "false_alarm", "injured", "ambulance", "not_home", "technical")
 
 

@@ -26,7 +26,7 @@ from protocol.ids import new_id
 from protocol.messages import EventMessage, encode
 
 ZONE = "Europe/Stockholm"
-KINDS = ("fall", "help", "bed_exit", "door_open_night")
+KINDS = ("fall", "help", "bed_exit", "door_open")
 OUTCOMES = ("helped", "helped", "helped", "injured", "ambulance", "not_home", "technical")
 NOTES = ("Låg på golvet i hallen, hjälpt upp", "Trafikstörning på väg 31", "Två larm samtidigt i området",
          "Nyckelgömman var tom", "Brukaren ville ha sällskap")
