@@ -15,6 +15,7 @@ Usage: python3 packaging/build_deb.py --out DIR [--version V] [--venv-cache DIR]
 """
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -84,11 +85,15 @@ def build_venv(cache: Path) -> Path:
 
 
 def _source_stamp() -> str:
-    """The git tree of what goes into the venv: a changed source rebuilds it."""
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "protocol", "base", "agent",
-                            "drivers", "center", "pyproject.toml"], capture_output=True, text=True).stdout
-    return out.stdout.strip() + "\n" + dirty
+    """A hash of everything that goes into the venv: a changed source rebuilds it, another
+    engineer's commit elsewhere in the tree does not."""
+    digest = hashlib.sha256()
+    for top in ("protocol", "base", "agent", "drivers", "center", "pyproject.toml"):
+        paths = [ROOT / top] if (ROOT / top).is_file() else sorted((ROOT / top).rglob("*"))
+        for path in paths:
+            if path.is_file() and "__pycache__" not in path.parts and "node_modules" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def arch() -> str:

@@ -8,6 +8,7 @@ municipality's own policy (unattended-upgrades or its management tool). The daem
 the package's postinst's business (restart-when-idle), whoever upgrades.
 """
 
+import os
 import subprocess
 import sys
 
@@ -30,7 +31,7 @@ def main() -> int:
         print("apt-get update failed (unreachable or wrongly signed repository): nothing upgraded", file=sys.stderr)
         return 1
     return subprocess.run([*APT, "install", "-y", "--only-upgrade", *packages],
-                          env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}).returncode
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}).returncode
 
 
 if __name__ == "__main__":
