@@ -2,6 +2,7 @@
 sleeps), and with real Mosquitto processes on loopback, a real daemon and a real receiving
 service on both brokers: the first killed mid-burst, both down, the first back."""
 
+import re
 import sqlite3
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 from agent.brokerchoice import BrokerChoice, CappedBackoff
 from agent.config import FallbackBrokerConfig
 from base.configbase import BrokerConfig
+from base.errors import ConfigError
 from base.mqttconn import Backoff
 from tests.support.broker import Broker
 from tests.support.lab import Lab, edit_toml, wait_for
@@ -264,3 +266,39 @@ def test_both_brokers_down_nothing_is_lost_and_it_goes_through_whichever_returns
     watch.wait_ids(later, timeout=30)
     assert_each_once(lab, watch, ids + later)
     wait_for(lambda: home.depth() == 0, 15, "the outbox to empty")
+
+
+def _commented_section(example: Path) -> dict:
+    """The example's commented-out [broker_fallback], uncommented (its key lines only)."""
+    text = example.read_text()
+    block = text[text.index("# [broker_fallback]"):].split("\n\n", 1)[0]
+    lines = [line[2:] for line in block.splitlines() if re.match(r"# (\[broker_fallback\]|\w+ = )", line)]
+    return tomllib.loads("\n".join(lines))["broker_fallback"]
+
+
+def test_the_commented_examples_are_valid_second_broker_sections():
+    from agent import config as device
+    from center.config import CenterConfig
+
+    repo = Path(__file__).resolve().parents[1]
+    for name, model, parse in (("trygg.example.toml", device.DeviceConfig, device.parse),
+                               ("center.example.toml", CenterConfig, device.parse)):
+        example = repo / "config" / name
+        data = tomllib.loads(example.read_text())
+        assert "broker_fallback" not in data, f"{name}: the second broker is an option, commented out"
+        data["broker_fallback"] = section = _commented_section(example)
+        assert set(section) >= set(data["broker"]), f"{name}: the example lacks some of [broker]'s keys"
+        cfg = parse(data, model, example.parent)
+        assert cfg.broker_fallback.host == "mqtt.region.example" and cfg.broker_fallback.ca.is_absolute()
+
+
+def test_a_bad_second_broker_section_is_one_clear_line_per_problem():
+    from agent import config as device
+
+    data = {"home": {"id": "hem-0042"}, "broker": {"host": "a", "ca": "ca", "cert": "c", "key": "k"},
+            "broker_fallback": {"port": 8883, "ca": "ca", "cert": "c", "key": "k", "failover_after_s": 0}}
+    with pytest.raises(ConfigError) as caught:
+        device.parse(data, device.DeviceConfig, Path("/etc/trygg"))
+    lines = str(caught.value).splitlines()[1:]
+    assert lines[0] == "broker_fallback.host: required key is missing"
+    assert lines[1].startswith("broker_fallback.failover_after_s: ") and len(lines) == 2
