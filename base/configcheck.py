@@ -44,7 +44,8 @@ class Checked:
 
 def check_config(path: Path, choose_model: Callable[[dict], type[BaseModel]], user: ServiceUser | None = None,
                  files: bool = True) -> Checked:
-    """Read, parse, validate and (files=True) check the named files of one config file.
+    """Read, parse, validate and (files=True) check the named files of one config file: present,
+    private keys at safe modes (whether the service user can read them is the doctor's check).
 
     choose_model: the config model for the parsed sections (a device's or another part's)."""
     path = Path(path)
@@ -71,7 +72,7 @@ def check_config(path: Path, choose_model: Callable[[dict], type[BaseModel]], us
     except ConfigError as exc:  # a NUL in a path: the message is "source:\nwhere: what"
         checked.errors += str(exc).splitlines()[1:]
     if files:
-        checked.errors += check_files(model, data, checked.config, base, user)
+        checked.errors += check_files(model, data, checked.config, base, user, readable=False)
     return checked
 
 

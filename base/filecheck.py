@@ -115,8 +115,10 @@ def _raw_value(model: type[BaseModel], data: dict, section: str, key: str):
     return None
 
 
-def check_path(where: str, path: Path, kind: str, user: ServiceUser) -> list[str]:
-    """The problems with one named file, each one line naming the key, the path and the fix."""
+def check_path(where: str, path: Path, kind: str, user: ServiceUser, readable: bool = True) -> list[str]:
+    """The problems with one named file, each one line naming the key, the path and the fix.
+    readable: also check the service user can reach and read it (the doctor does; `config
+    validate` checks presence and modes only, as it may run before the user and its groups exist)."""
     if kind == CREATED_PRIVATE:
         parent = path.parent
         if not parent.is_dir():
@@ -136,15 +138,21 @@ def check_path(where: str, path: Path, kind: str, user: ServiceUser) -> list[str
         return [f"{where}: {path} is not a directory"]
     if kind != DIRECTORY and not stat.S_ISREG(st.st_mode):
         return [f"{where}: {path} is not a regular file"]
-    blocked = _blocked_parent(path, user)
+    blocked = _blocked_parent(path, user) if readable else None
     if blocked is not None:
         problems.append(f"{where}: the service user {user.name} cannot reach {path} (directory {blocked} "
                         f"is closed to it); run chmod o+x {blocked} or chgrp {user.name} {blocked}")
-    elif not user.may(st, ENTER if kind == DIRECTORY else READ):
+    elif readable and not user.may(st, ENTER if kind == DIRECTORY else READ):
         problems.append(f"{where}: the service user {user.name} cannot read {path} (owner uid {st.st_uid}, "
                         f"mode {stat.S_IMODE(st.st_mode):04o}); run chown {user.name} {path}")
     if kind in (PRIVATE, CREATED_PRIVATE, OPTIONAL_PRIVATE):
         problems += private_problems(where, path, st, user)
+    if kind == CREATED_PRIVATE:  # an SQLite database: its -wal and -shm hold the same rows
+        for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                problems += private_problems(where, extra, extra.stat(), user)
+            except OSError:
+                pass
     return problems
 
 
@@ -175,10 +183,10 @@ def _blocked_parent(path: Path, user: ServiceUser) -> Path | None:
 
 
 def check_files(model: type[BaseModel], data: dict, config: BaseModel | None, base: Path,
-                user: ServiceUser | None = None) -> list[str]:
+                user: ServiceUser | None = None, readable: bool = True) -> list[str]:
     """Every problem with every file the config names, one line each (empty: all good)."""
     user = user or ServiceUser.lookup()
     problems = []
     for where, path, kind in named_paths(model, data, config, base):
-        problems += check_path(where, path, kind, user)
+        problems += check_path(where, path, kind, user, readable)
     return problems

@@ -35,7 +35,7 @@ def validate(path):
 def test_a_good_config_still_says_ok(device):
     config, _ = device
     result = validate(config)
-    assert result.exit_code == 0 and result.stdout.strip() == f"{config}: ok"
+    assert result.exit_code == 0 and result.stdout.strip() == f"{config}: ok", result.output
 
 
 def test_every_problem_is_listed_in_one_pass(device):

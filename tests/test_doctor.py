@@ -6,6 +6,7 @@ ships, files at 0644, gpiozero's MockFactory, a running daemon - and the exit co
 import datetime
 import json
 import os
+import pwd
 import threading
 from pathlib import Path
 
@@ -185,6 +186,10 @@ def test_run_with_a_missing_tls_key_says_which_key_and_file(tmp_path, pki):
 
 def test_files_at_0644_and_a_missing_ca_fail_with_their_fix(home, cfg):
     cfg.keys.device.chmod(0o644)
+    cfg.outbox.path.touch(mode=0o600)
+    wal = cfg.outbox.path.with_name(cfg.outbox.path.name + "-wal")
+    wal.touch(mode=0o644)
+    wal.chmod(0o644)
     ca = home.dir / "ca-copy.crt"
     edit_toml(home.config, {"broker": {"ca": str(ca)}})
     _, verdicts = checks_config.check_config_file(home.config, cfgmod.DeviceConfig, me())
@@ -193,6 +198,7 @@ def test_files_at_0644_and_a_missing_ca_fail_with_their_fix(home, cfg):
     assert any("keys.device" in v.detail and "0644" in v.detail and v.fix == f"chmod 600 {cfg.keys.device}"
                for v in files), files
     assert any(f"broker.ca: no such file {ca}" == v.detail for v in files), files
+    assert any(v.detail.startswith(f"outbox.path: {wal} is readable by others") for v in files), files
 
 
 def test_files_the_service_user_cannot_read_fail(home):
@@ -275,13 +281,14 @@ def test_daemon_drivers_and_outbox_from_the_running_daemon(home, run_daemon, cfg
 
 
 def test_cli_exit_codes_and_json(home):
-    stopped = trygg("doctor", "--json", "--config", home.config, check=False)
+    user = ["--user", pwd.getpwuid(os.geteuid()).pw_name]  # the files are the test's, not a trygg user's
+    stopped = trygg("doctor", "--json", "--config", home.config, *user, check=False)
     assert stopped.returncode == 2, stopped.stderr
     report = json.loads(stopped.stdout)
     assert report["status"] == FAIL
     assert {"check": "daemon", "status": FAIL} in [{k: c[k] for k in ("check", "status")} for c in report["checks"]]
     home.start()
-    running = trygg("doctor", "--config", home.config, check=False)
+    running = trygg("doctor", "--config", home.config, *user, check=False)
     # Warnings only: the lab's 30-day certificates, mock pins, and (here) a clock without NTP.
     assert running.returncode == 1, running.stdout
     assert "FAIL" not in running.stdout and "WARN  gpio" in running.stdout
