@@ -238,6 +238,11 @@ class Receiver:
         extra = [probe] if probe and probe not in self._refusals else []
         return self._refusals + extra + self._limit_warnings + ([self._drop_warning] if self._drop_warning else [])
 
+    @property
+    def not_receiving(self) -> list[str]:
+        """What this lane receives nothing on (refused, or its probe never came back); [] when it reads."""
+        return list(self._refusals)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("receiver: broker refused connection: %s", reason_code)

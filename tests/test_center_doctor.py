@@ -128,6 +128,7 @@ def test_a_healthy_center_passes_every_check_and_exits_0(tmp_path, yearpki, year
     assert {c["check"] for c in report["checks"]} >= {"config", "store", "broker", "keys", "homes",
                                                       "broker certificate", "web console"}
     assert any(c["check"].startswith("receiver ") and c["status"] == "pass" for c in report["checks"])
+    assert all(not lane.not_receiving and lane.connected.is_set() for lane in rx.service.lanes)
 
 
 def test_a_warning_exits_1_and_names_its_fix(tmp_path, yearpki, yearbroker, running):
@@ -210,7 +211,7 @@ def test_a_receiver_that_may_not_read_says_so_everywhere_and_fails_doctor(tmp_pa
     rx = running(config)
     wait_for(lambda: all(lane.last_error for lane in rx.service.lanes), 20, "both lanes to say they receive nothing")
     for lane in rx.service.lanes:
-        assert subscheck.RECEIVES_NOTHING in lane.last_error and not lane.connected.is_set()
+        assert subscheck.RECEIVES_NOTHING in lane.last_error and not lane.connected.is_set() and lane.not_receiving
         assert any(subscheck.RECEIVES_NOTHING in w for w in lane.broker_warnings)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("alarm lane" in e and subscheck.RECEIVES_NOTHING in e for e in errors)
@@ -241,6 +242,17 @@ def test_a_refused_subscription_in_the_suback_is_shown_and_never_called_connecte
     assert desk.sink.links[-1] == "not receiving"
     assert filters[0] in receiver.last_error and "0x87" in receiver.last_error
     assert any("refused the subscription" in w for w in receiver.broker_warnings)
+
+
+def test_probes_from_any_receiver_are_dropped_silently_never_shown_or_recorded(desk):
+    sink = desk.start()  # its own probe came back (or it would not be connected)
+    desk.wire.publish("trygg/v1/center/up/test", subscheck.new_probe())  # another receiver's
+    desk.wire.publish("trygg/v1/hem-9/up/alarm", subscheck.new_probe())
+    desk.settle()
+    assert sink.rejects == []
+    assert all(e.home == desk.probe.name for e in sink.events)  # only the desk's own sealed probe events
+    assert [row for row in desk.rows() if "center" in row[3] or "hem-9" in row[3]] == []
+    assert not desk.receiver.not_receiving and desk.receiver.last_error is None
 
 
 # -- the store --------------------------------------------------------------------------------------------
