@@ -46,72 +46,74 @@ class _Probe:
             return getattr(self, name)
 
 
-def check_broker(cfg, device_sign, timeout: float = 10.0) -> list[Verdict]:
+def check_broker(cfg, device_sign, timeout: float = 10.0, section: str = "broker") -> list[Verdict]:
     """Verdicts for: the TLS connection, publishing the status, subscribing to the down topics.
-    device_sign: the device's Ed25519 key (signs the probe status), or None when it cannot be read."""
-    where = f"{cfg.broker.host}:{cfg.broker.port}"
+    device_sign: the device's Ed25519 key (signs the probe status), or None when it cannot be read.
+    section: the config section of the broker ([broker], or a second one such as [broker_fallback])."""
+    broker = getattr(cfg, section)
+    where = f"{broker.host}:{broker.port}"
     try:
-        client = mqttconn.make_client(f"{cfg.home.id}-doctor-{secrets.token_hex(3)}", cfg.broker)
+        client = mqttconn.make_client(f"{cfg.home.id}-doctor-{secrets.token_hex(3)}", broker, section=section)
     except TryggError as exc:
-        return [failed("broker", f"cannot set up TLS: {exc}", "fix the file named above (trygg config validate)")]
+        return [failed(section, f"cannot set up TLS: {exc}", "fix the file named above (trygg config validate)")]
     probe = _Probe()
     client.on_connect = lambda c, u, f, rc, p: probe.set("connack", rc)
     client.on_publish = lambda c, u, mid, rc, p: probe.set("puback", rc)
     client.on_subscribe = lambda c, u, mid, rcs, p: probe.set("suback", rcs)
     client.on_disconnect = lambda c, u, f, rc, p: probe.set("disconnect", rc)
     try:
-        mqttconn.connect(client, cfg.broker)
+        mqttconn.connect(client, broker)
     except ssl.SSLCertVerificationError as exc:
-        return [failed("broker", f"{where}: the broker's certificate is not accepted: {exc.verify_message}",
-                       "the broker certificate needs a SAN with the name in broker.host, issued by the CA "
-                       "in broker.ca (docs/operations.md, certificates)")]
+        return [failed(section, f"{where}: the broker's certificate is not accepted: {exc.verify_message}",
+                       f"the broker certificate needs a SAN with the name in {section}.host, issued by the CA "
+                       f"in {section}.ca (docs/operations.md, certificates)")]
     except (OSError, ValueError) as exc:
-        return [failed("broker", f"cannot connect to {where}: {type(exc).__name__}: {exc}",
-                       "check broker.host and broker.port, the network, and that the broker is running")]
+        return [failed(section, f"cannot connect to {where}: {type(exc).__name__}: {exc}",
+                       f"check {section}.host and {section}.port, the network, and that the broker is running")]
     client.loop_start()
     try:
-        return _session(client, probe, cfg, device_sign, where, timeout)
+        return _session(client, probe, cfg, device_sign, where, timeout, section)
     finally:
         client.disconnect()
         client.loop_stop()
 
 
-def _session(client, probe: _Probe, cfg, device_sign, where: str, timeout: float) -> list[Verdict]:
+def _session(client, probe: _Probe, cfg, device_sign, where: str, timeout: float, section: str) -> list[Verdict]:
     connack = probe.wait("connack", timeout)
     if connack is None:
         why = f"disconnected ({probe.disconnect})" if probe.disconnect is not None else f"no answer in {timeout:g} s"
-        return [failed("broker", f"{where} did not accept the connection: {why}",
+        return [failed(section, f"{where} did not accept the connection: {why}",
                        "the broker must trust this certificate's CA (its cafile) and allow the home's CN; "
                        "see the broker's log")]
     if connack.is_failure:
-        return [failed("broker", f"{where} refused the connection: {connack}",
+        return [failed(section, f"{where} refused the connection: {connack}",
                        "the broker must accept this certificate (use_identity_as_username, its CA) - see its log")]
-    verdicts = [passed("broker", f"connected to {where} over TLS as {cfg.home.id}")]
+    verdicts = [passed(section, f"connected to {where} over TLS as {cfg.home.id}")]
     home = cfg.home.id
     if device_sign is None:
-        verdicts.append(failed("broker publish", "not tried: the device key could not be read (see keys.device)",
+        verdicts.append(failed(f"{section} publish", "not tried: the device key could not be read (see keys.device)",
                                "fix keys.device, then run trygg doctor again"))
     else:
         status = probe_status(home, cfg.uplink.heartbeat_s, device_sign)
         info = client.publish(topics.status(home), status, qos=1, retain=False)
         code = probe.wait("puback", timeout) if info.rc == mqtt.MQTT_ERR_SUCCESS else None
         if code is None:
-            verdicts.append(failed("broker publish", f"no PUBACK for {topics.status(home)} within {timeout:g} s",
+            verdicts.append(failed(f"{section} publish", f"no PUBACK for {topics.status(home)} within {timeout:g} s",
                                    "see the broker's log for this client"))
         elif code.is_failure:
-            verdicts.append(failed("broker publish", f"the broker refused {topics.status(home)}: {code} "
+            verdicts.append(failed(f"{section} publish", f"the broker refused {topics.status(home)}: {code} "
                                    f"(0x{code.value:02x})", acl_fix(home)))
         else:
-            verdicts.append(passed("broker publish", f"{topics.status(home)} accepted ({code})"))
+            verdicts.append(passed(f"{section} publish", f"{topics.status(home)} accepted ({code})"))
     wanted = [topics.ack(home), topics.command(home)]
     client.subscribe([(topic, 1) for topic in wanted])
     codes = probe.wait("suback", timeout)
     if codes is None:
-        verdicts.append(failed("broker subscribe", f"no SUBACK within {timeout:g} s", "see the broker's log"))
+        verdicts.append(failed(f"{section} subscribe", f"no SUBACK within {timeout:g} s", "see the broker's log"))
     elif refused := [f"{t}: {c} (0x{c.value:02x})" for t, c in zip(wanted, codes) if c.is_failure]:
-        verdicts.append(failed("broker subscribe", "the broker refused " + "; ".join(refused), acl_fix(home)))
+        verdicts.append(failed(f"{section} subscribe", "the broker refused " + "; ".join(refused), acl_fix(home)))
     else:
-        verdicts.append(passed("broker subscribe", f"{', '.join(wanted)} granted (a Mosquitto acl_file grants every "
+        verdicts.append(passed(f"{section} subscribe", f"{', '.join(wanted)} granted (a Mosquitto acl_file grants every "
                                "subscription and filters on delivery: its ACL is checked by the publish above)"))
     return verdicts
 

@@ -20,21 +20,21 @@ WARN_DAYS = 30
 RENEW = "renew it (docs/operations.md, certificates) and restart trygg"
 
 
-def check_certificates(cfg, now: datetime, warn_days: int = WARN_DAYS) -> list[Verdict]:
-    broker = cfg.broker
+def check_certificates(cfg, now: datetime, warn_days: int = WARN_DAYS, section: str = "broker") -> list[Verdict]:
+    broker = getattr(cfg, section)
     try:
         cas = x509.load_pem_x509_certificates(broker.ca.read_bytes())
     except (OSError, ValueError) as exc:
-        return [failed("certificate broker.ca", f"{broker.ca}: not a readable PEM certificate ({exc})",
-                       "copy the municipality's CA certificate (PEM) to broker.ca")]
-    verdicts = [_validity("certificate broker.ca", broker.ca, cas[0], now, warn_days, _ca_problem(cas[0]))]
+        return [failed(f"certificate {section}.ca", f"{broker.ca}: not a readable PEM certificate ({exc})",
+                       f"copy the municipality's CA certificate (PEM) to {section}.ca")]
+    verdicts = [_validity(f"certificate {section}.ca", broker.ca, cas[0], now, warn_days, _ca_problem(cas[0]))]
     try:
         cert = x509.load_pem_x509_certificate(broker.cert.read_bytes())
     except (OSError, ValueError) as exc:
-        return verdicts + [failed("certificate broker.cert", f"{broker.cert}: not a readable PEM certificate ({exc})",
-                                  "copy this home's client certificate (PEM) to broker.cert")]
+        return verdicts + [failed(f"certificate {section}.cert", f"{broker.cert}: not a readable PEM certificate ({exc})",
+                                  f"copy this home's client certificate (PEM) to {section}.cert")]
     problem = _issuer_problem(cert, cas) or _client_problem(cert, cfg.home.id) or _key_problem(cert, broker.key)
-    verdicts.append(_validity("certificate broker.cert", broker.cert, cert, now, warn_days, problem))
+    verdicts.append(_validity(f"certificate {section}.cert", broker.cert, cert, now, warn_days, problem))
     return verdicts
 
 

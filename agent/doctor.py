@@ -20,6 +20,7 @@ import click
 from base import doctor as report
 from base.cliutil import config_option, friendly_errors, resolve_config
 from base.clock import kernel_clock_synced
+from base.configbase import BrokerConfig
 from base.configpath import DEVICE_CONFIG
 from base.doctor import Verdict, failed
 from base.filecheck import SERVICE_USER, ServiceUser
@@ -75,9 +76,10 @@ def diagnose(path: Path, env: Env | None = None) -> list[Verdict]:
         keys["device"], found = checks_config.check_keys(cfg)
         return found
 
-    def broker():
+    def brokers():
         device = keys.get("device")
-        return checks_broker.check_broker(cfg, device.sign if device else None, env.broker_timeout)
+        return [v for section in broker_sections(cfg)
+                for v in checks_broker.check_broker(cfg, device.sign if device else None, env.broker_timeout, section)]
 
     status: dict = {}
 
@@ -87,8 +89,9 @@ def diagnose(path: Path, env: Env | None = None) -> list[Verdict]:
 
     verdicts += report.run_checks([
         ("keys", with_keys),
-        ("certificates", lambda: checks_certs.check_certificates(cfg, env.now())),
-        ("broker", broker),
+        ("certificates", lambda: [v for section in broker_sections(cfg)
+                                  for v in checks_certs.check_certificates(cfg, env.now(), section=section)]),
+        ("broker", brokers),
         ("clock", lambda: checks_host.check_clock(env.clock_synced())),
         ("disk", lambda: checks_host.check_disk(cfg, env.free_bytes)),
         ("daemon", daemon),
@@ -99,6 +102,11 @@ def diagnose(path: Path, env: Env | None = None) -> list[Verdict]:
         ("outbox", lambda: checks_daemon.check_outbox(cfg, status.get("answer"))),
     ])
     return verdicts
+
+
+def broker_sections(cfg) -> list[str]:
+    """[broker], and a second broker when the config has one ([broker_fallback])."""
+    return [name for name in type(cfg).model_fields if isinstance(getattr(cfg, name), BrokerConfig)]
 
 
 @click.command("doctor")

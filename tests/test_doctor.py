@@ -340,3 +340,16 @@ def test_the_receiver_takes_the_probe_as_no_news_for_a_known_and_an_unknown_home
         handle(home, checks_broker.probe_status(home.name, 60, home.key.sign))
     assert sink.presences == [(known.name, "online")] and sink.rejects == []
     store.close()
+
+
+def test_a_second_broker_is_checked_like_the_first(cfg):
+    from agent.doctor import broker_sections
+
+    second = cfg.model_copy(update={"broker_fallback": cfgmod.FallbackBrokerConfig(**cfg.broker.model_dump())})
+    assert broker_sections(cfg) == ["broker"] and broker_sections(second) == ["broker", "broker_fallback"]
+    device = checks_config.check_keys(cfg)[0]
+    verdicts = checks_broker.check_broker(second, device.sign, 10, section="broker_fallback")
+    assert [(v.check, v.status) for v in verdicts] == [("broker_fallback", PASS), ("broker_fallback publish", PASS),
+                                                       ("broker_fallback subscribe", PASS)], verdicts
+    certs = checks_certs.check_certificates(second, NOW, section="broker_fallback")
+    assert [v.check for v in certs] == ["certificate broker_fallback.ca", "certificate broker_fallback.cert"]
