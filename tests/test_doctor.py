@@ -227,7 +227,11 @@ def test_clock_and_disk(cfg):
     assert checks_host.check_disk(cfg, lambda p: 1024).status == FAIL
 
 
-def test_no_pin_factory_on_this_machine_fails_with_how_to_install_lgpio(cfg, tmp_path):
+def test_no_pin_factory_on_this_machine_fails_with_how_to_install_lgpio(cfg, tmp_path, monkeypatch):
+    from gpiozero import Device
+
+    monkeypatch.setattr(Device, "pin_factory", None)  # as in a fresh `trygg doctor` process
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "lgpio")  # this machine has no lgpio (nor a Pi): it fails for real
     board = cfg.model_copy(update={"gpio": cfg.gpio.model_copy(update={"pins": "board"})})
     model = tmp_path / "model"
     model.write_text("Raspberry Pi 5 Model B Rev 1.0\x00")
