@@ -94,6 +94,7 @@ def _decode(raw: bytes, errors: list[str]) -> str:
 def _parse_toml(text: str, errors: list[str]) -> dict | None:
     """TOML, with each line that is not valid TOML reported and left out, so the rest is checked too."""
     lines = text.splitlines(keepends=True)
+    mended: set[int] = set()
     for _ in range(MAX_TOML_ERRORS):
         try:
             return tomllib.loads("".join(lines))
@@ -106,9 +107,23 @@ def _parse_toml(text: str, errors: list[str]) -> dict | None:
                 errors.append(f"not valid TOML: {what}")
                 return None
             number = int(found[1])
+            if number in mended:  # the mended header is still wrong: leave it out after all
+                lines[number - 1] = "\n"
+                continue
             errors.append(f"line {number}: not valid TOML: {what}")
             if number > len(lines) or not lines[number - 1].strip():
                 return None  # nothing left to leave out: the rest cannot be read
-            lines[number - 1] = "\n"
+            lines[number - 1] = _mend_header(lines[number - 1])
+            if lines[number - 1] != "\n":
+                mended.add(number)
     errors.append(f"more than {MAX_TOML_ERRORS} lines are not valid TOML; fix these first")
     return None
+
+
+def _mend_header(line: str) -> str:
+    """A broken table header (`[broker`) read as the table it names, so its keys are not taken
+    for the table above it; any other bad line is left out."""
+    name = line.strip().strip("[]").strip()
+    if line.lstrip().startswith("[") and re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        return f"[{name}]\n"
+    return "\n"

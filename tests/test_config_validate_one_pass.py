@@ -87,3 +87,11 @@ def test_any_bytes_give_lines_never_a_traceback(tmp_path_factory, data):
     checked = check_config(path, lambda d: cfgmod.DeviceConfig)
     assert checked.errors and all(isinstance(e, str) and e for e in checked.errors)
     assert stat.S_ISREG(path.stat().st_mode)
+
+
+def test_a_broken_table_header_is_one_error_not_a_list_of_keys_in_the_wrong_table(device):
+    config, _ = device
+    config.write_text(config.read_text().replace("[broker]", "[broker") + '\n[log]\nlevel = "loud"\n')
+    lines = validate(config).stderr.splitlines()[1:]
+    assert lines[0].endswith("not valid TOML: expected ']' at the end of a table declaration"), lines
+    assert lines[1:] == ["log.level: input should be 'debug', 'info', 'warning' or 'error', got 'loud'"], lines
