@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.cli import main
 from base.doctor import FAIL, PASS, WARN
@@ -84,12 +82,19 @@ class Running:
         self.thread.start()
 
     def store_state(self) -> str | None:
+        return self._row()[1]
+
+    def store_report(self) -> str:
+        """What the service last reported of the broker to the store (JSON text, "" before it did)."""
+        return self._row()[4] or ""
+
+    def _row(self) -> tuple:
         store = EventStore(self.cfg.store_url)
         try:
-            rows = store.receivers()
+            rows = store.receiver_reports()
         finally:
             store.close()
-        return rows[0][1] if rows else None
+        return rows[0] if rows else (None,) * 5
 
     def stop(self) -> None:
         self.service.stop()
@@ -216,7 +221,8 @@ def test_a_receiver_that_may_not_read_says_so_everywhere_and_fails_doctor(tmp_pa
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("alarm lane" in e and subscheck.RECEIVES_NOTHING in e for e in errors)
     assert any("not receiving" in r.getMessage() for r in caplog.records)  # the link line
-    wait_for(lambda: rx.store_state() == "disconnected", 10, "the store to show the receiver not receiving")
+    wait_for(lambda: rx.store_state() == "disconnected" and subscheck.RECEIVES_NOTHING in rx.store_report(), 10,
+             "the store to show the receiver not receiving")
     _, out = cli("center", "receivers", "--config", config)
     assert f"WARNING: {subscheck.RECEIVES_NOTHING}" in out
     verdicts = diagnose(config, probe_wait_s=PROBE_S)
@@ -224,24 +230,56 @@ def test_a_receiver_that_may_not_read_says_so_everywhere_and_fails_doctor(tmp_pa
     assert receiver.status == FAIL and subscheck.RECEIVES_NOTHING in receiver.detail
 
 
-def test_a_refused_subscription_in_the_suback_is_shown_and_never_called_connected(desk):
-    """A broker that checks its ACL at SUBSCRIBE answers 0x87 in the SUBACK (paho's own ReasonCode)."""
-    from center.receiver import Receiver
+@pytest.fixture(scope="module")
+def acl_at_subscribe_broker(yearpki, tmp_path_factory):
+    """Mosquitto with its dynamic-security plugin, which (unlike acl_file) judges a SUBSCRIBE and
+    answers 0x87 Not authorized in the SUBACK: the center may read trygg/v1/# (not $SYS), an
+    intruder nothing."""
+    work = tmp_path_factory.mktemp("dynsec")
+    rules = work / "dynamic-security.json"
+    rules.write_text(json.dumps({
+        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": True, "subscribe": False,
+                             "unsubscribe": True},
+        "clients": [{"username": "center", "roles": [{"rolename": "receiver"}]}, {"username": "intruder"}],
+        "groups": [],
+        "roles": [{"rolename": "receiver", "acls": [
+            {"acltype": "subscribePattern", "topic": "trygg/v1/#", "priority": 0, "allow": True},
+            {"acltype": "publishClientSend", "topic": "trygg/v1/#", "priority": 0, "allow": True}]}]}))
+    rules.chmod(0o600)
+    plugin = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+    if not plugin.exists():
+        pytest.skip(f"Mosquitto's dynamic-security plugin is not installed ({plugin})")
+    with Broker(work / "broker", yearpki, acl=False,
+                extra=(f"plugin {plugin}", f"plugin_opt_config_file {rules}")) as b:
+        yield b
 
-    desk.launch()  # a real receiver on the session broker; then its SUBACK handler is fed a refusal
-    receiver: Receiver = desk.receiver
-    wait_for(receiver.connected.is_set, 10, "the receiver connected")
-    desk.stop()
-    receiver.connected.clear()
-    filters = receiver.subscriptions()
-    receiver._subscribing = (4242, filters)
-    refused = ReasonCode(PacketTypes.SUBACK, identifier=0x87)
-    granted = ReasonCode(PacketTypes.SUBACK, identifier=1)
-    receiver._on_subscribe(None, None, 4242, [refused] + [granted] * (len(filters) - 1), None)
-    assert not receiver.connected.is_set()
-    assert desk.sink.links[-1] == "not receiving"
-    assert filters[0] in receiver.last_error and "0x87" in receiver.last_error
-    assert any("refused the subscription" in w for w in receiver.broker_warnings)
+
+def test_a_subscription_refused_in_the_suback_is_shown_and_fails_doctor(tmp_path, yearpki, acl_at_subscribe_broker,
+                                                                         running):
+    config = make_center(tmp_path / "c", yearpki, acl_at_subscribe_broker.port, identity="intruder")
+    rx = running(config)
+    wait_for(lambda: all(lane.last_error for lane in rx.service.lanes), 20, "both lanes to say they are refused")
+    for lane in rx.service.lanes:
+        assert "refused the subscription" in lane.last_error and "0x87" in lane.last_error
+        assert lane.subscriptions()[0] in lane.last_error and not lane.connected.is_set()
+    wait_for(lambda: "refused the subscription" in rx.store_report(), 10, "the service to report it to the store")
+    verdicts = by_check(diagnose(config, probe_wait_s=PROBE_S))
+    [broker] = verdicts["broker"]
+    assert broker.status == FAIL and "refused the subscription" in broker.detail
+    [receiver] = [v for check, vs in verdicts.items() if check.startswith("receiver ") for v in vs]
+    assert receiver.status == FAIL and "refused the subscription" in receiver.detail
+
+
+def test_the_center_on_a_broker_judging_subscribe_passes_without_the_sys_counter(tmp_path, yearpki,
+                                                                                  acl_at_subscribe_broker, running):
+    """The broker's dropped-message count ($SYS) refused is no reason to call the receiver deaf."""
+    config = make_center(tmp_path / "c", yearpki, acl_at_subscribe_broker.port)
+    rx = running(config)
+    wait_for(lambda: rx.store_state() == "connected", 20, "the receiving service connected")
+    assert all(not lane.not_receiving for lane in rx.service.lanes)
+    verdicts = by_check(diagnose(config, probe_wait_s=PROBE_S))
+    assert verdicts["broker"][0].status == PASS
+    assert [v.status for check, vs in verdicts.items() if check.startswith("receiver ") for v in vs] == [PASS]
 
 
 def test_probes_from_any_receiver_are_dropped_silently_never_shown_or_recorded(desk):
