@@ -192,7 +192,7 @@ def generate(config: Path, homes: int, days: int, morning: date, seed: int = 1, 
                 chunk = rows[k:k + 200]
                 store.db.query("INSERT INTO events (id, home, class, topic, envelope, received) VALUES "
                                + ",".join(["(?,?,?,?,?,?)"] * len(chunk)), [v for r in chunk for v in r])
-            _cases(store, case_sealer, rand, home, cases, ht, morning)
+            _cases(store, case_sealer, rand, home, cases, ht, morning, _local(detail_from, 0))
             _offline(store, rand, home, ht, morning)
             store.db.query("COMMIT")
         except BaseException:
@@ -204,8 +204,10 @@ def generate(config: Path, homes: int, days: int, morning: date, seed: int = 1, 
     return truth
 
 
-def _cases(store, sealer: Sealer, rand: random.Random, home: str, alarms: list, ht: HomeTruth, morning: date) -> None:
-    """One case per alarm, closed with response times and an outcome (the last night's in the truth)."""
+def _cases(store, sealer: Sealer, rand: random.Random, home: str, alarms: list, ht: HomeTruth, morning: date,
+           detail_from: float) -> None:
+    """One case per alarm, closed with response times and an outcome (the last night's in the truth).
+    A case before detail_from reuses a sealed part (never opened by the morning report)."""
     night_from = _local(morning - timedelta(days=1), 22)
     night_to = _local(morning, 7)
     rows, links = [], []
@@ -217,8 +219,9 @@ def _cases(store, sealer: Sealer, rand: random.Random, home: str, alarms: list, 
         outcome = rand.choice(OUTCOMES)
         body = {"kinds": [kind], "accepted_by": "anna", "on_site_by": "anna", "closed_by": "anna",
                 "outcome": outcome, "note": None, "help_coming": None}
+        old = at < detail_from and rows
         rows.append((case_id, home, "closed", at, accepted, on_site, closed, closed, 0, 0,
-                     sealer.seal(f"case/{case_id}", body)))
+                     rows[-1][-1] if old else sealer.seal(f"case/{case_id}", body)))
         links.append((event_id, case_id, at))
         if night_from <= at < night_to:
             ht.cases.append({"opened": at, "kind": kind, "to_accept_s": round(accepted - at, 1),
