@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import threading
+from importlib.util import find_spec
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -260,6 +261,9 @@ def test_camera_and_speaker_present_when_configured(cfg, tmp_path):
     assert checks_host.check_camera(usb, tmp_path).status == FAIL
     (tmp_path / "video0").touch()
     assert checks_host.check_camera(usb, tmp_path).status == PASS
+    if find_spec("picamera2") is None:  # not on this machine: the Pi camera's library comes from the OS
+        pi = cfg.model_copy(update={"lookin": cfg.lookin.model_copy(update={"camera": "picamera2"})})
+        assert checks_host.check_camera(pi, tmp_path).fix == "apt install python3-picamera2"
     speech = cfg.model_copy(update={"help_coming": cfg.help_coming.model_copy(update={"speaker": "speech"})})
     cards = tmp_path / "cards"
     cards.write_text(" 0 [Headphones     ]: bcm2835_headpho - bcm2835 Headphones\n")
