@@ -157,7 +157,9 @@ def certificate(name: str, cert_path: Path, key_path: Path, ca_path: Path, usage
             out.append(warned(name, f"the CA {ca_path} expires {ca.not_valid_after_utc:%Y-%m-%d}",
                               "plan the CA's renewal now: every certificate it issued stops with it"))
     if not out:
-        out.append(passed(name, f"{cert_path}: {left} days left, {usage} use, chains to {ca_path.name}"))
+        cn = [a.value for a in cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)]
+        out.append(passed(name, f"{cert_path} (CN {cn[0] if cn else '-'}): {left} days left, {usage} use, "
+                                f"chains to {ca_path.name}"))
     return out
 
 
