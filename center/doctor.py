@@ -37,8 +37,10 @@ def diagnose(config_path: Path, now: datetime.datetime | None = None,
         cfg = cfgmod.load(config_path)
     except ConfigError as exc:
         lines = str(exc).splitlines()
-        return [failed("config", "; ".join(lines), f"correct what is named above in {config_path} "
-                                                   "(every problem is listed) and run doctor again")]
+        fix = (f"give the center's config: --config PATH (default {cfgmod.DEFAULT_CENTER_CONFIG})"
+               if "not found" in lines[0] or "this is a device config" in lines[0] else
+               f"correct what is named above in {config_path} (every problem is listed) and run doctor again")
+        return [failed("config", "; ".join(lines), fix)]
     opened: dict = {}
 
     def store() -> Verdict:
@@ -157,4 +159,4 @@ def _session(client, where, filters, probe, events, seen) -> Verdict:
                       subscheck.ACL_FIX)
     ms = (time.monotonic() - started) * 1000
     return passed("broker", f"{where}: TLS as {probe.identity!r}, {len(filters)} subscription(s) granted, "
-                            f"probe delivered back in {ms:.0f} ms")
+                            f"probe delivered back in {ms:.1f} ms")
