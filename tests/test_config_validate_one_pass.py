@@ -50,6 +50,8 @@ def test_every_problem_is_listed_in_one_pass(device):
     os.chmod(tls_key, 0o644)
     os.chmod(config.parent / "device.key", 0o644)
     (config.parent / "center.pub").unlink()
+    ca = tls_key.parent / "ca.crt"
+    ca.unlink()
 
     result = validate(config)
 
@@ -58,7 +60,7 @@ def test_every_problem_is_listed_in_one_pass(device):
     lines = result.stderr.splitlines()
     wanted = ["not UTF-8", "not valid TOML", "home.colour: unknown key", "broker.keepalive_s:",
               f"broker.key: {tls_key} is readable by others (mode 0644); run chmod 600 {tls_key}",
-              "keys.device:", f"keys.center: no such file {config.parent / 'center.pub'}",
+              "keys.device:", f"keys.center: no such file {config.parent / 'center.pub'}", f"broker.ca: no such file {ca}",
               f"outbox.path: directory {outbox_dir} does not exist"]
     for words in wanted:
         assert any(words in line for line in lines), (words, lines)

@@ -361,3 +361,10 @@ def test_a_second_broker_is_checked_like_the_first(cfg):
                                                        ("broker_fallback subscribe", PASS)], verdicts
     certs = checks_certs.check_certificates(second, NOW, section="broker_fallback")
     assert [v.check for v in certs] == ["certificate broker_fallback.ca", "certificate broker_fallback.cert"]
+
+
+def test_a_certificate_the_broker_does_not_trust_fails_the_connection(cfg, pki, tmp_path):
+    other = make_lab_pki(tmp_path / "other", [cfg.home.id], days=90)
+    verdict = checks_broker.check_broker(with_tls(cfg, pki.ca, *other.client(cfg.home.id)), None, timeout=5)[0]
+    assert (verdict.check, verdict.status) == ("broker", FAIL), verdict
+    assert "did not accept" in verdict.detail or "cannot connect" in verdict.detail, verdict
