@@ -247,7 +247,7 @@ def test_the_console_serves_the_report_to_signed_in_staff_only(year):
     from center.web.signin import SignInDesk
     from tests.test_web_api import ORIGIN, Clock, sign_in
 
-    truth, cfg, data = year
+    _truth, cfg, data = year
     store = EventStore(cfg.store_url)
     keys = center_keys(cfg)
     clock = Clock(time.time())
