@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 
 from .configbase import BrokerConfig
 from .errors import ConfigError
+from .keys import check_private
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ def make_client(client_id: str, broker: BrokerConfig, tcp_nodelay: bool = True, 
 
 
 def tls_context(broker: BrokerConfig, section: str = "broker") -> ssl.SSLContext:
-    """The mutual-TLS context; a missing or wrong file is a ConfigError naming its key and path."""
+    """The mutual-TLS context; a missing or wrong file is a ConfigError naming its key and path, a
+    private key others can read a KeyFileError (0600, or 0640 with the service's group)."""
     for key in ("ca", "cert", "key"):
         path = getattr(broker, key)
         try:
@@ -59,6 +61,7 @@ def tls_context(broker: BrokerConfig, section: str = "broker") -> ssl.SSLContext
         except OSError as exc:
             raise ConfigError(f"{section}.{key}: cannot read {path} ({type(exc).__name__}: "
                               f"{exc.strerror or exc})") from None
+    check_private(broker.key, f"{section}.key, the TLS private key,")  # fail closed, as for device.key
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(broker.ca))
     except ssl.SSLError as exc:

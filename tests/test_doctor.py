@@ -368,3 +368,18 @@ def test_a_certificate_the_broker_does_not_trust_fails_the_connection(cfg, pki, 
     verdict = checks_broker.check_broker(with_tls(cfg, pki.ca, *other.client(cfg.home.id)), None, timeout=5)[0]
     assert (verdict.check, verdict.status) == ("broker", FAIL), verdict
     assert "did not accept" in verdict.detail or "cannot connect" in verdict.detail, verdict
+
+
+def test_run_refuses_a_tls_key_others_can_read_naming_its_key(tmp_path, pki):
+    from base.errors import KeyFileError
+
+    cert, key = pki.client("center")
+    loose = tmp_path / "loose.key"
+    loose.write_bytes(key.read_bytes())
+    loose.chmod(0o644)
+    broker = BrokerConfig(host="127.0.0.1", ca=pki.ca, cert=cert, key=loose)
+    with pytest.raises(KeyFileError, match=rf"broker\.key, the TLS private key, is readable by others \(mode 644\); "
+                                           rf"run chmod 600 {loose}"):
+        make_client("x", broker)
+    loose.chmod(0o600)
+    make_client("x", broker)
