@@ -6,10 +6,12 @@ and a reconnect loop with capped, jittered backoff. It never decides what to pub
 """
 
 import logging
+import os
 import random
 import select
 import socket
 import ssl
+import stat
 import threading
 from typing import Callable
 
@@ -18,8 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .configbase import BrokerConfig
-from .errors import ConfigError
-from .keys import check_private
+from .errors import ConfigError, KeyFileError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def make_client(client_id: str, broker: BrokerConfig, tcp_nodelay: bool = True, 
 
 def tls_context(broker: BrokerConfig, section: str = "broker") -> ssl.SSLContext:
     """The mutual-TLS context; a missing or wrong file is a ConfigError naming its key and path, a
-    private key others can read a KeyFileError (0600, or 0640 with the service's group)."""
+    private key all users can read a KeyFileError."""
     for key in ("ca", "cert", "key"):
         path = getattr(broker, key)
         try:
@@ -61,7 +62,10 @@ def tls_context(broker: BrokerConfig, section: str = "broker") -> ssl.SSLContext
         except OSError as exc:
             raise ConfigError(f"{section}.{key}: cannot read {path} ({type(exc).__name__}: "
                               f"{exc.strerror or exc})") from None
-    check_private(broker.key, f"{section}.key, the TLS private key,")  # fail closed, as for device.key
+    mode = stat.S_IMODE(os.stat(broker.key).st_mode)
+    if mode & 0o007:  # fail closed, as for device.key; a group (the service's, staff's CLI) may read it
+        raise KeyFileError(f"{section}.key: {broker.key} is a TLS private key readable by all users (mode {mode:o}); "
+                           f"run chmod 600 {broker.key} (or 640 with the service's group)")
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(broker.ca))
     except ssl.SSLError as exc:

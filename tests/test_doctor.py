@@ -378,8 +378,8 @@ def test_run_refuses_a_tls_key_others_can_read_naming_its_key(tmp_path, pki):
     loose.write_bytes(key.read_bytes())
     loose.chmod(0o644)
     broker = BrokerConfig(host="127.0.0.1", ca=pki.ca, cert=cert, key=loose)
-    with pytest.raises(KeyFileError, match=rf"broker\.key, the TLS private key, is readable by others \(mode 644\); "
-                                           rf"run chmod 600 {loose}"):
+    with pytest.raises(KeyFileError, match=rf"broker\.key: {loose} is a TLS private key readable by all users "
+                                           rf"\(mode 644\); run chmod 600 {loose}"):
         make_client("x", broker)
     loose.chmod(0o600)
     make_client("x", broker)
