@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test bench clean
+.PHONY: setup system-packages demo test bench clean deb
 
 WEB    := center/web
 VENDOR := $(WEB)/static/vendor/.built
@@ -45,6 +45,11 @@ system-packages:
 	    echo "installing python3-venv from the OS packages"; \
 	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null; \
 	fi
+	@if ! command -v dpkg-deb >/dev/null 2>&1 || ! command -v reprepro >/dev/null 2>&1 || ! command -v gpg >/dev/null 2>&1 \
+	    || ! [ -d /usr/lib/python3/dist-packages/systemd ] || ! /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1; then \
+	    echo "installing dpkg-dev, reprepro, gnupg, python3-systemd, python3-venv from the OS packages (make deb, its tests)"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dpkg-dev reprepro gnupg python3-systemd python3-venv >/dev/null; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,5 +66,10 @@ test: setup
 bench: setup
 	$(PY) bench/run_all.py
 
+# The Debian packages for Debian 12 / Raspberry Pi OS bookworm on this machine's architecture
+# (trygg-runtime, trygg, trygg-center; packaging/README.md says why so): into build/deb/.
+deb: system-packages $(VENDOR)
+	/usr/bin/python3 packaging/build_deb.py --out build/deb
+
 clean:
-	rm -rf $(VENV) demo .pytest_cache .hypothesis $(WEB)/node_modules $(WEB)/static/vendor
+	rm -rf $(VENV) demo build/deb build/deb-venv .pytest_cache .hypothesis $(WEB)/node_modules $(WEB)/static/vendor
