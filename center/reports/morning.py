@@ -175,8 +175,8 @@ def _cases(desk, homes: set[str], start: float, end: float, s: Settings) -> dict
 
 def _offline(store, homes: set[str], start: float, end: float) -> dict[str, list[dict]]:
     """Periods in the night a home was not online (offline or silent), from the presence feed."""
-    rows = store.db.query("SELECT at, home, ref FROM feed WHERE type = 'presence' AND at < ? AND at >= ? ORDER BY seq",
-                          (end, start - 30 * 86400))
+    rows = store.db.query("SELECT at, home, ref FROM feed WHERE seq >= ? AND type = 'presence' AND at < ? AND at >= ? "
+                          "ORDER BY seq", (_first_seq(store.db, start - 30 * 86400), end, start - 30 * 86400))
     state: dict[str, tuple[str, float]] = {}
     out: dict[str, list[dict]] = {}
     for at, home, ref in rows:
@@ -193,6 +193,21 @@ def _offline(store, homes: set[str], start: float, end: float) -> dict[str, list
             begin = max(since, start)
             out.setdefault(home, []).append({"from": _iso(begin), "to": None, "state": was, "seconds": round(end - begin)})
     return out
+
+
+def _first_seq(db, at: float) -> int:
+    """About the first feed row at or after a time, found by bisecting seq (the feed has one row per
+    event, millions a year, and no index on its time); rows append in time order, give or take a
+    receiver's batch, so an hour's margin is kept."""
+    low, high = 0, (db.one("SELECT MAX(seq) FROM feed") or (0,))[0] or 0
+    while low < high:
+        mid = (low + high) // 2
+        row = db.one("SELECT at FROM feed WHERE seq >= ? ORDER BY seq LIMIT 1", (mid,))
+        if row is None or row[0] >= at - 3600:
+            high = mid
+        else:
+            low = mid + 1
+    return low
 
 
 def _day_start(nights: Nights, day: date) -> float:
