@@ -155,6 +155,7 @@ class _DeviceConfig(_Section):
         "trust.path": "created-private", "outbox.path": "created-private",
         "simulate.scenario": "file", "help_coming.sound_file": "file",
     }
+    SERVICE_USER: ClassVar[str] = "trygg"  # systemd/trygg.service: a key at 0640 must have this user's group
     home: HomeConfig
     broker: BrokerConfig
     broker_fallback: FallbackBrokerConfig | None = None  # the second alarm path (optional)

@@ -65,6 +65,12 @@ READ = (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
 ENTER = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
 
 
+def service_user_for(model: type[BaseModel]) -> ServiceUser | None:
+    """The service user a config's model names (SERVICE_USER), or None when it names none."""
+    name = getattr(model, "SERVICE_USER", None)
+    return ServiceUser.lookup(name) if name else None
+
+
 def file_rules(model: type[BaseModel]) -> dict[tuple[str, str], str]:
     """(section, key) -> kind, for every path key the model's FILES (or its broker sections) name."""
     rules = {}
@@ -115,15 +121,19 @@ def _raw_value(model: type[BaseModel], data: dict, section: str, key: str):
     return None
 
 
-def check_path(where: str, path: Path, kind: str, user: ServiceUser, readable: bool = True) -> list[str]:
+def check_path(where: str, path: Path, kind: str, user: ServiceUser | None, readable: bool = True) -> list[str]:
     """The problems with one named file, each one line naming the key, the path and the fix.
     readable: also check the service user can reach and read it (the doctor does; `config
-    validate` checks presence and modes only, as it may run before the user and its groups exist)."""
+    validate` checks presence and modes only, as it may run before the user and its groups exist).
+    user None: the service user is not known (a config that does not name it): a key's group is
+    then not checked, only that nobody else can read it."""
+    readable = readable and user is not None
     if kind == CREATED_PRIVATE:
         parent = path.parent
         if not parent.is_dir():
+            owner = user.name if user else "SERVICE-USER"
             return [(f"{where}: directory {parent} does not exist; create it for the service: "
-                     f"install -d -o {user.name} -g {user.name} -m 0750 {parent}")]
+                     f"install -d -o {owner} -g {owner} -m 0750 {parent}")]
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -156,14 +166,14 @@ def check_path(where: str, path: Path, kind: str, user: ServiceUser, readable: b
     return problems
 
 
-def private_problems(where: str, path: Path, st: os.stat_result, user: ServiceUser) -> list[str]:
+def private_problems(where: str, path: Path, st: os.stat_result, user: ServiceUser | None) -> list[str]:
     """A private key or database: 0600, or 0640 when its group is the service's; owned by the
-    service user or root; never writable by anyone else."""
+    service user or root; never writable by anyone else. Without a known service user: any group."""
     mode = stat.S_IMODE(st.st_mode)
-    group_read_ok = mode & 0o070 == 0o040 and st.st_gid == user.gid
+    group_read_ok = mode & 0o070 == 0o040 and (user is None or st.st_gid == user.gid)
     if mode & 0o007 or (mode & 0o070 and not group_read_ok):
         return [f"{where}: {path} is readable by others (mode {mode:04o}); run chmod 600 {path}"]
-    if st.st_uid not in (user.uid, 0):
+    if user is not None and st.st_uid not in (user.uid, 0):
         return [(f"{where}: {path} is owned by uid {st.st_uid}, not {user.name} or root; "
                  f"run chown {user.name} {path}")]
     return []
@@ -184,8 +194,9 @@ def _blocked_parent(path: Path, user: ServiceUser) -> Path | None:
 
 def check_files(model: type[BaseModel], data: dict, config: BaseModel | None, base: Path,
                 user: ServiceUser | None = None, readable: bool = True) -> list[str]:
-    """Every problem with every file the config names, one line each (empty: all good)."""
-    user = user or ServiceUser.lookup()
+    """Every problem with every file the config names, one line each (empty: all good).
+    user: whose access counts; default: the model's SERVICE_USER, if it names one."""
+    user = user or service_user_for(model)
     problems = []
     for where, path, kind in named_paths(model, data, config, base):
         problems += check_path(where, path, kind, user, readable)

@@ -97,3 +97,23 @@ def test_a_broken_table_header_is_one_error_not_a_list_of_keys_in_the_wrong_tabl
     lines = validate(config).stderr.splitlines()[1:]
     assert lines[0].endswith("not valid TOML: expected ']' at the end of a table declaration"), lines
     assert lines[1:] == ["log.level: input should be 'debug', 'info', 'warning' or 'error', got 'loud'"], lines
+
+
+def test_a_key_at_0640_needs_the_named_service_users_group_and_any_group_when_none_is_named(device, tmp_path):
+    from pydantic import BaseModel
+
+    from base.configbase import BrokerConfig
+
+    class Unnamed(BaseModel):  # another part's config that names no service user
+        broker: BrokerConfig
+
+    config, tls_key = device
+    os.chown(tls_key, -1, 65534)  # a group that is not the service user's
+    os.chmod(tls_key, 0o640)
+    assert any(e.startswith("broker.key:") for e in check_config(config, lambda d: cfgmod.DeviceConfig).errors)
+    other = tmp_path / "other.toml"
+    other.write_text(f'[broker]\nhost = "h"\nca = "{tls_key.parent / "ca.crt"}"\ncert = "{tls_key.with_suffix(".crt")}"\n'
+                     f'key = "{tls_key}"\n')
+    assert check_config(other, lambda d: Unnamed).ok
+    os.chmod(tls_key, 0o644)
+    assert [e.split(":")[0] for e in check_config(other, lambda d: Unnamed).errors] == ["broker.key"]
