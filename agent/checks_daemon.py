@@ -6,6 +6,7 @@ doctor never opens the outbox itself, so it never holds a lock the daemon needs.
 from base.doctor import Verdict, failed, passed, warned
 from base.errors import DaemonNotRunning, TryggError
 
+STATUS_TIMEOUT_S = 10.0  # a daemon that does not answer by then is hung: that is the finding
 EVENT_AGE_WARN_S = 3600.0  # an event or telemetry this old has not reached the center for an hour
 START = "systemctl start trygg; journalctl -u trygg -n 50 says why it stopped"
 
@@ -13,10 +14,10 @@ START = "systemctl start trygg; journalctl -u trygg -n 50 says why it stopped"
 def ask_status(request, socket) -> tuple[dict | None, Verdict]:
     """(the daemon's status or None, the verdict on the daemon itself)."""
     try:
-        status = next(request(socket, {"op": "status"}))
+        status = next(request(socket, {"op": "status"}, timeout=STATUS_TIMEOUT_S))
     except DaemonNotRunning as exc:
         return None, failed("daemon", str(exc), START)
-    except (TryggError, OSError, ValueError, StopIteration) as exc:
+    except (TryggError, OSError, ValueError, StopIteration) as exc:  # TimeoutError is an OSError
         return None, failed("daemon", f"the daemon did not answer on {socket}: {exc}", START)
     return status, passed("daemon", f"running for {status.get('uptime_s', 0):.0f} s (home {status.get('home')})")
 
