@@ -5,6 +5,7 @@ Three packages from one source tree (why: packaging/README.md):
                  from wheels, /usr/bin/trygg, and the helpers under /usr/libexec/trygg
   trygg          (all) the home device: the `trygg` user, /etc/trygg, /var/lib/trygg, its unit, the update timer
   trygg-center   (all) the receiving service and the web console: the `trygg-center` user, its dirs, both units
+and, with --keyring, the municipality's own trygg-archive-keyring (its release key at the path devices trust).
 
 The venv is built once (--venv-cache DIR keeps it between builds, so a test builds two versions from one
 venv) with Debian's own /usr/bin/python3, because that is the interpreter the packages run on. It must
@@ -12,6 +13,7 @@ never touch the machine's /usr/lib/trygg: it is built under a staging directory 
 are rewritten to the installed path.
 
 Usage: python3 packaging/build_deb.py --out DIR [--version V] [--venv-cache DIR] [--fast]
+       python3 packaging/build_deb.py --out DIR --version V --keyring release.gpg
 """
 
 import argparse
@@ -196,13 +198,38 @@ def build(out: Path, version: str, cache: Path, fast: bool) -> list[Path]:
     return built
 
 
+def keyring_package(keyring: Path, version: str, out: Path, fast: bool = True) -> Path:
+    """trygg-archive-keyring: the municipality's release key(s) at the path devices' sources name
+    (Signed-By). Shipping it as a package signed by the current key is how a new key reaches the
+    devices before the repository switches to it (docs/operations.md, key rotation)."""
+    tree = out / "trygg-archive-keyring.tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    install(keyring, tree / "usr/share/keyrings/trygg-archive-keyring.gpg")
+    install(HERE / "copyright", tree / "usr/share/doc/trygg-archive-keyring/copyright")
+    (tree / "DEBIAN").mkdir()
+    (tree / "DEBIAN/control").write_text(control(
+        "trygg-archive-keyring", version, "all", "apt",
+        "The municipality's signing key(s) for its Trygg repository\n"
+        " apt accepts the Trygg repository only when signed by a key in\n"
+        " /usr/share/keyrings/trygg-archive-keyring.gpg (Signed-By in trygg.sources)."))
+    try:
+        return deb(tree, out, fast)
+    finally:
+        shutil.rmtree(tree)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="Where the .deb files go.")
     parser.add_argument("--version", default=f"{project_version()}-1", help="Debian version (default: pyproject's, -1).")
     parser.add_argument("--venv-cache", type=Path, default=ROOT / "build/deb-venv", help="Where the venv is built and kept.")
     parser.add_argument("--fast", action="store_true", help="gzip -1 instead of xz (tests).")
+    parser.add_argument("--keyring", type=Path, help="Build only trygg-archive-keyring from this keyring "
+                        "(gpg --export of the release key(s)).")
     args = parser.parse_args()
+    if args.keyring:
+        print(keyring_package(args.keyring, args.version, args.out, args.fast))
+        return
     for path in build(args.out, args.version, args.venv_cache.resolve(), args.fast):
         print(path)
 

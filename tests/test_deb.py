@@ -26,7 +26,8 @@ from tests.support.aptrepo import Apt, ReleaseKey, Repository, installed_version
 from tests.support.lab import wait_for, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("trygg", "trygg-center", "trygg-runtime")
+PACKAGES = ("trygg", "trygg-center", "trygg-runtime", "trygg-archive-keyring")
+KEYRING = Path("/usr/share/keyrings/trygg-archive-keyring.gpg")
 STATE = (Path("/etc/trygg"), Path("/var/lib/trygg"), Path("/etc/trygg-center"), Path("/var/lib/trygg-center"))
 RESTART = "/usr/libexec/trygg/restart-when-idle"
 
@@ -90,11 +91,16 @@ def _owner_mode(path: Path) -> tuple[str, str, str]:
 @needs_root
 def test_install_from_signed_repository_then_upgrade_keeps_config_keys_and_state(debs, machine, tmp_path):
     (v1, first), (v2, second) = debs.items()
-    key, repo = _repo(tmp_path, "kommun", *first)
+    key = ReleaseKey(tmp_path / "key-kommun", "Trygg kommun release")
+    keyring = sh("/usr/bin/python3", ROOT / "packaging/build_deb.py", "--out", tmp_path, "--version", "1",
+                 "--keyring", key.keyring).stdout.strip()
+    _, repo = _repo(tmp_path, "kommun", *first, Path(keyring), key=key)
     apt = Apt(tmp_path / "apt", repo.url, key.keyring)
     apt("update")
-    apt("install", "-y", "trygg", "trygg-center")
+    apt("install", "-y", "trygg", "trygg-center", "trygg-archive-keyring")
     assert installed_version("trygg") == installed_version("trygg-center") == installed_version("trygg-runtime") == v1
+    assert KEYRING.read_bytes() == key.keyring.read_bytes()
+    apt.trust(KEYRING)  # from now on the device trusts the key its package installed, as in production
 
     # The service user, its groups, the directories; the daemon neither enabled nor started.
     groups = sh("id", "-nG", "trygg").stdout.split()
@@ -154,7 +160,7 @@ def test_install_from_signed_repository_then_upgrade_keeps_config_keys_and_state
     assert installed_version("trygg") is None and not Path("/usr/lib/trygg").exists()
     assert config.read_text().endswith(f"{token}\n") and outbox.exists() and store.exists()
     sh("dpkg", "--purge", *PACKAGES)
-    assert not any(p.exists() for p in STATE)
+    assert not any(p.exists() for p in STATE) and not KEYRING.exists()
 
 
 @pytest.mark.slow

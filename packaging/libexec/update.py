@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-PACKAGES = ("trygg-runtime", "trygg", "trygg-center")
+PACKAGES = ("trygg-archive-keyring", "trygg-runtime", "trygg", "trygg-center")  # the keyring first: a rotation
 APT = ["apt-get", "-q", "-o", "DPkg::Lock::Timeout=600", "-o", "Dpkg::Options::=--force-confold"]
 
 

@@ -72,8 +72,8 @@ class Apt:
         for sub in ("lists/partial", "cache/archives/partial"):
             (directory / sub).mkdir(parents=True, exist_ok=True)
         self.sources = directory / "trygg.sources"
-        self.sources.write_text(f"Types: deb\nURIs: {repo_url}\nSuites: {CODENAME}\nComponents: main\n"
-                                f"Signed-By: {keyring}\n")
+        self.url = repo_url
+        self.trust(keyring)
         # One file, so the package's own updater (APT_CONFIG) sees exactly what these calls see.
         self.config = directory / "apt.conf"
         self.config.write_text(
@@ -81,6 +81,11 @@ class Apt:
             f'Dir::State::Lists "{directory / "lists"}";\nDir::Cache "{directory / "cache"}";\n'
             'APT::Sandbox::User "root";\nDPkg::Lock::Timeout "120";\nAPT::Get::List-Cleanup "false";\n')
         self.env = {**os.environ, "APT_CONFIG": str(self.config), "DEBIAN_FRONTEND": "noninteractive"}
+
+    def trust(self, keyring: Path) -> None:
+        """Signed-By: the only key(s) apt accepts for this repository."""
+        self.sources.write_text(f"Types: deb\nURIs: {self.url}\nSuites: {CODENAME}\nComponents: main\n"
+                                f"Signed-By: {keyring}\n")
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return sh("apt-get", "-q", *args, env=self.env, check=check)
