@@ -58,6 +58,7 @@ def init_device(home: str, broker: str, ca: Path, cert: Path, key: Path, center_
     refuse_existing(list(out.values()), force)
     directory.mkdir(parents=True, exist_ok=True, mode=0o750)
     state = Path(state_dir).resolve() if state_dir else directory
+    state.mkdir(parents=True, exist_ok=True, mode=0o750)  # the outbox's home: validate and run need it
     identity = Identity.generate(home, kem)
     write_private(identity, out["device_key"], force=True)
     write_public(identity.public(), out["device_pub"], force=True)
