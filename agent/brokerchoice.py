@@ -96,7 +96,7 @@ class BrokerChoice:
 
     def until_due(self, now: float) -> float:
         """Seconds until the first has been unreachable long enough (inf: no switch is pending)."""
-        if len(self.brokers) == 1 or self.using != 0 or self._first_down_since is None:
+        if len(self.brokers) == 1 or self.using != 0 or self._first_down_since is None or not self._lost[0]:
             return float("inf")
         return max(0.0, self._first_down_since + self.failover_after_s - now)
 
