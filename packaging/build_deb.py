@@ -43,7 +43,7 @@ def run(*cmd, **kw) -> None:
 
 def quiet(*cmd) -> None:
     """pip, whose output matters only when it fails."""
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(map(str, cmd[:4]))} ... failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
 
@@ -70,8 +70,8 @@ def build_venv(cache: Path) -> Path:
     quiet(*pip, "uninstall", "-q", "-y", "pip", "setuptools")  # dpkg owns this tree: nobody pip-installs into it
     cfg = venv / "pyvenv.cfg"
     staged = str(venv)
-    cfg.write_text(cfg.read_text().replace("include-system-site-packages = false", "include-system-site-packages = true")
-                   .replace(staged, PREFIX))
+    text = cfg.read_text().replace("include-system-site-packages = false", "include-system-site-packages = true")
+    cfg.write_text(text.replace(staged, PREFIX))
     for script in (venv / "bin").iterdir():
         if script.is_file() and not script.is_symlink():
             text = script.read_bytes()
@@ -221,8 +221,10 @@ def keyring_package(keyring: Path, version: str, out: Path, fast: bool = True) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="Where the .deb files go.")
-    parser.add_argument("--version", default=f"{project_version()}-1", help="Debian version (default: pyproject's, -1).")
-    parser.add_argument("--venv-cache", type=Path, default=ROOT / "build/deb-venv", help="Where the venv is built and kept.")
+    parser.add_argument("--version", default=f"{project_version()}-1",
+                        help="Debian version (default: pyproject's, -1).")
+    parser.add_argument("--venv-cache", type=Path, default=ROOT / "build/deb-venv",
+                        help="Where the venv is built and kept.")
     parser.add_argument("--fast", action="store_true", help="gzip -1 instead of xz (tests).")
     parser.add_argument("--keyring", type=Path, help="Build only trygg-archive-keyring from this keyring "
                         "(gpg --export of the release key(s)).")

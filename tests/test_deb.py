@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.aptrepo import Apt, ReleaseKey, Repository, installed_version, sh
-from tests.support.lab import wait_for, stop_process
+from tests.support.lab import stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("trygg", "trygg-center", "trygg-runtime", "trygg-archive-keyring")
@@ -66,13 +66,13 @@ def machine():
     users = {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()}
     groups = {line.split(":")[0] for line in Path("/etc/group").read_text().splitlines()}
     yield
-    subprocess.run(["dpkg", "--purge", *PACKAGES], capture_output=True)
+    subprocess.run(["dpkg", "--purge", *PACKAGES], capture_output=True, check=False)
     for user in ("trygg", "trygg-center"):
         if user not in users:
-            subprocess.run(["userdel", user], capture_output=True)
+            subprocess.run(["userdel", user], capture_output=True, check=False)
     for group in ("trygg", "trygg-center", "gpio", "video", "audio"):
         if group not in groups:
-            subprocess.run(["groupdel", group], capture_output=True)
+            subprocess.run(["groupdel", group], capture_output=True, check=False)
 
 
 def _repo(tmp_path: Path, name: str, *debs: Path, key: ReleaseKey | None = None) -> tuple[ReleaseKey, Repository]:
@@ -145,7 +145,8 @@ def test_install_from_signed_repository_then_upgrade_keeps_config_keys_and_state
 
     # Version 2 published; the package's own updater (the timer's job) applies it through apt.
     repo.publish(*second)
-    update = subprocess.run(["/usr/libexec/trygg/update"], env=apt.env, capture_output=True, text=True, timeout=300)
+    update = subprocess.run(["/usr/libexec/trygg/update"], env=apt.env, capture_output=True, text=True, timeout=300,
+                            check=False)
     assert update.returncode == 0, update.stdout + update.stderr
     assert installed_version("trygg") == installed_version("trygg-center") == installed_version("trygg-runtime") == v2
     for path, (content, owner_mode) in before.items():
@@ -174,17 +175,18 @@ def test_restart_waits_while_an_alarm_waits_for_acknowledgement(debs, machine, l
     apt("update")
     apt("install", "-y", "trygg")
     home = lab.home("hem-deb")
-    log = open(tmp_path / "daemon.log", "w")
+    log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(["/usr/bin/trygg", "run", "--config", str(home.config)], stdin=subprocess.DEVNULL,
                               stdout=log, stderr=subprocess.STDOUT, cwd="/")
 
     def ask(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([RESTART, "--config", str(home.config), "--dry-run", *extra], capture_output=True,
-                              text=True, timeout=60, cwd="/")
+                              text=True, timeout=60, cwd="/", check=False)
 
     try:
         wait_for(lambda: subprocess.run(["/usr/bin/trygg", "status", "--json", "--config", str(home.config)],
-                                        capture_output=True).returncode == 0, 30, "the installed daemon to answer")
+                                        capture_output=True, check=False).returncode == 0,
+                 30, "the installed daemon to answer")
         idle = ask()
         assert (idle.returncode, idle.stdout.splitlines()[0]) == (0, "restart: no alarm waiting"), idle
         sh("/usr/bin/trygg", "simulate", "alarm", "--kind", "fall", "--config", home.config)
@@ -292,7 +294,7 @@ def test_without_python3_systemd_logs_go_to_stderr_as_before():
             "logging.getLogger('agent.outbox').warning('full')\n"
             "print(type(logging.getLogger().handlers[0]).__name__)")
     proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "INVOCATION_ID": "0" * 32})
+                          env={**os.environ, "INVOCATION_ID": "0" * 32}, check=False)
     if proc.returncode == 5:
         pytest.skip("this venv has systemd-python")
     assert proc.returncode == 0, proc.stderr

@@ -27,7 +27,7 @@ def decide(config: str, trygg: str = TRYGG) -> tuple[bool, str]:
     """(restart now?, why) from what the daemon says about itself."""
     try:
         proc = subprocess.run([trygg, "status", "--json", "--config", config], capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
         return False, "the daemon did not answer within 60 s"
     if proc.returncode == NOT_RUNNING:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if restart:
             print(f"restart: {why}", flush=True)
             if not args.dry_run:
-                done = subprocess.run(RESTART)
+                done = subprocess.run(RESTART, check=False)
                 return 0 if done.returncode == 0 else 1
             return 0
         print(f"wait: {why}", flush=True)

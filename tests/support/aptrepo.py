@@ -14,9 +14,11 @@ CODENAME = "bookworm"
 
 
 def sh(*cmd, env: dict | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=timeout, cwd="/")
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=timeout, cwd="/",
+                          check=False)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 
@@ -37,7 +39,7 @@ class ReleaseKey:
         os.chmod(self.keyring, 0o644)
 
     def close(self) -> None:
-        subprocess.run(["gpgconf", "--kill", "all"], env=self.env, capture_output=True)
+        subprocess.run(["gpgconf", "--kill", "all"], env=self.env, capture_output=True, check=False)
 
 
 class Repository:
@@ -93,6 +95,6 @@ class Apt:
 
 def installed_version(package: str) -> str | None:
     proc = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", package],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     status, _, version = proc.stdout.partition(" ")
     return version if proc.returncode == 0 and status == "installed" else None
