@@ -113,6 +113,7 @@ def test_day_digests_give_the_same_report_and_notice_a_late_event(year):
     print(f"\nreport again (warm: {again['opened']}) {warm:.2f} s; cold opened {data['opened']}")
     assert again["homes"] == data["homes"]
     assert again["opened"]["envelopes"] * 20 < data["opened"]["envelopes"]
+    assert again["opened"]["digests"] <= HOMES * 8  # a handful per home: weeks, and days of the last one
     # sealed at rest: no kind, no body, no name in the digests' bytes
     from center.store import EventStore
 
@@ -278,3 +279,30 @@ def test_the_console_serves_the_report_to_signed_in_staff_only(year):
                 assert refused.status_code == 400 and says in refused.json()["error"], refused.text
     finally:
         store.close()
+
+
+def test_a_finished_week_is_kept_whole_from_its_days_and_no_keep_writes_nothing(tmp_path, pki):
+    from center.store import EventStore
+
+    thursday = date(2026, 11, 26)
+    truth = generate(make_center(tmp_path, pki), homes=3, days=24, morning=thursday, seed=7)
+    cfg = cfgmod.load(truth.config)
+    at_seven = datetime.combine(thursday, datetime.min.time().replace(hour=7), Nights(Settings()).zone).timestamp()
+
+    def kept() -> list[str]:
+        store = EventStore(cfg.store_url)
+        try:
+            return sorted(r[0] for r in store.db.query("SELECT day FROM report_days WHERE home = 'hem-r000'"))
+        finally:
+            store.close()
+    dry = report(cfg, thursday, None, _settings(cfg), at_seven, keep=False)
+    assert kept() == []
+    first = report(cfg, thursday, None, _settings(cfg), at_seven)
+    assert first["homes"] == dry["homes"]
+    assert kept()[-3:] == ["2026-11-23", "2026-11-24", "2026-11-25"]  # this week's finished days, one by one
+    assert kept()[-4] == "2026-11-16/7"  # last week as one
+    monday = at_seven + 4 * 86400 + 3600  # the next Monday's report: last week is finished
+    later = report(cfg, thursday + timedelta(days=4), None, _settings(cfg), monday)
+    assert kept()[-2:] == ["2026-11-16/7", "2026-11-23/7"]  # the week made from its days' digests
+    assert later["opened"]["envelopes"] <= 3 * 4  # only the Thursday's own few were opened again
+    assert later["opened"]["digests"] == 3 * 3 + 3 * 3  # three earlier weeks and this week's three days

@@ -1,16 +1,18 @@
-"""A home's facts per finished day, kept sealed, so a morning report does not open five weeks of events.
+"""A home's facts per finished week (or day), kept sealed, so a morning report need not open
+five weeks of envelopes.
 
-Opening one envelope costs ~150 µs (verify + HPKE open + decode); a morning report reads five
-weeks of every home (the baseline), which for 300 homes is ~100,000 envelopes: 15 s. So the facts
-of a finished day (facts.py: a few bed exits, doses, one motion summary) are kept, sealed to
-the center key like every other stored value (atrest.Sealer, bound to the home and the day),
-in `report_days`; the next report opens one small digest per home and day instead of the day's
-envelopes. Plaintext columns: home, day, how many events the digest covers and the newest one's
+Opening one envelope costs ~150-300 µs (signature check, HPKE open, decode); a morning report
+reads five weeks of every home (the baseline): for 300 homes ~70,000-100,000 envelopes, 25 s.
+So the facts of a finished week (facts.py: bed exits, doses, motion summaries), and of each
+finished day while its week is under way, are kept sealed to the center key like every other
+stored value (atrest.Sealer, bound to the home and the span) in `report_days`; the next report
+opens a handful of digests per home instead. A week that just finished is made from its days'
+digests. Plaintext columns: home, span, how many events the digest covers and the newest one's
 received time (routing and times only, as the events table already shows).
 
-A digest is trusted only while it still covers exactly the events stored for that day: an event
-that arrives late (a home back after an outage) changes the count, and the day is opened again.
-Only a day that has ended is kept; today is always opened fresh. Nothing is ever written in
+A digest is trusted only while it still covers exactly the events stored for its span: an event
+that arrives late (a home back after an outage) changes the count, and the span is opened again.
+Only a span that has ended is kept; today is always opened fresh. Nothing is ever written in
 plaintext: what is opened lives in memory for the one report.
 
 The table is created here on first use (IF NOT EXISTS) until migrations.py takes it as a step.
@@ -25,6 +27,7 @@ from .facts import Fact, open_facts
 
 log = logging.getLogger(__name__)
 CONTEXT = "trygg-center/v1/report-day/"
+WEEK = "/7"
 _TABLE = ("CREATE TABLE IF NOT EXISTS report_days (home TEXT NOT NULL, day TEXT NOT NULL, events INTEGER NOT NULL, "
           "newest {real} NOT NULL, sealed {blob} NOT NULL, PRIMARY KEY (home, day))")
 _SPELLING = {"sqlite": {"real": "REAL", "blob": "BLOB"}, "postgresql": {"real": "DOUBLE PRECISION", "blob": "BYTEA"}}
@@ -42,58 +45,94 @@ class DayDigests:
             tx.execute(_TABLE.format(**_SPELLING[store.db.dialect]))
 
     def home_facts(self, home: str, since: float, until: float, now: float) -> list[Fact]:
-        """Every counted fact of the home's events received in [since, until), oldest first."""
+        """Every counted fact of the home's events received in [since, until), oldest first; the
+        read starts at the Monday before `since`, so whole weeks are read (and kept) whole."""
         db = self.store.db
+        since = self._start(self._monday(self._date(since)).isoformat())
         rows = db.query("SELECT id, received FROM events WHERE home = ? AND received >= ? AND received < ?",
                         (home, since, until))
-        days: dict[str, list] = {}
+        spans: dict[str, list] = {}
         for event_id, received in rows:
-            days.setdefault(self._day(received), []).append((event_id, received))
-        kept = {day: (n, newest, bytes(sealed)) for day, n, newest, sealed in db.query(
+            spans.setdefault(self._span(received, min(now, until)), []).append((event_id, received))
+        kept = {span: (n, newest, bytes(sealed)) for span, n, newest, sealed in db.query(
             "SELECT day, events, newest, sealed FROM report_days WHERE home = ? AND day >= ?",
-            (home, self._day(since)))}
+            (home, self._date(since).isoformat()))}
         facts: list[Fact] = []
-        for day, events in sorted(days.items()):
-            newest = max(r for _, r in events)
-            stored = kept.get(day)
-            digest = None
-            if stored and stored[0] == len(events) and stored[1] == newest:
-                digest = self.sealer.open(f"{home}/{day}", stored[2])
-            if digest is not None:
-                self.opened["digests"] += 1
-                facts += [Fact(w, at, data) for w, at, data in digest["facts"]]
+        for span, events in sorted(spans.items()):
+            found = self._kept(home, span, events, kept)
+            if found is None and span.endswith(WEEK):  # a week just finished: from its days' digests
+                days: dict[str, list] = {}
+                for event in events:
+                    days.setdefault(self._date(event[1]).isoformat(), []).append(event)
+                found = []
+                for day, day_events in sorted(days.items()):
+                    found += self._kept(home, day, day_events, kept) or self._open(home, day_events)
+            elif found is not None:
+                facts += found
                 continue
-            opened = open_facts(self.store, self.opener, home, [i for i, _ in events])
-            self.opened["envelopes"] += len(events)
-            facts += opened
-            if self.keep and self._end(day) <= now and self._whole(day, since, until):
-                self._save(home, day, len(events), newest, opened)
+            found = found if found is not None else self._open(home, events)
+            facts += found
+            first, after = self._bounds(span)
+            if self.keep and after <= now and since <= first and after <= until:
+                self._save(home, span, len(events), max(r for _, r in events), found)
         facts.sort(key=lambda f: f.at)
         return facts
 
-    def _save(self, home: str, day: str, count: int, newest: float, facts: list[Fact]) -> None:
-        sealed = self.sealer.seal(f"{home}/{day}", {"facts": [[f.what, f.at, f.data] for f in facts]})
-        self._pending.append((home, day, count, newest, sealed))
+    def _kept(self, home: str, span: str, events: list, kept: dict) -> list[Fact] | None:
+        """The span's facts from its digest, if one covers exactly these events; else None."""
+        stored = kept.get(span)
+        if not stored or stored[0] != len(events) or stored[1] != max(r for _, r in events):
+            return None
+        digest = self.sealer.open(f"{home}/{span}", stored[2])
+        if digest is None:
+            return None
+        self.opened["digests"] += 1
+        return [Fact(w, at, data) for w, at, data in digest["facts"]]
+
+    def _open(self, home: str, events: list) -> list[Fact]:
+        self.opened["envelopes"] += len(events)
+        return open_facts(self.store, self.opener, home, [i for i, _ in events])
+
+    def _save(self, home: str, span: str, count: int, newest: float, facts: list[Fact]) -> None:
+        sealed = self.sealer.seal(f"{home}/{span}", {"facts": [[f.what, f.at, f.data] for f in facts]})
+        self._pending.append((home, span, count, newest, sealed))
 
     def flush(self) -> None:
-        """Keep the digests made by this report: one transaction (one fsync), whatever their number."""
+        """Keep the digests made by this report: one transaction (one fsync), whatever their number.
+        A week's digest replaces the digests of its days."""
         if not self._pending:
             return
         with self.store.db.tx() as tx:
+            for home, span, *_ in self._pending:
+                if span.endswith(WEEK):
+                    monday = date.fromisoformat(span[:10])
+                    tx.execute("DELETE FROM report_days WHERE home = ? AND day >= ? AND day < ?",
+                               (home, monday.isoformat(), (monday + timedelta(days=7)).isoformat()))
             tx.insert_rows("INSERT INTO report_days (home, day, events, newest, sealed)", self._pending,
                            "ON CONFLICT (home, day) DO UPDATE SET events = excluded.events, newest = excluded.newest, "
                            "sealed = excluded.sealed")
         self._pending = []
 
-    def _day(self, at: float) -> str:
-        return datetime.fromtimestamp(at, self.zone).date().isoformat()
+    def _span(self, at: float, now: float) -> str:
+        """A week finished by now (Monday to Sunday, local; now = the end of what is read) is one
+        span, "YYYY-MM-DD/7"; a day of a week still under way is its own, "YYYY-MM-DD"."""
+        day = self._date(at)
+        monday = self._monday(day)
+        if self._start((monday + timedelta(days=7)).isoformat()) <= now:
+            return monday.isoformat() + WEEK
+        return day.isoformat()
+
+    def _bounds(self, span: str) -> tuple[float, float]:
+        first = date.fromisoformat(span[:10])
+        days = 7 if span.endswith(WEEK) else 1
+        return self._start(first.isoformat()), self._start((first + timedelta(days=days)).isoformat())
+
+    def _date(self, at: float) -> date:
+        return datetime.fromtimestamp(at, self.zone).date()
+
+    @staticmethod
+    def _monday(day: date) -> date:
+        return day - timedelta(days=day.weekday())
 
     def _start(self, day: str) -> float:
         return datetime.combine(date.fromisoformat(day), time(0), self.zone).timestamp()
-
-    def _end(self, day: str) -> float:
-        return self._start((date.fromisoformat(day) + timedelta(days=1)).isoformat())
-
-    def _whole(self, day: str, since: float, until: float) -> bool:
-        """Only a day read whole is kept (a report's first and last day may be cut)."""
-        return since <= self._start(day) and self._end(day) <= until
