@@ -179,7 +179,9 @@ def build(out: Path, version: str, cache: Path, fast: bool) -> list[Path]:
         "trygg", version, "all", f"trygg-runtime (= {version}), adduser, apt",
         "Trygg home-care safety daemon for a resident's home\n"
         " Gets every alarm from the home's safety devices to the night staff, sealed end to end.\n"
-        " Not started until configured: run `trygg init`, then `systemctl enable --now trygg`."))
+        " Not started until configured: run `trygg init`, then `systemctl enable --now trygg`.",
+        # Raspberry Pi OS's pin factory (a Pi 5 has no other) and camera stack; plain Debian has neither.
+        "Recommends: python3-lgpio\nSuggests: python3-picamera2\n"))
     built.append(deb(dev, out, fast))
 
     ctr = work / "trygg-center"
