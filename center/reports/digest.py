@@ -49,11 +49,12 @@ class DayDigests:
         read starts at the Monday before `since`, so whole weeks are read (and kept) whole."""
         db = self.store.db
         since = self._start(self._monday(self._date(since)).isoformat())
-        rows = db.query("SELECT id, received FROM events WHERE home = ? AND received >= ? AND received < ?",
+        # received only: the (home, received) index answers it without reading a single envelope
+        rows = db.query("SELECT received FROM events WHERE home = ? AND received >= ? AND received < ?",
                         (home, since, until))
         spans: dict[str, list] = {}
-        for event_id, received in rows:
-            spans.setdefault(self._span(received, min(now, until)), []).append((event_id, received))
+        for (received,) in rows:
+            spans.setdefault(self._span(received, min(now, until)), []).append((None, received))
         kept = {span: (n, newest, bytes(sealed)) for span, n, newest, sealed in db.query(
             "SELECT day, events, newest, sealed FROM report_days WHERE home = ? AND day >= ?",
             (home, self._date(since).isoformat()))}
@@ -90,8 +91,12 @@ class DayDigests:
         return [Fact(w, at, data) for w, at, data in digest["facts"]]
 
     def _open(self, home: str, events: list) -> list[Fact]:
+        """Open a span's envelopes (a span is a stretch of time: its first to last event is all of it)."""
         self.opened["envelopes"] += len(events)
-        return open_facts(self.store, self.opener, home, [i for i, _ in events])
+        received = [r for _, r in events]
+        ids = [r[0] for r in self.store.db.query("SELECT id FROM events WHERE home = ? AND received >= ? AND "
+                                                 "received <= ?", (home, min(received), max(received)))]
+        return open_facts(self.store, self.opener, home, ids)
 
     def _save(self, home: str, span: str, count: int, newest: float, facts: list[Fact]) -> None:
         sealed = self.sealer.seal(f"{home}/{span}", {"facts": [[f.what, f.at, f.data] for f in facts]})
