@@ -155,6 +155,8 @@ def status(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
         return
     click.echo(f"home {answer['home']}  up {answer['uptime_s']:.0f} s  link {answer['link']}"
                f"  clock {'synchronized' if answer['clock_synced'] else 'NOT synchronized'}")
+    if answer.get("broker") == "second":
+        click.echo(f"  using the SECOND broker {answer['broker_address']} ([broker] unreachable)")
     if answer.get("last_error") and answer["link"] != "connected":
         click.echo(f"  last error: {answer['last_error']}")
     for cls, c in answer["outbox"]["classes"].items():

@@ -177,8 +177,9 @@ class Service:
         try:
             for case_id, flag, n in self.cases.escalate(self.clock.time()):
                 log.warning("case %s: %s%s", case_id, flag, f" {n}" if n else "")
-            self.ticker_store.receiver_beat(self.cfg.center.name, "connected" if connected else "disconnected",
-                                            self.clock.time(), self._broker_report())
+            state = ("connected" if connected else
+                     "not receiving" if any(r.not_receiving for r in self.lanes) else "disconnected")
+            self.ticker_store.receiver_beat(self.cfg.center.name, state, self.clock.time(), self._broker_report())
         except StoreUnavailable as exc:
             log.error("ticker: %s", exc)
 

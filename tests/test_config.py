@@ -371,7 +371,7 @@ def test_any_center_section_content_gives_config_error_or_a_config(section_and_v
 def test_a_bad_value_for_a_known_key_is_reported_under_that_key(section_key, value):
     section, key = section_key
     data = {k: dict(v) for k, v in VALID_DEVICE.items()}
-    data.setdefault(section, {})[key] = value
+    data.setdefault(section, dict(VALID_DEVICE["broker"]) if section == "broker_fallback" else {})[key] = value  # its host is required
     exc = _parse_or_config_error(data, DeviceConfig)
     if exc is not None:
         for line in problems(exc):
