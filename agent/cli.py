@@ -97,7 +97,7 @@ def run(ctx: click.Context, config_path: Path | None, simulate: bool, scenario: 
         if once:
             update["repeat"] = False
         cfg = cfg.model_copy(update={"simulate": cfg.simulate.model_copy(update=update), "lookin": demo_grant(cfg.lookin)})
-    logs.setup(cfg.log.level)
+    logs.setup(cfg.log.level, home=cfg.home.id)
     Daemon(cfg).run_forever()
 
 

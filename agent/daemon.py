@@ -249,7 +249,8 @@ class Daemon(Handlers):
         if accepted:
             self.uplink.wake()
         else:
-            log.warning("%s %s refused: %s", event.cls, message.id, self.storage.error or "the outbox is full")
+            log.warning("%s %s refused: %s", event.cls, message.id, self.storage.error or "the outbox is full",
+                        extra={"event_id": message.id})
         self._report_storage_fault()
         return Injected(message.id, accepted, stored)
 
@@ -262,7 +263,7 @@ class Daemon(Handlers):
             self.storage.lost("alarm")
         if not held:
             self.storage.lost(row.cls)
-            log.warning("not stored and not held in memory: %s %s lost", row.cls, row.id)
+            log.warning("not stored and not held in memory: %s %s lost", row.cls, row.id, extra={"event_id": row.id})
         return held
 
     def _report_storage_fault(self) -> None:

@@ -59,7 +59,8 @@ class ServiceLog:
 
     def event(self, message, received: float) -> None:
         if message.cls == "alarm":
-            log.warning("alarm %s from %s recorded (%s)", message.kind, message.home, message.id)
+            log.warning("alarm %s from %s recorded (%s)", message.kind, message.home, message.id,
+                        extra={"home": message.home, "event_id": message.id})
         else:
             log.debug("%s %s from %s recorded (%s)", message.cls, message.kind, message.home, message.id)
 
