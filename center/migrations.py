@@ -104,6 +104,12 @@ CREATE TABLE sign_in_log (
     seq {serial}, at {real} NOT NULL, action TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL,
     sealed {blob} NOT NULL);
 """),
+    (7, "the morning report's day and week digests (center/reports/digest.py): what it counted of a home's "
+        "events in one span, sealed to the center key; readable: home, span, event count, newest received", """
+CREATE TABLE IF NOT EXISTS report_days (
+    home TEXT NOT NULL, day TEXT NOT NULL, events INTEGER NOT NULL, newest {real} NOT NULL, sealed {blob} NOT NULL,
+    PRIMARY KEY (home, day));
+"""),
 ]
 
 

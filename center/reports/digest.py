@@ -28,9 +28,6 @@ from .facts import Fact, open_facts
 log = logging.getLogger(__name__)
 CONTEXT = "trygg-center/v1/report-day/"
 WEEK = "/7"
-_TABLE = ("CREATE TABLE IF NOT EXISTS report_days (home TEXT NOT NULL, day TEXT NOT NULL, events INTEGER NOT NULL, "
-          "newest {real} NOT NULL, sealed {blob} NOT NULL, PRIMARY KEY (home, day))")
-_SPELLING = {"sqlite": {"real": "REAL", "blob": "BLOB"}, "postgresql": {"real": "DOUBLE PRECISION", "blob": "BYTEA"}}
 
 
 class DayDigests:
@@ -40,9 +37,7 @@ class DayDigests:
         self.zone = ZoneInfo(zone)
         self.keep = keep  # False: read digests, write none (a read-only store)
         self.opened = {"envelopes": 0, "digests": 0}
-        self._pending: list[tuple] = []
-        with store.db.tx() as tx:
-            tx.execute(_TABLE.format(**_SPELLING[store.db.dialect]))
+        self._pending: list[tuple] = []  # report_days: the store's migration step 7
 
     def home_facts(self, home: str, since: float, until: float, now: float) -> list[Fact]:
         """Every counted fact of the home's events received in [since, until), oldest first; the
