@@ -19,6 +19,7 @@ import pytest
 from center import config as cfgmod
 from center.reports import baseline
 from center.reports.morning import Nights, Settings, report
+from tests.support.homekit import make_home  # noqa: F401 - fixture (the real lock driver)
 from tests.support.lab import trygg
 from tests.support.reportyear import generate, make_center
 
@@ -306,3 +307,56 @@ def test_a_finished_week_is_kept_whole_from_its_days_and_no_keep_writes_nothing(
     assert kept()[-2:] == ["2026-11-16/7", "2026-11-23/7"]  # the week made from its days' digests
     assert later["opened"]["envelopes"] <= 3 * 4  # only the Thursday's own few were opened again
     assert later["opened"]["digests"] == 3 * 3 + 3 * 3  # three earlier weeks and this week's three days
+
+
+def test_a_cleared_lock_fault_shows_cleared(tmp_path, pki, make_home):  # noqa: F811
+    """The real lock driver jams and frees again (drivers/lock.py): its lock_fault names no
+    component, its fault_cleared says "lock:front-door"; the report shows the fault cleared, in
+    Swedish words, and raises no fault flag. A second lock's fault, never cleared, stays open."""
+    from base.keys import load_public
+    from center.store import EventStore, Received
+    from drivers.lock import LockError
+    from protocol import envelope, topics
+    from protocol.ids import new_id
+    from protocol.messages import EventMessage, encode
+
+    truth = generate(make_center(tmp_path, pki), homes=1, days=36, morning=MORNING, seed=3, planted_share=0)
+    cfg = cfgmod.load(truth.config)
+    device_home = make_home()
+    lock = device_home.open("front-door")
+    device_home.world.jam("front-door")
+    with pytest.raises(LockError):
+        lock.unlock("anna")
+    device_home.world.jam("front-door", False)
+    device_home.set("front-door", "bolt", "retracted")
+    device_home.set("front-door", "bolt", "thrown")
+    cabinet = device_home.open("medicine-cabinet")
+    device_home.world.jam("medicine-cabinet")
+    with pytest.raises(LockError):
+        cabinet.unlock("anna")
+    emitted = [e for e in device_home.events.events if e.kind in ("lock_fault", "fault_cleared")]
+    assert [e.kind for e in emitted] == ["lock_fault", "fault_cleared", "lock_fault"]
+    assert "component" not in emitted[0].body and emitted[1].body["component"] == "lock:front-door"
+
+    home = "hem-r000"
+    at = datetime.combine(MORNING - timedelta(days=1), datetime.min.time().replace(hour=23), Nights(Settings()).zone)
+    center_kem = load_public(cfg.center.key.with_suffix(".pub")).kem
+    rows = []
+    for i, e in enumerate(emitted):
+        when = at + timedelta(minutes=10 * i)
+        topic = topics.up(home, e.cls)
+        message = EventMessage(id=new_id(), home=home, cls=e.cls, kind=e.kind, time=when, clock_synced=True, body=e.body)
+        rows.append(Received(message.id, home, e.cls, topic, envelope.seal(encode(message), topic,
+                                                                           truth.devices[home].sign, center_kem),
+                             when.timestamp() + 1))
+    store = EventStore(cfg.store_url)
+    try:
+        store.record(rows)
+    finally:
+        store.close()
+    [got] = report(cfg, MORNING, home, _settings(cfg), time.time())["homes"]
+    door, cabinet_fault = got["faults"]
+    assert door["component"] == "lock:front-door" and door["cleared"] is not None, door
+    assert cabinet_fault["component"] == "lock:medicine-cabinet" and cabinet_fault["cleared"] is None
+    assert door["text"] == "fel på dörrlåset"
+    assert [f["what"] for f in got["flags"] if f["what"] == "fault"] == ["fault"]  # the cabinet's only

@@ -48,7 +48,7 @@ def fact_of(event, received: float) -> Fact | None:
             return Fact("activity", at, {"date": body["date"], "per_hour": [int(h or 0) for h in hours]})
         return None
     if kind in FAULT_KINDS:
-        return Fact("fault", at, {"kind": kind, "component": body.get("component") or _component(kind),
+        return Fact("fault", at, {"kind": kind, "component": body.get("component") or _component(kind, body),
                                   "detail": str(body.get("detail") or "")[:200]})
     if kind == "fault_cleared":
         return Fact("fault_cleared", at, {"component": body.get("component") or ""})
@@ -57,8 +57,22 @@ def fact_of(event, received: float) -> Fact | None:
     return None
 
 
-def _component(kind: str) -> str:
-    return {"lock_fault": "lock", "dispenser_jam": "dispenser", "dispenser_empty": "dispenser"}.get(kind, "")
+def _component(kind: str, body: dict) -> str:
+    """The component a driver's own fault kind names, as its fault_cleared names it.
+
+    A lock's fault (drivers/lock.py: lock_fault) carries no "component"; the driver's emit puts its
+    own name under its kind ({"lock": "front-door"}), and its fault_cleared says "lock:front-door"
+    (drivers/base.py: Driver.component = kind:name). So the fault is named the same way here, or a
+    cleared lock fault would stay open in the report for ever."""
+    driver = {"lock_fault": "lock", "dispenser_jam": "dispenser", "dispenser_empty": "dispenser"}.get(kind, "")
+    name = body.get(driver) if driver else None
+    return f"{driver}:{name}" if driver and isinstance(name, str) and name else driver
+
+
+def same_component(fault: str, cleared: str) -> bool:
+    """A clearing clears a fault of the same component; a fault kept in an older digest named only
+    the driver kind ("lock"), so it is cleared by any "lock:NAME"."""
+    return bool(cleared) and (fault == cleared or fault == cleared.partition(":")[0])
 
 
 def open_facts(store, opener, home: str, ids: list[str]) -> list[Fact]:

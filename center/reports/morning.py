@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from protocol.messages import iso
 
 from . import baseline
-from .facts import Fact
+from .facts import Fact, same_component
 
 DOSE_DAYS = 14
 HISTORY_NIGHTS = baseline.WEEK_NIGHTS + baseline.BASELINE_NIGHTS
@@ -111,10 +111,12 @@ def _home(home, name, facts: list[Fact], cases, offline, nights: Nights, first: 
         elif f.what == "fault":
             entry = {"at": _iso(f.at), "kind": f.data["kind"], "component": f.data["component"],
                      "detail": f.data["detail"], "cleared": None}
+            entry["text"] = _fault_words(entry)
             faults.append(entry)
             open_faults[f.data["component"]] = entry
-        elif f.what == "fault_cleared" and f.data["component"] in open_faults:
-            open_faults.pop(f.data["component"])["cleared"] = _iso(f.at)
+        elif f.what == "fault_cleared":
+            for component in [c for c in open_faults if same_component(c, f.data["component"])]:
+                open_faults.pop(component)["cleared"] = _iso(f.at)
     evening, early = nights.hours()
     rows = []
     for i in range((last - first).days + 1):
@@ -233,8 +235,19 @@ FAULT_WORDS = {"lock_fault": "fel på dörrlåset", "dispenser_jam": "medicinaut
                "dispenser_empty": "medicinautomaten är tom"}
 
 
+DEVICE_WORDS = {"lock": "dörrlåset", "mat": "sängmattan", "motion": "rörelsesensorn", "dispenser": "medicinautomaten",
+                "button": "larmknappen", "camera": "kameran", "contact": "dörrkontakten", "speaker": "högtalaren",
+                "health": "hemmets enhet"}
+
+
 def _fault_words(fault: dict) -> str:
-    return FAULT_WORDS.get(fault["kind"]) or f"fel på {fault['component'] or 'en enhet'}"
+    """What the nurse reads: the device in Swedish, never a driver id alone ("fel på sängmattan")."""
+    if fault["kind"] in FAULT_WORDS:
+        return FAULT_WORDS[fault["kind"]]
+    kind, _, name = (fault["component"] or "").partition(":")
+    if kind in DEVICE_WORDS:
+        return f"fel på {DEVICE_WORDS[kind]}" + (f" ({name})" if name else "")
+    return f"fel på {fault['component'] or 'en enhet'}"
 
 
 def report(cfg, morning: date, home: str | None, s: Settings, now: float, keep: bool = True) -> dict:
