@@ -82,7 +82,7 @@ def describe_errors(exc: ValidationError) -> str:
 
 # (the section only that side's config has, what to say when the other side is given it)
 _SIDES = [("home", "center", ("this is a device config (trygg.toml); `trygg center` needs the center's config, "
-                              "e.g. /etc/trygg/center.toml")),
+                              "e.g. /etc/trygg-center/center.toml")),
           ("center", "home", ("this is a center config (center.toml); `trygg` needs the device's config, "
                               "e.g. /etc/trygg/trygg.toml"))]
 

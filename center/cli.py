@@ -47,12 +47,14 @@ def center() -> None:
               help="This receiver's MQTT client id (unique per receiver; a-z, 0-9, '-').")
 @click.option("--store", "store_url", default="",
               help="postgresql://USER@HOST/DB for several receivers as one (default: an SQLite file here).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the SQLite store lives (default: --dir; packaged: /var/lib/trygg-center).")
 @click.option("--force", is_flag=True, help="Replace existing config and keys.")
 @friendly_errors
-def center_init(directory, broker, ca, cert, key, kem, name, store_url, force) -> None:
+def center_init(directory, broker, ca, cert, key, kem, name, store_url, state_dir, force) -> None:
     """Write a receiver config, the center's keys, and center.pub for devices."""
     out = provision.init_center(broker, ca, cert, key, directory, force=force, kem=kem, name=name,
-                                store_url=store_url)
+                                store_url=store_url, state_dir=state_dir)
     click.echo(f"wrote {out['config']}")
     click.echo(f"center key {out['center_key']} (0600)")
     click.echo(f"give this file to technicians (trygg init --center-key): {out['center_pub']}")

@@ -20,8 +20,11 @@ from .config import CenterConfig
 
 
 def init_center(broker: str, ca: Path, cert: Path, key: Path, directory: Path, force: bool = False,
-                kem: str = "x25519", name: str = "center", store_url: str = "") -> dict[str, Path]:
-    """Write center.toml, center.key (0600), center.pub (for devices) and homes/ under directory.
+                kem: str = "x25519", name: str = "center", store_url: str = "",
+                state_dir: Path | None = None) -> dict[str, Path]:
+    """Write center.toml, center.key (0600), center.pub (for devices) and homes/ under directory;
+    the SQLite store and the console's session key go to state_dir (default: directory), which
+    the services may write (their units make /etc read-only).
 
     With a PostgreSQL store, receivers share the homes' messages (an MQTT shared subscription):
     every receiver of the site is initialised with the same --store.
@@ -33,11 +36,13 @@ def init_center(broker: str, ca: Path, cert: Path, key: Path, directory: Path, f
     refuse_existing(list(out.values()), force)
     directory.mkdir(parents=True, exist_ok=True, mode=0o750)
     (directory / "homes").mkdir(exist_ok=True, mode=0o750)
+    state = Path(state_dir).resolve() if state_dir else directory
+    state.mkdir(parents=True, exist_ok=True, mode=0o750)
     identity = Identity.generate(name, kem)
     write_private(identity, out["center_key"], force=True)
     write_public(identity.public(), out["center_pub"], force=True)
     sections = {
-        "center": {"name": name, "key": out["center_key"], "homes_dir": directory / "homes", "store": directory / "center.db"},
+        "center": {"name": name, "key": out["center_key"], "homes_dir": directory / "homes", "store": state / "center.db"},
         "broker": broker,
     }
     if store_url:

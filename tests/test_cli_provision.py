@@ -584,3 +584,31 @@ def test_add_homes_without_exactly_one_source_of_keys_says_so(center, tmp_path, 
     assert result.exit_code == 1
     assert one_line(result.stderr).startswith("trygg: ")
     assert enrolled(center) == {}
+
+
+def test_center_init_puts_the_store_in_the_state_dir_the_services_may_write(pki, tmp_path):
+    """The packaged units make /etc read-only for the services: the store must live elsewhere."""
+    from center.config import load
+
+    made = center_init(pki, tmp_path / "etc", "--state-dir", tmp_path / "var")
+
+    assert made.exit_code == 0, made.output
+    assert load(tmp_path / "etc" / "center.toml").center.store == (tmp_path / "var" / "center.db").resolve()
+    assert (tmp_path / "var").is_dir()
+
+
+def test_the_center_default_config_is_its_own_folder_and_the_earlier_default_still_found(tmp_path, monkeypatch):
+    from base import configpath
+
+    monkeypatch.delenv(configpath.CONFIG_ENV, raising=False)
+    new, earlier = tmp_path / "trygg-center" / "center.toml", tmp_path / "trygg" / "center.toml"
+    monkeypatch.setattr(configpath, "CENTER_CONFIG", new)
+    monkeypatch.setattr(configpath, "EARLIER_CENTER_CONFIG", earlier)
+    assert configpath.config_path(None, new) == new  # neither exists: the default, named in errors
+    earlier.parent.mkdir()
+    earlier.write_text("")
+    assert configpath.config_path(None, new) == earlier
+    new.parent.mkdir()
+    new.write_text("")
+    assert configpath.config_path(None, new) == new
+    assert configpath.config_path(str(earlier), new) == earlier  # --config always wins
