@@ -50,6 +50,14 @@ system-packages:
 	    echo "installing dpkg-dev, reprepro, gnupg, python3-systemd, python3-venv from the OS packages (make deb, its tests)"; \
 	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dpkg-dev reprepro gnupg python3-systemd python3-venv >/dev/null; \
 	fi
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+	    echo "installing systemd from the OS packages (systemd-analyze checks the units' hardening)"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq systemd >/dev/null; \
+	fi
+	@if ! /sbin/ldconfig -p | grep -q 'libpangoft2-1.0.so.0'; then \
+	    echo "installing Pango from the OS packages (the reports' PDF, WeasyPrint)"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -176,7 +176,7 @@ class HomeDevices:
             try:
                 driver.open()
             except Exception:
-                log.warning("driver %s could not open; its thread retries and reports it", driver.component)
+                log.debug("driver %s could not open; its thread retries and reports it", driver.component)
             driver.start()
         if self.player:
             self.player.start()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHES = ["ingest", "drain", "latency", "idle", "commands", "pin_edge", "lookin", "padding", "stall", "outbox_disk", "cases", "fleet", "year", "reports", "reports_response", "web"]
+BENCHES = ["ingest", "drain", "latency", "idle", "commands", "pin_edge", "lookin", "padding", "stall", "outbox_disk", "cases", "fleet", "year", "reports", "reports_response", "sd_wear", "web"]
 TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", 600))
 
 
