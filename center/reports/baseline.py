@@ -72,12 +72,17 @@ def judge(rule: Rule, week: list[float], base: list[float]) -> dict | None:
         return None
     return {"what": rule.metric, "severity": 2, "week": _num(week_med), "baseline": _num(base_med),
             "mad": round(mad, 2),
-            "text": f"{rule.label}: {_num(week_med)} {rule.unit} den här veckan mot {_num(base_med)} "
+            "text": f"{rule.label}: {_said(week_med)} {rule.unit} den här veckan mot {_said(base_med)} "
                     f"{_before(len(base))}"}
 
 
 def _before(nights: int) -> str:
     return "de fyra veckorna innan" if nights == 28 else f"de {nights} nätterna innan"
+
+
+def _said(x: float) -> str:
+    """A number as a Swedish reader writes it: a decimal comma (1,5)."""
+    return str(_num(x)).replace(".", ",")
 
 
 def _num(x: float) -> float | int:

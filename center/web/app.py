@@ -285,6 +285,16 @@ def make_app(console: Console) -> Starlette:
 
         return await run_in_threadpool(morning, console, request.query_params)
 
+    async def report_page(request: Request):
+        """The morning report as a page of its own (web/reports.py); signed-in staff only."""
+        from .reports import page, signed_out_page
+
+        try:
+            await run_in_threadpool(console.member, request)
+        except SignInRefused:
+            return signed_out_page()
+        return await run_in_threadpool(page, console, request.query_params)
+
     @signed_in
     async def rounds(request: Request):
         if console.rounds is None:
@@ -390,6 +400,7 @@ def make_app(console: Console) -> Starlette:
         Route("/api/homes/{home}", home_detail),
         Route("/api/rounds", rounds),
         Route("/api/report/morning", report_morning),
+        Route("/report/morning", report_page),
         Route("/api/rounds/{home}/verdict", round_verdict, methods=["POST"]),
         Route("/api/homes/{home}/command/prepare", prepare_command, methods=["POST"]),
         Route("/api/homes/{home}/command/send", send_command, methods=["POST"]),

@@ -1,4 +1,8 @@
-"""Security headers on every answer: the page runs only its own files, in no frame, never sniffed."""
+"""Security headers on every answer: the page runs only its own files, in no frame, never sniffed.
+
+An answer that sets its own Content-Security-Policy (the morning report's page, web/reports.py:
+stricter still, with its own style hashes) keeps it: two policies would both be enforced, and the
+console's would refuse the report's inline style."""
 
 def csp(importmap: str) -> str:
     """No inline script but the page's own import map, allowed by its hash (pagecode.py)."""
@@ -25,6 +29,7 @@ class SecurityHeaders:
         async def with_headers(message):
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + self.headers
+                own = {name.lower() for name, _ in message["headers"]}
+                message["headers"] = list(message["headers"]) + [h for h in self.headers if h[0] not in own]
             await send(message)
         await self.app(scope, receive, with_headers)

@@ -530,6 +530,8 @@ function App() {
         <button aria-pressed=${tab === "alarms"} data-tab="alarms" onClick=${() => setTab("alarms")}>${w.ui.tab_alarms}</button>
         <button aria-pressed=${tab === "homes"} data-tab="homes" onClick=${() => setTab("homes")}>${w.ui.tab_homes}</button>
         <button aria-pressed=${tab === "rounds"} data-tab="rounds" onClick=${() => setTab("rounds")}>${w.ui.tab_rounds}</button>
+        <a class="button" href="/report/morning" target="_blank" rel="noopener" data-action="morning-report">${
+          w.ui.morning_report || (lang === "sv" ? "Morgonrapport" : "Morning report")}</a>
       </nav>` : ""}
       <span>${me ? html`${w.ui.signed_in_as} <strong data-field="me">${me}</strong> ` : ""}
         <button data-action="lang" onClick=${switchLang}>${w.ui.lang_other}</button>
