@@ -9,15 +9,28 @@ signed result says whether the door opened; nothing here assumes success. It lis
 home's events as an extra subscriber and never acknowledges them: the receiver does that.
 A look-in's picture comes on the home's lookin topic, sealed to this staff member's own key:
 only they can open it, and it is kept in memory only until the caller takes it.
+
+A home may be on its second broker (the center's [broker_fallback], agent/brokerchoice.py): then
+there is one session per broker, opened at once (a dead broker costs at most CONNECT_TIMEOUT_S,
+never the other's command). The home is where its freshest valid signed status says (by the
+status's time: one device clock wrote both; an unverified status is ignored); on one broker the
+last status that arrived counts, so its last will replaces its heartbeat. A command is published
+through every broker we reach, the home's first: the device listens on one broker at a time with
+a clean session (nothing is queued for it on the other), and a copy that does reach it twice is
+refused as a replay by its id (agent/freshness.py: the id is stored before anything acts), so
+it acts once. Results and pictures are awaited on both.
 """
 
 import secrets
+import select
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 
 from base import mqttconn
+from base.configbase import BrokerConfig
 from .config import CenterConfig
 from base.errors import EnvelopeError, TryggError
 from base.keys import Identity, PublicIdentity
@@ -30,6 +43,9 @@ from protocol.messages import CommandMessage, EventMessage, LookinMessage, Statu
 
 STATUS_WAIT_S = 3.0  # a retained status arrives right after the subscription is granted
 PICTURE_WAIT_S = 10.0  # the picture is published before the result; this only covers reordering
+CONNECT_TIMEOUT_S = 3.0  # TCP + TLS per broker, all at once: what a dead (silent) broker may cost
+SETTLE_S = 0.2  # after a broker granted the subscription, how long its retained status may take
+BROKER_NAMES = {"broker": "first", "broker_fallback": "second"}  # as the device's trygg status names them
 
 
 class NoAnswer(TryggError, TimeoutError):
@@ -43,6 +59,7 @@ class Answer:
     sent_at: float
     answered_at: float
     clock_synced: bool | None
+    via: str = ""  # the config section of the broker the answer came through
 
     @property
     def outcome(self) -> str:
@@ -51,11 +68,36 @@ class Answer:
     def to_json(self) -> dict:
         return {**self.result, "home": self.command.home, "sent": self.sent_at, "answered": self.answered_at,
                 "round_trip_ms": round((self.answered_at - self.sent_at) * 1000, 2),
-                "device_clock_synced": self.clock_synced}
+                "device_clock_synced": self.clock_synced,
+                **({"broker": BROKER_NAMES.get(self.via, self.via)} if self.via else {})}
+
+
+class _Lane:
+    """One broker's session: its section ([broker] or [broker_fallback]), client and what came on it."""
+
+    def __init__(self, section: str, broker: BrokerConfig) -> None:
+        self.section, self.broker = section, broker
+        self.client: mqtt.Client | None = None
+        self.error = ""
+        self.subscribed_at: float | None = None
+        self.status: StatusMessage | None = None  # the last valid one that came on this broker
+
+    @property
+    def address(self) -> str:
+        return f"{self.broker.host}:{self.broker.port}"
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        sock = client.socket() if client is not None else None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
 
 class Commander:
-    """One MQTT session at the center for commands; reusable for many commands to one home."""
+    """One MQTT session per broker at the center for commands; reusable for many commands to one home."""
 
     def __init__(self, cfg: CenterConfig, center_keys: list[KemPrivate], staff: Identity | None,
                  home: PublicIdentity, clock) -> None:
@@ -64,60 +106,132 @@ class Commander:
         self.staff = staff
         self.home = home
         self.clock = clock
-        self.status: StatusMessage | None = None
-        self._results: dict[str, dict] = {}
+        self.status: StatusMessage | None = None  # the freshest valid status of any broker
+        self.home_section = "broker"  # where that status came from: where the home is
+        self._results: dict[str, tuple[dict, str]] = {}
         self._pictures: dict[str, LookinMessage] = {}
         self.sealed_pictures: list[bytes] = []  # staff is None: pictures as they came, still sealed
-        self._subscribed = False
-        self._client: mqtt.Client | None = None
+        self._lanes = [_Lane("broker", cfg.broker)]
+        if getattr(cfg, "broker_fallback", None) is not None:
+            self._lanes.append(_Lane("broker_fallback", cfg.broker_fallback))
 
     # -- session --------------------------------------------------------------------------------
     def __enter__(self) -> "Commander":
-        client = mqttconn.make_client(f"{self.cfg.center.name}-cmd-{secrets.token_hex(4)}", self.cfg.broker)
-        client.on_connect = self._on_connect
-        client.on_subscribe = lambda *a: setattr(self, "_subscribed", True)
-        client.on_message = self._on_message
+        self._connect_all()
+        live = self._live()
+        if not live:
+            raise NoAnswer("; ".join(f"cannot reach the broker {lane.address}: {lane.error}" for lane in self._lanes))
         try:
-            mqttconn.connect(client, self.cfg.broker)
-        except (OSError, ValueError) as exc:
-            raise NoAnswer(f"cannot reach the broker {self.cfg.broker.host}:{self.cfg.broker.port}: {exc}") from None
-        self._client = client
-        self._pump_until(lambda: self._subscribed, STATUS_WAIT_S, "the broker did not grant the subscription")
-        self._pump_until(lambda: self.status is not None, STATUS_WAIT_S,
-                         f"no status from {self.home.name}: it has never connected, or its key is not enrolled here")
+            self._pump_until(lambda: all(lane.subscribed_at is not None for lane in self._live()), STATUS_WAIT_S,
+                             "the broker did not grant the subscription", partial_ok=True)
+            self._pump_until(self._statuses_in, STATUS_WAIT_S,
+                             f"no status from {self.home.name}: it has never connected, or its key is not enrolled here")
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
+    def _connect_all(self) -> None:
+        """Every broker at once, each bounded by CONNECT_TIMEOUT_S (TCP and TLS: paho's connect
+        time-out); one still connecting after that is given up, and its thread closes what it opened."""
+        done, handover = threading.Event(), threading.Lock()
+
+        def connect(lane: _Lane) -> None:
+            client = None
+            try:
+                client = mqttconn.make_client(f"{self.cfg.center.name}-cmd-{secrets.token_hex(4)}", lane.broker,
+                                              section=lane.section)
+                client.connect_timeout = CONNECT_TIMEOUT_S
+                client.on_connect = lambda c, u, f, rc, p: self._on_connect(lane, c, rc)
+                client.on_subscribe = lambda *a: setattr(lane, "subscribed_at", self.clock.monotonic())
+                client.on_message = lambda c, u, m: self._on_message(lane, m)
+                mqttconn.connect(client, lane.broker)
+            except (OSError, ValueError) as exc:
+                lane.error = str(exc) or type(exc).__name__
+                client = None
+            with handover:
+                lane.client = client
+                if done.is_set():  # too late: nobody will pump it
+                    lane.close()
+
+        threads = [threading.Thread(target=connect, args=(lane,), name=f"cmd-{lane.section}", daemon=True)
+                   for lane in self._lanes]
+        for thread in threads:
+            thread.start()
+        deadline = self.clock.monotonic() + CONNECT_TIMEOUT_S + 1.0
+        for thread, lane in zip(threads, self._lanes):
+            thread.join(max(0.0, deadline - self.clock.monotonic()))
+        with handover:
+            done.set()
+            for thread, lane in zip(threads, self._lanes):
+                if thread.is_alive():
+                    lane.error = lane.error or f"no answer within {CONNECT_TIMEOUT_S:g} s"
+
+    def _statuses_in(self) -> bool:
+        """A status is known, and every broker that granted the subscription had SETTLE_S to send its own."""
+        if self.status is None:
+            return False
+        now = self.clock.monotonic()
+        return all(lane.status is not None or (lane.subscribed_at is not None and now - lane.subscribed_at >= SETTLE_S)
+                   for lane in self._live())
+
     def __exit__(self, *exc) -> None:
-        if self._client is not None:
-            self._client.disconnect()
-            mqttconn.pump(self._client, [], 0.05)
-            sock = self._client.socket()
-            if sock is not None:
-                sock.close()
+        for lane in self._lanes:
+            if lane.client is not None:
+                lane.client.disconnect()
+                mqttconn.pump(lane.client, [], 0.05)
+            lane.close()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not reason_code.is_failure:
-            client.subscribe([(topics.status(self.home.name), 1), (topics.up(self.home.name, "event"), 1),
-                              (topics.lookin(self.home.name), 1)])
+    def _live(self) -> list[_Lane]:
+        return [lane for lane in self._lanes if lane.client is not None]
 
-    def _pump_until(self, done, timeout: float, failure: str) -> None:
+    def _on_connect(self, lane: _Lane, client, reason_code) -> None:
+        if reason_code.is_failure:
+            lane.error = f"the broker refused the session: {reason_code}"
+            return
+        client.subscribe([(topics.status(self.home.name), 1), (topics.up(self.home.name, "event"), 1),
+                          (topics.lookin(self.home.name), 1)])
+
+    def _pump(self, timeout: float) -> None:
+        """One round over every live session: wait until any has something (or must write), then
+        step each; a session that ended is closed and its broker left out from then on."""
+        socks = [lane.client.socket() for lane in self._live()]
+        busy = any(lane.client.want_write() or getattr(lane.client.socket(), "pending", lambda: 0)() > 0
+                   for lane in self._live())
+        try:
+            select.select([s for s in socks if s is not None], [], [], 0.0 if busy else timeout)
+        except (OSError, ValueError):
+            pass
+        for lane in self._live():
+            ok, _ = mqttconn.pump(lane.client, [], 0.0)
+            if not ok:
+                lane.error = "lost the connection"
+                lane.close()
+
+    def _pump_until(self, done, timeout: float, failure: str, partial_ok: bool = False) -> None:
+        """partial_ok: when time is up, go on if some session got there (those that did not are dropped)."""
         deadline = self.clock.monotonic() + timeout
         while not done():
+            if not self._live():
+                raise NoAnswer(f"lost the connection to the broker while waiting ({failure})")
             left = deadline - self.clock.monotonic()
             if left <= 0:
+                slow = [lane for lane in self._live() if lane.subscribed_at is None]
+                if partial_ok and len(slow) < len(self._live()):
+                    for lane in slow:
+                        lane.error = failure
+                        lane.close()
+                    return
                 raise NoAnswer(failure)
-            ok, _ = mqttconn.pump(self._client, [], min(left, 0.2))
-            if not ok:
-                raise NoAnswer(f"lost the connection to the broker while waiting ({failure})")
+            self._pump(min(left, 0.2))
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, lane: _Lane, message) -> None:
         """Statuses and events of this home; anything that does not verify is ignored."""
         signer = self._home_signer
         try:
             if message.topic == topics.status(self.home.name):
-                status = verify_status(message.payload, message.topic, self.home.name, signer)
-                if self.status is None or status.time >= self.status.time:
-                    self.status = status
+                lane.status = verify_status(message.payload, message.topic, self.home.name, signer)
+                self._choose_status()
                 return
             if message.topic == topics.lookin(self.home.name):
                 self._picture(message)
@@ -127,7 +241,16 @@ class Commander:
         except (EnvelopeError, ValueError):
             return
         if event.home == self.home.name and event.kind == "command_result" and isinstance(event.body.get("command"), str):
-            self._results[event.body["command"]] = event.body
+            self._results.setdefault(event.body["command"], (event.body, lane.section))
+
+    def _choose_status(self) -> None:
+        """The home is where its freshest status is; on a tie the first broker's counts."""
+        best = None
+        for lane in self._lanes:
+            if lane.status is not None and (best is None or lane.status.time > best.status.time):
+                best = lane
+        if best is not None:
+            self.status, self.home_section = best.status, best.section
 
     def _picture(self, message) -> None:
         """A look-in picture for us: sealed to our key, signed by the home, answering our command.
@@ -189,10 +312,12 @@ class Commander:
         topic = topics.command(self.home.name)
         payload = envelope.seal_signed(signed, topic, self.home.kem)
         sent_at = self.clock.time()
-        self._client.publish(topic, payload, qos=1)
+        for lane in sorted(self._live(), key=lambda lane: lane.section != self.home_section):  # the home's first
+            lane.client.publish(topic, payload, qos=1)
         self._pump_until(lambda: cmd.id in self._results, timeout,
                          f"no answer from {self.home.name} within {timeout:.0f} s")
-        return Answer(cmd, self._results.pop(cmd.id), sent_at, self.clock.time(), self.status.clock_synced)
+        result, section = self._results.pop(cmd.id)
+        return Answer(cmd, result, sent_at, self.clock.time(), self.status.clock_synced, via=section)
 
     def look_in(self, timeout: float = 30.0) -> tuple[Answer, LookinMessage | None]:
         """Ask for a look-in; the picture comes with a `done` answer, never with any other."""
