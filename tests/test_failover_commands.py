@@ -86,7 +86,7 @@ def test_a_home_on_its_second_broker_is_unlocked_by_the_center_cli_and_acts_once
 
 
 def test_with_both_brokers_up_a_home_on_the_first_answers_there_once(two):
-    lab, first, second = two
+    lab, _first, second = two
     home = home_on_both(lab, second, "hem-fc2")
     lab.enroll(home, "berit", "nurse")
     home.start()
@@ -171,6 +171,6 @@ def test_with_no_broker_reachable_the_cli_names_both(two):
     lab.enroll(home, "berit", "nurse")
     first.kill()
     second.kill()
-    code, result, err, took = center_command(lab, "ping", home, "berit")
+    code, result, err, _took = center_command(lab, "ping", home, "berit")
     assert code == 6 and result is None
     assert f"127.0.0.1:{first.port}" in err and f"127.0.0.1:{second.port}" in err and "Traceback" not in err
