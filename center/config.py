@@ -124,6 +124,14 @@ class CenterConfig(_Section):
         "center": ("key", "next_key", "retired_keys", "staff_dir", "homes_dir", "store"),
         "web": ("cert", "key", "secret"),
     }
+    # What `trygg config validate` checks (base/filecheck.py kinds); [broker] and [broker_fallback]
+    # get the broker's rules without being named. center.store with a PostgreSQL store is unused,
+    # but its directory must still exist (the default, under the state directory init makes, does).
+    FILES: ClassVar[dict[str, str]] = {
+        "center.key": "private", "center.next_key": "optional-private", "center.homes_dir": "directory",
+        "center.store": "created-private", "web.cert": "file", "web.key": "private", "web.secret": "created-private",
+    }
+    SERVICE_USER: ClassVar[str] = "trygg-center"  # systemd/trygg-center.service: a key at 0640 must have its group
     center: CenterSection = CenterSection()
     broker: BrokerConfig
     # The homes' second broker (their [broker_fallback]): received from too, as "<name>-fallback".
