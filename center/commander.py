@@ -18,7 +18,9 @@ last status that arrived counts, so its last will replaces its heartbeat. A comm
 through every broker we reach, the home's first: the device listens on one broker at a time with
 a clean session (nothing is queued for it on the other), and a copy that does reach it twice is
 refused as a replay by its id (agent/freshness.py: the id is stored before anything acts), so
-it acts once. Results and pictures are awaited on both.
+it acts once. Results and pictures are awaited on both. While a command waits for its answer
+and the home comes online on a broker (it moved there, or came back), the command is published
+there again: the night the first broker dies is also the minute staff press "unlock".
 """
 
 import secrets
@@ -111,6 +113,8 @@ class Commander:
         self._results: dict[str, tuple[dict, str]] = {}
         self._pictures: dict[str, LookinMessage] = {}
         self.sealed_pictures: list[bytes] = []  # staff is None: pictures as they came, still sealed
+        self._pending: tuple[str, bytes] | None = None  # (id, sealed payload) of the command awaiting its answer
+        self.resent = 0  # commands published again to a home that came online meanwhile
         self._lanes = [_Lane("broker", cfg.broker)]
         if getattr(cfg, "broker_fallback", None) is not None:
             self._lanes.append(_Lane("broker_fallback", cfg.broker_fallback))
@@ -230,8 +234,10 @@ class Commander:
         signer = self._home_signer
         try:
             if message.topic == topics.status(self.home.name):
-                lane.status = verify_status(message.payload, message.topic, self.home.name, signer)
+                before, lane.status = lane.status, verify_status(message.payload, message.topic, self.home.name, signer)
                 self._choose_status()
+                if lane.status.state == "online" and (before is None or before.state != "online"):
+                    self._follow(lane)
                 return
             if message.topic == topics.lookin(self.home.name):
                 self._picture(message)
@@ -242,6 +248,16 @@ class Commander:
             return
         if event.home == self.home.name and event.kind == "command_result" and isinstance(event.body.get("command"), str):
             self._results.setdefault(event.body["command"], (event.body, lane.section))
+
+    def _follow(self, lane: _Lane) -> None:
+        """The home just came online on this broker (its subscription is in place: it subscribes
+        before it says so) while a command waits for its answer: publish that command there again.
+        A copy sent before it arrived went nowhere; one it did get is a replay it refuses."""
+        pending = self._pending
+        if pending is not None and pending[0] not in self._results and lane.client is not None \
+                and lane.section == self.home_section:
+            lane.client.publish(topics.command(self.home.name), pending[1], qos=1)
+            self.resent += 1
 
     def _choose_status(self) -> None:
         """The home is where its freshest status is; on a tie the first broker's counts."""
@@ -314,8 +330,12 @@ class Commander:
         sent_at = self.clock.time()
         for lane in sorted(self._live(), key=lambda lane: lane.section != self.home_section):  # the home's first
             lane.client.publish(topic, payload, qos=1)
-        self._pump_until(lambda: cmd.id in self._results, timeout,
-                         f"no answer from {self.home.name} within {timeout:.0f} s")
+        self._pending = (cmd.id, payload)
+        try:
+            self._pump_until(lambda: cmd.id in self._results, timeout,
+                             f"no answer from {self.home.name} within {timeout:.0f} s")
+        finally:
+            self._pending = None
         result, section = self._results.pop(cmd.id)
         return Answer(cmd, result, sent_at, self.clock.time(), self.status.clock_synced, via=section)
 

@@ -174,3 +174,54 @@ def test_with_no_broker_reachable_the_cli_names_both(two):
     code, result, err, _took = center_command(lab, "ping", home, "berit")
     assert code == 6 and result is None
     assert f"127.0.0.1:{first.port}" in err and f"127.0.0.1:{second.port}" in err and "Traceback" not in err
+
+
+def test_an_unlock_sent_the_moment_the_first_broker_dies_is_carried_out_once_the_home_is_on_the_second(two):
+    # The staff member's session is open (the home on the first); the first broker dies and the
+    # unlock goes out at once, while the home is on neither. When the home comes online on the
+    # second, the waiting command is published there again and acted on, once.
+    lab, first, second = two
+    home = home_on_both(lab, second, "hem-fc6")
+    lab.enroll(home, "berit", "nurse")
+    home.start()
+    wait_for(lambda: home.status()["link"] == "connected", 20, "the home to connect")
+    with commander(lab, home.id, "berit") as session:
+        assert session.home_section == "broker"
+        first.kill()
+        started = time.monotonic()
+        answer = session.send("unlock", {"lock": "front-door"}, timeout=20)
+        took = time.monotonic() - started
+        assert answer.outcome == "done" and answer.result["state"] == "unlocked", answer.result
+        assert answer.via == "broker_fallback" and session.home_section == "broker_fallback"
+        assert session.resent == 1
+    assert home.status()["broker"] == "second" and home.status()["locks"]["front-door"] == "unlocked"
+    assert [d["outcome"] for d in command_audit(home, answer.command.id)] == ["done"]
+    print(f"unlock sent as the first broker died: done through the second {took:.1f} s later "
+          f"(the home's failover_after_s 2 s)")
+
+
+def test_a_look_in_reaches_a_home_on_its_second_broker_and_its_picture_comes_back_there(two, tmp_path):
+    from agent import config as cfgmod
+    from agent.daemon import Daemon
+    from tests.test_lookin_e2e import CAMERA, NtpClock
+
+    lab, first, second = two
+    home = home_on_both(lab, second, "hem-fc7", lookin=CAMERA)
+    lab.enroll(home, "anna", "night-staff")
+    daemon = Daemon(cfgmod.load(home.config), clock=NtpClock())  # in this process: its clock "synchronized"
+    daemon.start()
+    try:
+        wait_for(lambda: daemon.status()["link"] == "connected", 20, "the home to connect")
+        first.kill()
+        wait_for(lambda: daemon.status()["broker"] == "second" and daemon.status()["link"] == "connected", 20,
+                 "the home to move to its second broker")
+        out = tmp_path / "look.jpg"
+        proc = trygg("center", "lookin", home.id, "--as", "anna", "--out", out, "--json", "--timeout", 20,
+                     "--config", lab.center_config, check=False)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        assert result["outcome"] == "done" and result["broker"] == "second" and result["files"] == [str(out)]
+        assert out.read_bytes()[:2] == b"\xff\xd8" and out.stat().st_mode & 0o777 == 0o600  # a JPEG, private
+        assert daemon.status()["lookin"]["used"] == 1
+    finally:
+        daemon.stop()
