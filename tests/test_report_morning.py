@@ -300,13 +300,53 @@ def test_a_finished_week_is_kept_whole_from_its_days_and_no_keep_writes_nothing(
     assert kept() == []
     first = report(cfg, thursday, None, _settings(cfg), at_seven)
     assert first["homes"] == dry["homes"]
-    assert kept()[-3:] == ["2026-11-23", "2026-11-24", "2026-11-25"]  # this week's finished days, one by one
-    assert kept()[-4] == "2026-11-16/7"  # last week as one
+    assert kept()[-4:] == ["2026-11-23", "2026-11-24", "2026-11-25", "2026-11-26+"]  # finished days; today so far
+    assert kept()[-5] == "2026-11-16/7"  # last week as one
+    # later that day one more message (device health): only it is opened, and never verified (not counted)
+    _record(cfg, truth, "hem-r000", "telemetry", "device_health", at_seven + 2 * 3600, {"cpu_temp_c": 50.0})
+    again = report(cfg, thursday, None, _settings(cfg), at_seven + 3 * 3600)
+    assert again["homes"] == first["homes"]
+    assert (again["opened"]["envelopes"], again["opened"]["verified"], again["opened"]["skipped"]) == (1, 0, 1)
     monday = at_seven + 4 * 86400 + 3600  # the next Monday's report: last week is finished
     later = report(cfg, thursday + timedelta(days=4), None, _settings(cfg), monday)
-    assert kept()[-2:] == ["2026-11-16/7", "2026-11-23/7"]  # the week made from its days' digests
-    assert later["opened"]["envelopes"] <= 3 * 4  # only the Thursday's own few were opened again
-    assert later["opened"]["digests"] == 3 * 3 + 3 * 3  # three earlier weeks and this week's three days
+    assert kept()[-2:] == ["2026-11-16/7", "2026-11-23/7"]  # the week made from its days' digests and Thursday's part
+    assert later["opened"]["envelopes"] == 0  # Thursday's part covers Thursday: nothing opened again
+    assert later["opened"]["digests"] == 3 * 3 + 3 * 4  # three earlier weeks; this week's three days and a part
+
+
+def test_a_part_of_a_day_that_no_longer_matches_is_opened_again(tmp_path, pki):
+    """A day's part is used only while the events up to its newest are exactly those it covers: an
+    event recorded later with an earlier received time (another receiver's clock) opens the day again."""
+    thursday = date(2026, 11, 26)
+    truth = generate(make_center(tmp_path, pki), homes=1, days=20, morning=thursday, seed=9)
+    cfg = cfgmod.load(truth.config)
+    at_seven = datetime.combine(thursday, datetime.min.time().replace(hour=7), Nights(Settings()).zone).timestamp()
+    first = report(cfg, thursday, None, _settings(cfg), at_seven)
+    _record(cfg, truth, "hem-r000", "alarm", "bed_exit", at_seven - 2 * 3600, {})  # 05:00, received "05:00"
+    second = report(cfg, thursday, None, _settings(cfg), at_seven + 60)
+    night = (thursday - timedelta(days=1)).isoformat()
+    assert second["homes"][0]["last_night"]["bed_exits"] == first["homes"][0]["last_night"]["bed_exits"] + 1
+    assert second["opened"]["envelopes"] > 1 and second["homes"][0]["nights"][-1]["night"] == night
+
+
+def _record(cfg, truth, home: str, cls: str, kind: str, at: float, body: dict) -> None:
+    """One more real event of the home, sealed as its device does, recorded with received = at."""
+    from base.keys import load_public
+    from center.store import EventStore, Received
+    from protocol import envelope, topics
+    from protocol.ids import new_id
+    from protocol.messages import EventMessage, encode
+
+    topic = topics.up(home, cls)
+    message = EventMessage(id=new_id(), home=home, cls=cls, kind=kind, time=datetime.fromtimestamp(at).astimezone(),
+                           clock_synced=True, body=body)
+    sealed = envelope.seal(encode(message), topic, truth.devices[home].sign,
+                           load_public(cfg.center.key.with_suffix(".pub")).kem)
+    store = EventStore(cfg.store_url)
+    try:
+        store.record([Received(message.id, home, cls, topic, sealed, at)])
+    finally:
+        store.close()
 
 
 def test_a_cleared_lock_fault_shows_cleared(tmp_path, pki, make_home):  # noqa: F811

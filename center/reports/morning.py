@@ -82,7 +82,8 @@ def build(store, digests, desk, names, homes: list[str], morning: date, s: Setti
     offline = _offline(store, set(homes), night_from, night_to)
     out = []
     for home in homes:
-        facts = [f for f in digests.home_facts(home, since, until + LATE_ARRIVAL_S, now) if f.at < until]
+        # what has been received by now: a report of a past morning still reads its late arrivals
+        facts = [f for f in digests.home_facts(home, since, min(now, until + LATE_ARRIVAL_S), now) if f.at < until]
         out.append(_home(home, names(home), facts, cases.get(home, []), offline.get(home, []),
                          nights, first_night, last, morning))
     out.sort(key=lambda h: (-h["attention"], h["home"]))
