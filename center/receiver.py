@@ -20,14 +20,12 @@ full detail. The record keeps the envelope as received. A detail that does not o
 as sealed, with the reason, never dropped: the entry's existence still counts.
 
 Test traffic (class test) is limited per home (testlimit.py): the excess is acknowledged, not
-recorded, and said once per batch. At every connect the receiver notes what the broker's
-CONNACK grants and warns where it is too small for the homes it serves (brokerlimits.py).
+recorded, and said once per batch. What the broker grants and drops is noted (brokernotes.py).
 
 "Connected" is said only once the broker granted the lane's subscriptions (SUBACK). A refused
-one (0x80 and up), or a loopback probe the broker took but never delivered back (Mosquitto's
-ACL is checked at delivery, not at SUBSCRIBE: subscheck.py), is logged as an error per topic,
-kept as last_error and in broker_warnings (`trygg center receivers`), shown on the link as
-"not receiving", and the lane counts as not connected (the watch view then shows it).
+one, or a loopback probe never delivered back (subscheck.Reading keeps both), is logged as an
+error per topic, kept as last_error and in broker_warnings (`trygg center receivers`), shown on
+the link as "not receiving", and the lane counts as not connected.
 
 At start the receiver refuses a TLS key that others can read (the center key and center.db are
 checked where they are opened: agent/keys.py, store.py).
@@ -54,6 +52,7 @@ from protocol.presence import verify_status
 
 from . import brokerlimits, subscheck
 from .brokerlimits import BrokerLimits
+from .brokernotes import BrokerNotes
 from .cases import CaseDesk
 from .config import CenterConfig
 from .db import StoreUnavailable
@@ -148,15 +147,8 @@ class Receiver:
         self.cases = cases
         self._ticks = Ticks()
         self.tests = TestLimit()
-        self.broker_limits: BrokerLimits | None = None  # as the last CONNACK said
-        self._limit_warnings: list[str] = []  # what the last CONNACK grants that is too small for our homes
-        self._drop_warning: str | None = None  # the last rise of the broker's dropped-message counter
-        self._dropped: int | None = None  # the broker's dropped-message counter, when readable
-        self._subscribing: tuple[int | None, list[str]] = (None, [])  # the last SUBSCRIBE's mid and filters
-        self._probe: subscheck.Probe | None = None  # this connection's loopback check (subscheck.py)
-        self._refusals: list[str] = []  # what this lane receives nothing on, one line each
-        self._suback_refused = False  # a refusal in the SUBACK stands until the next connect
-        self._identity_name = subscheck.identity_name(config.broker.cert)
+        self.broker_notes = BrokerNotes(lane, lambda: len(homes.keys), config.center.session_expiry_s)  # CONNACK, $SYS
+        self.reading = subscheck.Reading(subscheck.identity_name(config.broker.cert), lane)  # SUBACK and probe
 
     def run(self) -> None:
         """Receive until stop() is called; reconnects by itself. A storage failure ends it (failed set)."""
@@ -210,38 +202,30 @@ class Receiver:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         if message.topic == brokerlimits.DROPPED_TOPIC:
-            self._broker_dropped(message.payload)
+            self.broker_notes.dropped(message.payload)
             return
-        if self._probe is not None and not self._probe.heard:
-            self._heard(client)
+        if self.reading.heard(client):  # a "receives nothing" the probe said is taken back
+            self.last_error = None
+            self._link_up()
         if subscheck.is_probe(message.payload):  # ours or another receiver's: never an event
             client.ack(message.mid, message.qos)
         else:
             self._pending.append(message)
 
-    def _broker_dropped(self, payload: bytes) -> None:
-        """The broker's count of messages it dropped (its $SYS tree): a rise means its queue is too small."""
-        try:
-            count = int(payload.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return
-        warning = brokerlimits.dropped_warning(self._dropped, count, len(self.homes.keys))
-        self._dropped = count
-        if warning is not None:
-            log.warning("receiver (%s lane): %s", self.lane, warning)
-            self._drop_warning = warning
-
     @property
     def broker_warnings(self) -> list[str]:
         """What is too small at the broker for the homes we serve; the service reports it."""
-        probe = self._probe.verdict if self._probe is not None else None
-        extra = [probe] if probe and probe not in self._refusals else []
-        return self._refusals + extra + self._limit_warnings + ([self._drop_warning] if self._drop_warning else [])
+        return self.reading.warnings + self.broker_notes.warnings
+
+    @property
+    def broker_limits(self) -> BrokerLimits | None:
+        """What the broker granted at the last connect (its CONNACK)."""
+        return self.broker_notes.limits
 
     @property
     def not_receiving(self) -> list[str]:
         """What this lane receives nothing on (refused, or its probe never came back); [] when it reads."""
-        return list(self._refusals)
+        return list(self.reading.refusals)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -249,81 +233,34 @@ class Receiver:
             self._error(f"the broker refused this receiver: {reason_code}")
             self._show(self.sink.link, "refused", f"{self.cfg.broker.host}:{self.cfg.broker.port}: {reason_code}")
             return
-        dropped = [(brokerlimits.DROPPED_TOPIC, 0)] if self.lane != "alarm" else []  # one count per process
-        own = self.subscriptions()
-        self._subscribing = (client.subscribe([(topic, 1) for topic in own] + dropped)[1],
-                             own + [topic for topic, _ in dropped])
-        self._refusals, self._suback_refused = [], False
-        self._probe = subscheck.Probe(subscheck.probe_topic(own[0], self._identity_name), self._identity_name)
-        self._probe.sub_mid = client.subscribe(self._probe.topic, qos=1)[1]
-        try:
-            self._note_limits(properties)
-        except Exception:  # a report about the broker must never keep a receiver from receiving
-            log.exception("receiver (%s lane): could not read the broker's limits", self.lane)
+        optional = {brokerlimits.DROPPED_TOPIC: "the broker's dropped-message count"} if self.lane != "alarm" else {}
+        self.reading.subscribe(client, self.subscriptions(), optional)  # the drop count: once per process
+        self.broker_notes.connack(properties)
         self.backoff.reset()
         self.last_error = None
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         """The SUBACK: "connected" only when every topic the lane reads was granted."""
-        probe = self._probe
-        if probe is not None and mid == probe.sub_mid:
-            refused = subscheck.refusals([probe.topic], reason_codes)
-            if refused:
-                log.warning("receiver (%s lane): probe not possible: %s", self.lane, refused[0])
-            elif not probe.heard:
-                probe.sent(client.publish(probe.topic, probe.payload, qos=1).mid, time.monotonic())
-            return
-        if mid != self._subscribing[0]:
-            return
-        refused = subscheck.refusals(self._subscribing[1], reason_codes)
-        for line in [line for line in refused if brokerlimits.DROPPED_TOPIC in line]:
-            log.info("receiver (%s lane): the broker's dropped-message count cannot be read: %s", self.lane, line)
-        own = [line for line in refused if brokerlimits.DROPPED_TOPIC not in line]
-        if own:
-            self._suback_refused = True
-            self._not_receiving(own)
-            return
-        self.connected.set()
-        self._show(self.sink.link, "connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
+        refused = self.reading.suback(client, mid, reason_codes, time.monotonic())
+        if refused:
+            self._not_receiving(refused)
+        elif refused is not None:
+            self._link_up()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        if self._probe is not None:
-            refused = self._probe.publish_result(mid, reason_code)
-            if refused:
-                log.warning("receiver (%s lane): %s", self.lane, refused)
+        self.reading.puback(mid, reason_code)
+
+    def _link_up(self) -> None:
+        self.connected.set()
+        self._show(self.sink.link, "connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
 
     def _not_receiving(self, lines: list[str]) -> None:
         """The broker gives this lane nothing to read: say so in the log, last_error, the link."""
         for line in lines:
             log.error("receiver (%s lane): %s", self.lane, line)
-        self._refusals = lines
         self.last_error = lines[0] + (f" (and {len(lines) - 1} more topic(s))" if len(lines) > 1 else "")
         self.connected.clear()
         self._show(self.sink.link, "not receiving", self.last_error)
-
-    def _heard(self, client) -> None:
-        """Something came back on the subscriptions, so reading works: a "receives nothing" the
-        probe said is taken back (it had queued behind a backlog); a SUBACK refusal stands."""
-        if self._probe.hear() and not self._suback_refused:
-            self._refusals, self.last_error = [], None
-            self.connected.set()
-            self._show(self.sink.link, "connected", f"{self.cfg.broker.host}:{self.cfg.broker.port}")
-        client.unsubscribe(self._probe.topic)
-
-    def _check_probe(self) -> None:
-        if self._probe is not None and not self._refusals:
-            line = self._probe.overdue(time.monotonic())
-            if line is not None:
-                self._not_receiving([line])
-
-    def _note_limits(self, properties) -> None:
-        """Say at every connect what the broker grants, and warn where it is too small for our homes."""
-        self.broker_limits = BrokerLimits.from_connack(properties)
-        self._limit_warnings = brokerlimits.warnings(self.broker_limits, len(self.homes.keys),
-                                                     self.cfg.center.session_expiry_s)
-        log.info("receiver (%s lane): %s", self.lane, self.broker_limits.describe())
-        for warning in self._limit_warnings:
-            log.warning("receiver (%s lane): %s", self.lane, warning)
 
     def subscriptions(self) -> list[str]:
         return lane_subscriptions(self.cfg, self.lane)
@@ -366,7 +303,9 @@ class Receiver:
                     opened_next = None
                 if self.lane != "alarm" and self._ticks.due("silent", 1.0, time.monotonic()):
                     self.mark_silent()
-                self._check_probe()
+                overdue = self.reading.overdue(time.monotonic())  # the probe never came back
+                if overdue:
+                    self._not_receiving(overdue)
                 if not ok:
                     return
             if recording is not None:  # stopping: what is recorded is acknowledged first

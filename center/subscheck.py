@@ -9,13 +9,18 @@ kind they read, and say "receives nothing" when the broker took the probe (PUBAC
 never delivered it back. A probe carries PROBE_MARK at the start of its payload; every receiver
 drops probes silently (its own, and other receivers' that its wildcard subscriptions also get).
 
-It never decides what the receiver does about it: it only reads codes and makes topics and lines.
+Reading keeps one receiver lane's side of this across its connections (what its SUBACK refused,
+its probe); it never decides what the receiver shows or does: it says what changed, and the
+receiver shows the link. The rest only reads codes and makes topics and lines.
 """
 
+import logging
 import os
 from pathlib import Path
 
 from protocol.topics import HOME_ID_RE, PREFIX
+
+log = logging.getLogger(__name__)
 
 PROBE_MARK = b"trygg-probe/1:"
 PROBE_WAIT_S = 5.0
@@ -125,3 +130,86 @@ class Probe:
         self.deadline = None
         self.verdict = unseen(self.topic, self.identity, self.wait_s)
         return self.verdict
+
+
+class Reading:
+    """Whether one receiver lane reads, connection by connection: the SUBACK of its topics and its
+    loopback probe. `refusals` holds what it receives nothing on (one line each, [] when it reads);
+    a SUBACK refusal stands until the next connect, a probe never delivered until something is heard.
+    `lane` only labels its log lines."""
+
+    def __init__(self, identity: str | None, lane: str, wait_s: float = PROBE_WAIT_S) -> None:
+        self.identity, self.lane, self.wait_s = identity, lane, wait_s
+        self.probe: Probe | None = None
+        self.refusals: list[str] = []
+        self._subscribing: tuple[int | None, list[str]] = (None, [])  # the last SUBSCRIBE's mid and filters
+        self._optional: dict[str, str] = {}
+        self._suback_refused = False
+
+    def subscribe(self, client, topics: list[str], optional: dict[str, str]) -> None:
+        """At connect: the lane's topics (QoS 1), the optional ones (QoS 0; topic -> what it is for,
+        a refusal only logged), then the probe's topic."""
+        self._optional = optional
+        filters = [(topic, 1) for topic in topics] + [(topic, 0) for topic in optional]
+        self._subscribing = (client.subscribe(filters)[1], [topic for topic, _ in filters])
+        self.refusals, self._suback_refused = [], False
+        self.probe = Probe(probe_topic(topics[0], self.identity), self.identity, self.wait_s)
+        self.probe.sub_mid = client.subscribe(self.probe.topic, qos=1)[1]
+
+    def suback(self, client, mid: int, reason_codes, now: float) -> list[str] | None:
+        """A SUBACK. For the lane's topics: what it receives nothing on ([] when all were granted).
+        For the probe's topic: the probe is published (unless something was heard already); None."""
+        probe = self.probe
+        if probe is not None and mid == probe.sub_mid:
+            refused = refusals([probe.topic], reason_codes)
+            if refused:
+                log.warning("receiver (%s lane): probe not possible: %s", self.lane, refused[0])
+            elif not probe.heard:
+                probe.sent(client.publish(probe.topic, probe.payload, qos=1).mid, now)
+            return None
+        if mid != self._subscribing[0]:
+            return None
+        own = []
+        for topic, code in zip(self._subscribing[1], reason_codes):
+            for line in refusals([topic], [code]):
+                if topic in self._optional:
+                    log.info("receiver (%s lane): %s cannot be read: %s", self.lane, self._optional[topic], line)
+                else:
+                    own.append(line)
+        if own:
+            self._suback_refused, self.refusals = True, own
+        return own
+
+    def puback(self, mid: int, code) -> None:
+        if self.probe is not None:
+            refused = self.probe.publish_result(mid, code)
+            if refused:
+                log.warning("receiver (%s lane): %s", self.lane, refused)
+
+    def heard(self, client) -> bool:
+        """A message came in. The first since connect: reading works, so the probe's topic is left,
+        and True when that takes back a "receives nothing" the probe said (it had queued behind a
+        backlog); a SUBACK refusal stands."""
+        if self.probe is None or self.probe.heard:
+            return False
+        recovered = self.probe.hear() and not self._suback_refused
+        if recovered:
+            self.refusals = []
+        client.unsubscribe(self.probe.topic)
+        return recovered
+
+    def overdue(self, now: float) -> list[str]:
+        """The "receives nothing" line, once, when the probe's wait ran out with nothing heard."""
+        if self.probe is None or self.refusals:
+            return []
+        line = self.probe.overdue(now)
+        if line is None:
+            return []
+        self.refusals = [line]
+        return [line]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What it receives nothing on, and a probe that could not check (publish refused)."""
+        verdict = self.probe.verdict if self.probe is not None else None
+        return self.refusals + ([verdict] if verdict and verdict not in self.refusals else [])

@@ -229,7 +229,8 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
     # The shared test broker counts other tests' drops too, and its own readings may come in between:
     # what must hold is that the limits' warning stays, beside one warning of the latest drops.
     for rise in (7, 2):
-        desk.receiver._broker_dropped(str((desk.receiver._dropped or 0) + rise).encode())  # as $SYS reads
+        notes = desk.receiver.broker_notes
+        notes.dropped(str((notes.dropped_count or 0) + rise).encode())  # as $SYS reads
         warnings = desk.receiver.broker_warnings
         assert warnings[0] == limits and len(warnings) == 2 and "for 3 homes" in warnings[1], warnings
         assert warnings[1].startswith("the broker ") and "dropped" in warnings[1], warnings
