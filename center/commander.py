@@ -154,9 +154,11 @@ class Commander:
                 lane.error = str(exc) or type(exc).__name__
                 client = None
             with handover:
-                lane.client = client
-                if done.is_set():  # too late: nobody will pump it
-                    lane.close()
+                late = done.is_set()  # too late: nobody will pump it
+                if not late:
+                    lane.client = client
+            if late and client is not None and client.socket() is not None:
+                client.socket().close()
 
         threads = [threading.Thread(target=connect, args=(lane,), name=f"cmd-{lane.section}", daemon=True)
                    for lane in self._lanes]
