@@ -28,6 +28,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ..atrest import Sealer
+from ..store import Received
 from .facts import Fact, open_facts
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,10 @@ class DayDigests:
     def _open(self, home: str, oldest: float, newest: float, n: int) -> list[Fact]:
         """Open a span's envelopes (a span is a stretch of time: its first to last event is all of it)."""
         self.opened["envelopes"] += n
-        ids = [r[0] for r in self.store.db.query("SELECT id FROM events WHERE home = ? AND received >= ? AND "
-                                                 "received <= ?", (home, oldest, newest))]
-        return open_facts(self.store, self.opener, home, ids, self.opened)
+        rows = [Received(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in self.store.db.query(
+            "SELECT id, home, class, topic, envelope, received FROM events WHERE home = ? AND received >= ? AND "
+            "received <= ?", (home, oldest, newest))]  # one read by the (home, received) index
+        return open_facts(self.store, self.opener, home, [], self.opened, rows=rows)
 
     def _spans(self, since: float, until: float, now: float) -> list[tuple[str, float, float]]:
         """The spans (_span) that cover [since, until), each with its bounds: made once per report
