@@ -6,12 +6,14 @@ the broker grants and drops. Found by running tools/mutate.py on center/receiver
 import os
 import sqlite3
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from base import mqttconn
+from center import subscheck
 from tests.support.broker import Broker
 from tests.support.lab import wait_for
 from tests.support.receiverdesk import (  # and its fixtures desk, make_desk (a plugin: conftest)
@@ -33,6 +35,60 @@ def test_what_the_broker_grants_is_noted_at_connect_and_a_queue_too_small_for_ou
     assert desk.receiver.broker_limits.receive_maximum == 20
     [warning] = [w for w in desk.receiver.broker_warnings if "default limits" in w]
     assert "default limits" in warning and "too small for 3 homes" in warning
+
+
+PROBE_DENIED_ACL = """user center
+topic deny trygg/v1/center/up/test
+topic readwrite trygg/v1/#
+"""
+
+
+def reads_only(*homes: str) -> str:
+    """An ACL letting the center write anywhere but read only these homes' events (and statuses
+    and acks): not its probe's topic, trygg/v1/center/up/test (its identity is a home id)."""
+    return "user center\ntopic write trygg/v1/#\ntopic read trygg/v1/+/status\ntopic read trygg/v1/+/down/#\n" + \
+        "".join(f"topic read trygg/v1/{home}/up/#\n" for home in homes)
+
+
+def test_a_probe_the_broker_never_delivers_says_not_receiving_until_a_home_is_heard(make_desk, tmp_path):
+    """Mosquitto grants the SUBSCRIBE and checks its ACL only at delivery: here it takes the
+    receiver's probe but never delivers it. The lane is shown "not receiving" once the probe's
+    wait runs out; the first home heard proves reading works and takes it back."""
+    desk, broker = make_desk(acl="")
+    home = desk.home()
+    (tmp_path / "acl").write_text(reads_only(desk.probe.name, home.name))
+    broker.restart()
+    sink = desk.launch()
+    wait_for(lambda: links(sink) == ["connected", "not receiving"], 30, "the lane shown not receiving")
+    rx = desk.receiver
+    [line] = rx.not_receiving
+    assert subscheck.RECEIVES_NOTHING in line and "trygg/v1/center/up/test" in line and "'center'" in line
+    assert rx.last_error == line and not rx.connected.is_set()
+    assert [w for w in rx.broker_warnings if subscheck.RECEIVES_NOTHING in w] == [line]
+    message = home.send()
+    wait_for(lambda: message.id in home.acked(), 20, "the home's event acknowledged")
+    assert links(sink) == ["connected", "not receiving", "connected"] and rx.connected.is_set()
+    assert rx.not_receiving == [] and rx.last_error is None
+    assert not [w for w in rx.broker_warnings if subscheck.RECEIVES_NOTHING in w]
+    assert sink.shown(message.id) == 1 and message.id in [row[0] for row in desk.rows()]
+    second = home.send()  # once heard, the lane stays as it is: no second "connected"
+    wait_for(lambda: second.id in home.acked(), 20, "the second event acknowledged")
+    assert links(sink) == ["connected", "not receiving", "connected"]
+
+
+def test_a_probe_the_broker_will_not_take_is_a_warning_not_a_lane_shown_deaf(make_desk):
+    """The broker refuses the probe's PUBLISH (its ACL denies the topic outright): reading cannot be
+    checked this way, which is said on `trygg center receivers`; the lane stays connected."""
+    desk, _ = make_desk(acl=PROBE_DENIED_ACL)
+    sink = desk.start()
+    rx = desk.receiver
+    [warning] = wait_for(lambda: [w for w in rx.broker_warnings if "refused the probe publish" in w], 20,
+                         "the warning that reading could not be checked")
+    assert "trygg/v1/center/up/test" in warning and subscheck.RECEIVES_NOTHING not in warning
+    time.sleep(subscheck.PROBE_WAIT_S + 1)  # past the probe's wait: no verdict of "receives nothing"
+    desk.settle()
+    assert links(sink) == ["connected"] and rx.connected.is_set() and rx.not_receiving == []
+    assert rx.last_error is None and warning in rx.broker_warnings
 
 
 class Delays(mqttconn.Backoff):

@@ -290,8 +290,12 @@ def make_desk(tmp_path, pki):
     need it configured otherwise than the session's broker."""
     made: list = []
 
-    def make(*extra: str, max_queued: int | None = None) -> tuple[Desk, Broker]:
-        broker = Broker(tmp_path / "broker", pki, max_queued=max_queued, extra=extra)
+    def make(*extra: str, max_queued: int | None = None, acl: str | None = None) -> tuple[Desk, Broker]:
+        """acl: the broker's ACL text instead of the one Trygg ships."""
+        if acl is not None:
+            (tmp_path / "acl").write_text(acl)
+            extra = (*extra, f"acl_file {tmp_path / 'acl'}")
+        broker = Broker(tmp_path / "broker", pki, max_queued=max_queued, extra=extra, acl=acl is None)
         broker.start()
         made.append(broker)
         desk = Desk(tmp_path, pki, broker)
