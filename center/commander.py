@@ -13,8 +13,9 @@ only they can open it, and it is kept in memory only until the caller takes it.
 A home may be on its second broker (the center's [broker_fallback], agent/brokerchoice.py): then
 there is one session per broker, opened at once (a dead broker costs at most CONNECT_TIMEOUT_S,
 never the other's command). The home is where its freshest valid signed status says (by the
-status's time: one device clock wrote both; an unverified status is ignored); on one broker the
-last status that arrived counts, so its last will replaces its heartbeat. A command is published
+status's time: one device clock wrote both; an unverified status is ignored; a last will carries
+the time its session began, so it loses to a heartbeat sent later through the other broker and
+wins over one sent before through the other). A command is published
 through every broker we reach, the home's first: the device listens on one broker at a time with
 a clean session (nothing is queued for it on the other), and a copy that does reach it twice is
 refused as a replay by its id (agent/freshness.py: the id is stored before anything acts), so
@@ -236,10 +237,13 @@ class Commander:
         signer = self._home_signer
         try:
             if message.topic == topics.status(self.home.name):
-                before, lane.status = lane.status, verify_status(message.payload, message.topic, self.home.name, signer)
-                self._choose_status()
-                if lane.status.state == "online" and (before is None or before.state != "online"):
-                    self._follow(lane)
+                status = verify_status(message.payload, message.topic, self.home.name, signer)
+                before, where = lane.status, self.home_section
+                if before is None or status.time >= before.time:  # never back in time (the doctor's 1970 probe)
+                    lane.status = status
+                    self._choose_status()
+                    if status.state == "online" and (where != lane.section or before is None or before.state != "online"):
+                        self._follow(lane)
                 return
             if message.topic == topics.lookin(self.home.name):
                 self._picture(message)
@@ -252,8 +256,8 @@ class Commander:
             self._results.setdefault(event.body["command"], (event.body, lane.section))
 
     def _follow(self, lane: _Lane) -> None:
-        """The home just came online on this broker (its subscription is in place: it subscribes
-        before it says so) while a command waits for its answer: publish that command there again.
+        """The home just came online on this broker, or moved here (its subscription is in place: it
+        subscribes before it says so) while a command waits for its answer: publish it there again.
         A copy sent before it arrived went nowhere; one it did get is a replay it refuses."""
         pending = self._pending
         if pending is not None and pending[0] not in self._results and lane.client is not None \

@@ -5,6 +5,7 @@ daemon, the center's own CLI (`trygg center unlock|ping`)."""
 
 import json
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -100,7 +101,7 @@ def test_with_both_brokers_up_a_home_on_the_first_answers_there_once(two):
     print(f"unlock with both brokers up, home on the first: CLI {took:.2f} s, round trip {result['round_trip_ms']} ms")
 
 
-def test_the_freshest_valid_status_says_where_the_home_is_and_an_unverified_one_counts_for_nothing(two, pki):
+def test_the_freshest_valid_status_says_where_the_home_is_and_a_waiting_command_follows_it_there(two, pki):
     lab, first, second = two
     home = lab.home("hem-fc3")  # never started: the statuses are the test's, signed with the home's own key
     device = load_private(home.dir / "device.key")
@@ -122,11 +123,25 @@ def test_the_freshest_valid_status_says_where_the_home_is_and_an_unverified_one_
             # newer still, but not signed by the home: ignored
             forged = Identity.generate(home.id)
             on_first.publish(topic, status("online", t0 + timedelta(minutes=1), key=forged.sign, challenge="b" * 32))
+            # a doctor's probe (signed by the home, unretained, stamped 1970) moves nothing
+            on_second.publish(topic, status("offline", datetime(1970, 1, 1, tzinfo=UTC)))
             # the home back on the first, later than anything on the second
             on_first.publish(topic, status("online", t0 + timedelta(minutes=2), challenge="c" * 32))
             session.wait_for_new_challenge("a" * 32, timeout=5)
             assert session.status.challenge == "c" * 32 and session.home_section == "broker"
-            assert session.prepare("ping", {}).challenge == "c" * 32
+            assert session._lanes[1].status.challenge == "a" * 32, "the 1970 probe replaced the second's status"
+            # a command waiting for its answer follows the home to the second, though the second
+            # still holds an online status of its own from an earlier visit
+            cmd = session.prepare("ping", {})
+            assert cmd.challenge == "c" * 32
+            signed = envelope.sign(encode(cmd), topics.command(home.id), Identity.generate("berit").sign)
+            moved = threading.Timer(0.5, lambda: on_second.publish(
+                topic, status("online", t0 + timedelta(minutes=2, seconds=30), challenge="c" * 32)))
+            moved.start()
+            with pytest.raises(NoAnswer):  # no device here to answer it
+                session.send_signed(cmd, signed, timeout=2)
+            moved.join()
+            assert session.home_section == "broker_fallback" and session.resent == 1
         # both say offline: the freshest is offline, and no command is sent
         on_second.publish(topic, status("offline", t0 + timedelta(minutes=3)), retain=True)
         on_first.publish(topic, status("offline", t0 + timedelta(minutes=1)), retain=True)
