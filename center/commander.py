@@ -47,7 +47,8 @@ from protocol.messages import CommandMessage, EventMessage, LookinMessage, Statu
 STATUS_WAIT_S = 3.0  # a retained status arrives right after the subscription is granted
 PICTURE_WAIT_S = 10.0  # the picture is published before the result; this only covers reordering
 CONNECT_TIMEOUT_S = 3.0  # TCP + TLS per broker, all at once: what a dead (silent) broker may cost
-SETTLE_S = 0.2  # after a broker granted the subscription, how long its retained status may take
+SETTLE_S = 0.05  # after its SUBACK, how long a broker may take with the retained status (sent right behind it)
+OFFLINE_SETTLE_S = 1.0  # the same, when what we have says offline (staff hear "offline" this much later at most)
 BROKER_NAMES = {"broker": "first", "broker_fallback": "second"}  # as the device's trygg status names them
 
 
@@ -129,8 +130,8 @@ class Commander:
         try:
             self._pump_until(lambda: all(lane.subscribed_at is not None for lane in self._live()), STATUS_WAIT_S,
                              "the broker did not grant the subscription", partial_ok=True)
-            self._pump_until(self._statuses_in, STATUS_WAIT_S,
-                             f"no status from {self.home.name}: it has never connected, or its key is not enrolled here")
+            self._pump_until(self._statuses_in, STATUS_WAIT_S, f"no status from {self.home.name}: it has never "
+                             "connected, or its key is not enrolled here", step=SETTLE_S / 2)  # may end by time alone
         except BaseException:
             self.__exit__()
             raise
@@ -175,11 +176,14 @@ class Commander:
                     lane.error = lane.error or f"no answer within {CONNECT_TIMEOUT_S:g} s"
 
     def _statuses_in(self) -> bool:
-        """A status is known, and every broker that granted the subscription had SETTLE_S to send its own."""
+        """A status is known, and every broker that granted the subscription had SETTLE_S to send its
+        own; while the home looks offline, OFFLINE_SETTLE_S: a home on its other broker must not be
+        taken to be offline because that broker's status came a moment later."""
         if self.status is None:
             return False
         now = self.clock.monotonic()
-        return all(lane.status is not None or (lane.subscribed_at is not None and now - lane.subscribed_at >= SETTLE_S)
+        settle = SETTLE_S if self.status.state == "online" else OFFLINE_SETTLE_S
+        return all(lane.status is not None or (lane.subscribed_at is not None and now - lane.subscribed_at >= settle)
                    for lane in self._live())
 
     def __exit__(self, *exc) -> None:
@@ -215,7 +219,7 @@ class Commander:
                 lane.error = "lost the connection"
                 lane.close()
 
-    def _pump_until(self, done, timeout: float, failure: str, partial_ok: bool = False) -> None:
+    def _pump_until(self, done, timeout: float, failure: str, partial_ok: bool = False, step: float = 0.2) -> None:
         """partial_ok: when time is up, go on if some session got there (those that did not are dropped)."""
         deadline = self.clock.monotonic() + timeout
         while not done():
@@ -230,7 +234,7 @@ class Commander:
                         lane.close()
                     return
                 raise NoAnswer(failure)
-            self._pump(min(left, 0.2))
+            self._pump(min(left, step))
 
     def _on_message(self, lane: _Lane, message) -> None:
         """Statuses and events of this home; anything that does not verify is ignored."""
