@@ -14,6 +14,7 @@ from paho.mqtt.properties import Properties
 
 from base import mqttconn
 from center import subscheck
+from center.receiver import lane_subscriptions
 from tests.support.broker import Broker
 from tests.support.lab import wait_for
 from tests.support.receiverdesk import (  # and its fixtures desk, make_desk (a plugin: conftest)
@@ -89,6 +90,17 @@ def test_a_probe_the_broker_will_not_take_is_a_warning_not_a_lane_shown_deaf(mak
     desk.settle()
     assert links(sink) == ["connected"] and rx.connected.is_set() and rx.not_receiving == []
     assert rx.last_error is None and warning in rx.broker_warnings
+
+
+def test_with_a_shared_group_the_lanes_share_their_event_topics_and_each_takes_every_status(desk):
+    """Receivers sharing a group split each lane's events between them (the broker gives each to
+    one); statuses are never shared: every receiver keeps every home's presence."""
+    cfg = desk.cfg.model_copy(update={"center": desk.cfg.center.model_copy(update={"shared_group": "rx"})})
+    assert lane_subscriptions(cfg, "alarm") == ["$share/rx/trygg/v1/+/up/alarm"]
+    assert lane_subscriptions(cfg, "bulk") == [f"$share/rx/trygg/v1/+/up/{c}" for c in ("event", "telemetry", "test")] + \
+        ["trygg/v1/+/status"]
+    assert lane_subscriptions(cfg, "all") == ["$share/rx/trygg/v1/+/up/+", "trygg/v1/+/status"]
+    assert lane_subscriptions(desk.cfg, "all") == ["trygg/v1/+/up/+", "trygg/v1/+/status"]  # no group
 
 
 class Delays(mqttconn.Backoff):
