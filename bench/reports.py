@@ -129,19 +129,19 @@ def timed(run, cfg, morning: date, settings, now: float, profile: bool = False):
     from center.reports.morning import report
 
     profiler = cProfile.Profile() if profile else None
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     if profiler:
         profiler.enable()
     data = report(cfg, morning, None, settings, now)
     if profiler:
         profiler.disable()
-    took = time.monotonic() - started
+    took, cpu = time.monotonic() - started, time.process_time() - cpu
     opened = data["opened"]
     steady = run.startswith("steady")
     result("reports", f"morning report data, {HOMES} homes, {run}", took, "s",
            target=f"< {TARGET_S:.0f} s" if steady else "", ok=took < TARGET_S if steady else None, digits=2,
            note=f"{opened['envelopes']:,} envelopes, {opened.get('verified', opened['envelopes']):,} of them verified, "
-                f"{opened['digests']:,} digests")
+                f"{opened['digests']:,} digests; CPU {cpu:.2f} s, load average {os.getloadavg()[0]:.1f}")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     return data
