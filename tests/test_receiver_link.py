@@ -14,7 +14,7 @@ from paho.mqtt.properties import Properties
 
 from base import mqttconn
 from center import subscheck
-from center.receiver import lane_subscriptions
+from center.receiver import Ticks, lane_subscriptions
 from tests.support.broker import Broker
 from tests.support.lab import wait_for
 from tests.support.receiverdesk import (  # and its fixtures desk, make_desk (a plugin: conftest)
@@ -101,6 +101,18 @@ def test_with_a_shared_group_the_lanes_share_their_event_topics_and_each_takes_e
         ["trygg/v1/+/status"]
     assert lane_subscriptions(cfg, "all") == ["$share/rx/trygg/v1/+/up/+", "trygg/v1/+/status"]
     assert lane_subscriptions(desk.cfg, "all") == ["trygg/v1/+/up/+", "trygg/v1/+/status"]  # no group
+
+
+def test_periodic_work_on_the_receiving_thread_runs_once_per_period_each_by_its_own_name():
+    """The receiving loop turns every few milliseconds; silence checks (1 s) and the test limit's
+    clean-up (60 s) must not run on every turn (a store query each time), nor stop running."""
+    ticks = Ticks()
+    assert ticks.due("silent", 1.0, 100.0) is True  # the first look is always due
+    assert ticks.due("silent", 1.0, 100.5) is False and ticks.due("silent", 1.0, 100.999) is False
+    assert ticks.due("tests", 60.0, 100.5) is True  # another name keeps its own time
+    assert ticks.due("silent", 1.0, 101.0) is True  # a full period after the last run
+    assert ticks.due("silent", 1.0, 101.5) is False and ticks.due("silent", 1.0, 102.0) is True
+    assert ticks.due("tests", 60.0, 160.0) is False and ticks.due("tests", 60.0, 160.5) is True
 
 
 class Delays(mqttconn.Backoff):
