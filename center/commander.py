@@ -24,6 +24,7 @@ and the home comes online on a broker (it moved there, or came back), the comman
 there again: the night the first broker dies is also the minute staff press "unlock".
 """
 
+import logging
 import secrets
 import select
 import threading
@@ -35,7 +36,7 @@ import paho.mqtt.client as mqtt
 from base import mqttconn
 from base.configbase import BrokerConfig
 from .config import CenterConfig
-from base.errors import EnvelopeError, TryggError
+from base.errors import ConfigError, EnvelopeError, KeyFileError, TryggError
 from base.keys import Identity, PublicIdentity
 from protocol.actions import command_args
 from protocol.presence import verify_status
@@ -44,6 +45,7 @@ from protocol.ids import new_id
 from protocol.kem import KemPrivate
 from protocol.messages import CommandMessage, EventMessage, LookinMessage, StatusMessage, decode, encode
 
+log = logging.getLogger(__name__)
 STATUS_WAIT_S = 3.0  # a retained status arrives right after the subscription is granted
 PICTURE_WAIT_S = 10.0  # the picture is published before the result; this only covers reordering
 CONNECT_TIMEOUT_S = 3.0  # TCP + TLS per broker, all at once: what a dead (silent) broker may cost
@@ -83,6 +85,7 @@ class _Lane:
         self.section, self.broker = section, broker
         self.client: mqtt.Client | None = None
         self.error = ""
+        self.config_error: Exception | None = None
         self.subscribed_at: float | None = None
         self.status: StatusMessage | None = None  # the last valid one that came on this broker
 
@@ -126,7 +129,13 @@ class Commander:
         self._connect_all()
         live = self._live()
         if not live:
+            for lane in self._lanes:
+                if lane.config_error is not None:  # a file the config names: the technician's to fix, as before
+                    raise lane.config_error
             raise NoAnswer("; ".join(f"cannot reach the broker {lane.address}: {lane.error}" for lane in self._lanes))
+        for lane in self._lanes:
+            if lane.config_error is not None:
+                log.warning("commands: %s; going on through the other broker", lane.config_error)
         try:
             self._pump_until(lambda: all(lane.subscribed_at is not None for lane in self._live()), STATUS_WAIT_S,
                              "the broker did not grant the subscription", partial_ok=True)
@@ -154,6 +163,7 @@ class Commander:
                 mqttconn.connect(client, lane.broker)
             except (OSError, ValueError) as exc:
                 lane.error = str(exc) or type(exc).__name__
+                lane.config_error = exc if isinstance(exc, (ConfigError, KeyFileError)) else None
                 client = None
             with handover:
                 late = done.is_set()  # too late: nobody will pump it

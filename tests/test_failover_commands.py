@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from base.clock import SystemClock
+from base.errors import ConfigError
 from base.keys import Identity, load_private, load_public
 from center import config as center_config
 from center import keyring
@@ -189,6 +190,15 @@ def test_with_no_broker_reachable_the_cli_names_both(two):
     code, result, err, _took = center_command(lab, "ping", home, "berit")
     assert code == 6 and result is None
     assert f"127.0.0.1:{first.port}" in err and f"127.0.0.1:{second.port}" in err and "Traceback" not in err
+    # a TLS file missing is the technician's to fix, named by its key, as with one broker
+    cfg = center_config.load(lab.center_config)
+    gone = lab.root / "no-such.key"
+    cfg = cfg.model_copy(update={"broker": cfg.broker.model_copy(update={"key": gone}),
+                                 "broker_fallback": cfg.broker_fallback.model_copy(update={"key": gone})})
+    session = Commander(cfg, keyring.opening_keys(cfg), None, load_public(cfg.center.homes_dir / f"{home.id}.pub"),
+                        SystemClock())
+    with pytest.raises(ConfigError, match=r"^broker\.key: cannot read"):
+        session.__enter__()
 
 
 def test_an_unlock_sent_the_moment_the_first_broker_dies_is_carried_out_once_the_home_is_on_the_second(two):
