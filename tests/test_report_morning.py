@@ -232,6 +232,15 @@ def test_the_baseline_ignores_one_odd_night():
 
 
 
+def test_flag_lines_read_as_swedish_is_written():
+    doors, exits = baseline.RULES[2], baseline.RULES[0]
+    assert baseline.judge(doors, [1] * 7, [0] * 28)["text"] == \
+        "dörren öppnad på natten: 1 gång per natt den här veckan mot 0 de fyra veckorna innan"
+    assert "2 gånger per natt" in baseline.judge(doors, [2] * 7, [0] * 28)["text"]
+    flag = baseline.judge(exits, [5, 5, 5, 5, 6, 6, 6], [1, 2] * 14)
+    assert flag["text"].startswith("uppstigningar ur sängen: 5 per natt den här veckan mot 1,5 ") and flag["baseline"] == 1.5
+
+
 def test_the_console_serves_the_report_to_signed_in_staff_only(year):
     """GET /api/report/morning: 401 without a session; JSON equal to the CLI's data; a PDF; one line for bad input."""
     from starlette.testclient import TestClient

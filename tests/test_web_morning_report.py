@@ -202,6 +202,7 @@ def test_a_nurse_opens_the_report_from_the_console_and_sees_the_flagged_home_fir
         assert not [m for m in report_lines if "Content Security Policy" in m], report_lines
         SHOTS.mkdir(parents=True, exist_ok=True)
         report.screenshot(path=str(SHOTS / "console-morning-report.png"))
+        report.screenshot(path=str(SHOTS / "console-morning-report-full.png"), full_page=True)
         report.click("[data-action=previous-night]")
         report.wait_for_load_state()
         assert "date=" in report.url and shown(report, "h1").inner_text().startswith("Morgonrapport")

@@ -72,12 +72,17 @@ def judge(rule: Rule, week: list[float], base: list[float]) -> dict | None:
         return None
     return {"what": rule.metric, "severity": 2, "week": _num(week_med), "baseline": _num(base_med),
             "mad": round(mad, 2),
-            "text": f"{rule.label}: {_said(week_med)} {rule.unit} den här veckan mot {_said(base_med)} "
+            "text": f"{rule.label}: {_said(week_med)} {_unit(rule.unit, week_med)} den här veckan mot {_said(base_med)} "
                     f"{_before(len(base))}"}
 
 
 def _before(nights: int) -> str:
     return "de fyra veckorna innan" if nights == 28 else f"de {nights} nätterna innan"
+
+
+def _unit(unit: str, x: float) -> str:
+    """"1 gång per natt", "2 gånger per natt"."""
+    return unit.replace("gånger", "gång") if x == 1 else unit
 
 
 def _said(x: float) -> str:
