@@ -7,14 +7,19 @@ import os
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from base import mqttconn
+from base.keys import KeyFileError
 from center import subscheck
-from center.receiver import Ticks, lane_subscriptions
+from center.homes import HomeRegistry
+from center.receiver import Receiver, Ticks, lane_subscriptions
+from center.store import EventStore
 from tests.support.broker import Broker
 from tests.support.lab import wait_for
 from tests.support.receiverdesk import (  # and its fixtures desk, make_desk (a plugin: conftest)
@@ -113,6 +118,27 @@ def test_periodic_work_on_the_receiving_thread_runs_once_per_period_each_by_its_
     assert ticks.due("silent", 1.0, 101.0) is True  # a full period after the last run
     assert ticks.due("silent", 1.0, 101.5) is False and ticks.due("silent", 1.0, 102.0) is True
     assert ticks.due("tests", 60.0, 160.0) is False and ticks.due("tests", 60.0, 160.5) is True
+
+
+def test_a_tls_key_others_can_read_stops_the_receiver_before_it_connects_and_says_which_file(desk, tmp_path):
+    """Fail closed: a broker key readable by others is refused with the file, its mode and the fix."""
+    key = tmp_path / "center-tls.key"
+    key.write_bytes(Path(desk.cfg.broker.key).read_bytes())
+    key.chmod(0o644)
+    cfg = desk.cfg.model_copy(update={"broker": desk.cfg.broker.model_copy(update={"key": key})})
+    store = EventStore(cfg.center.store)
+    try:
+        with pytest.raises(KeyFileError) as refused:
+            Receiver(cfg, desk.key, HomeRegistry(desk.homes_dir), store, Sink(), desk.clock)
+    finally:
+        store.close()
+    assert str(key) in str(refused.value) and "TLS private key" in str(refused.value) and "chmod 600" in str(refused.value)
+    key.chmod(0o600)  # the same file, private: taken
+    store = EventStore(cfg.center.store)
+    try:
+        Receiver(cfg, desk.key, HomeRegistry(desk.homes_dir), store, Sink(), desk.clock)
+    finally:
+        store.close()
 
 
 class Delays(mqttconn.Backoff):
