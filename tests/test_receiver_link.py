@@ -141,6 +141,21 @@ def test_a_tls_key_others_can_read_stops_the_receiver_before_it_connects_and_say
         store.close()
 
 
+def test_a_backlog_waiting_in_the_session_at_reconnect_is_taken_in_and_the_link_stays_up(desk):
+    """Alarms queued at the broker while the receiver was away arrive before its SUBACKs: they count
+    as heard (no probe is sent then), are recorded and acknowledged, and the link is shown once."""
+    desk.start()
+    home = desk.home()
+    desk.stop()
+    waiting = [home.send() for _ in range(3)]
+    sink = desk.start()
+    wait_for(lambda: all(m.id in home.acked() for m in waiting), 20, "the backlog acknowledged")
+    desk.settle()
+    assert links(sink) == ["connected"] and desk.receiver.connected.is_set()
+    assert desk.receiver.not_receiving == [] and desk.receiver.last_error is None
+    assert all(sink.shown(m.id) == 1 for m in waiting)
+
+
 class Delays(mqttconn.Backoff):
     """The receiver's own reconnect backoff (0.5 s doubling to 30 s), remembering each delay it chose."""
 
