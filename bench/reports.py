@@ -17,7 +17,8 @@ Figures, fsync back on, the clock set as the report runs every morning at 07:00:
     finished day's (week's) facts as a sealed digest;
   - the steady state: the next morning at 07:00, after yesterday's digests were kept: it opens
     the digests, all of yesterday (unfinished, so not kept, at the last run) and tonight to 07:00;
-  - the same morning again (today's envelopes only);
+  - the same morning again, ten minutes later: the digests and today's part cover everything,
+    so this is the floor (digests, the night's cases, the baselines), no envelope opened;
   - its HTML and its PDF (the homes needing attention drawn in full, the rest one line each);
   - `trygg center report morning --format pdf --out F`, whole process.
 Target (issue 18): the morning report for 300 homes in < 5 s (the steady state).
