@@ -164,7 +164,10 @@ def _quiet(summaries: dict[str, list[int]], morning: date) -> dict | None:
 def _cases(desk, homes: set[str], start: float, end: float, s: Settings) -> dict[str, list[dict]]:
     """The night's cases per home: opened inside the night window, oldest first."""
     out: dict[str, list[dict]] = {}
-    for case in sorted(desk.listing(since=start), key=lambda c: c.opened):
+    # by the cases' opened index (a listing since the night would scan a year of cases: ~1 s)
+    ids = [r[0] for r in desk.db.query("SELECT id FROM cases WHERE opened >= ? AND opened < ? ORDER BY opened",
+                                       (start, end))]
+    for case in (desk.get(i) for i in ids):
         if case.home not in homes or not start <= case.opened < end:
             continue
         times = case.to_json()["response_s"]
