@@ -86,15 +86,42 @@ def test_a_probe_the_broker_will_not_take_is_a_warning_not_a_lane_shown_deaf(mak
     """The broker refuses the probe's PUBLISH (its ACL denies the topic outright): reading cannot be
     checked this way, which is said on `trygg center receivers`; the lane stays connected."""
     desk, _ = make_desk(acl=PROBE_DENIED_ACL)
-    sink = desk.start()
+    sink = desk.launch()  # and nothing sent: no home's message may stand in for the probe
     rx = desk.receiver
     [warning] = wait_for(lambda: [w for w in rx.broker_warnings if "refused the probe publish" in w], 20,
                          "the warning that reading could not be checked")
     assert "trygg/v1/center/up/test" in warning and subscheck.RECEIVES_NOTHING not in warning
     time.sleep(subscheck.PROBE_WAIT_S + 1)  # past the probe's wait: no verdict of "receives nothing"
-    desk.settle()
     assert links(sink) == ["connected"] and rx.connected.is_set() and rx.not_receiving == []
     assert rx.last_error is None and warning in rx.broker_warnings
+    desk.settle()
+    assert links(sink) == ["connected"] and rx.not_receiving == []
+
+
+def test_a_quiet_lane_whose_probe_came_back_stays_connected_past_the_probes_wait(make_desk):
+    """No home sends anything: the probe alone proves reading works, once; the lane stays connected."""
+    desk, _ = make_desk()
+    sink = desk.launch()
+    wait_for(lambda: links(sink) == ["connected"], 20, "the lane connected")
+    time.sleep(subscheck.PROBE_WAIT_S + 1.5)
+    rx = desk.receiver
+    assert links(sink) == ["connected"] and rx.connected.is_set() and rx.not_receiving == []
+    assert rx.last_error is None and not [w for w in rx.broker_warnings if "probe" in w]
+
+
+def test_a_lane_is_one_of_three_and_only_the_alarm_lane_has_a_session_of_its_own(desk):
+    """The alarm lane's queue at the broker is its own (client id <name>-alarm); "all" and "bulk"
+    keep <name>, so a center that splits its lanes keeps its backlog in the bulk lane."""
+    store = EventStore(desk.cfg.center.store)
+    try:
+        ids = {lane: Receiver(desk.cfg, desk.key, HomeRegistry(desk.homes_dir), store, Sink(), desk.clock,
+                              lane=lane).client_id for lane in ("all", "alarm", "bulk")}
+        with pytest.raises(ValueError, match="lane must be one of all, alarm, bulk, got 'alarms'"):
+            Receiver(desk.cfg, desk.key, HomeRegistry(desk.homes_dir), store, Sink(), desk.clock, lane="alarms")
+    finally:
+        store.close()
+    name = desk.cfg.center.name
+    assert ids == {"all": name, "alarm": f"{name}-alarm", "bulk": name}
 
 
 def test_with_a_shared_group_the_lanes_share_their_event_topics_and_each_takes_every_status(desk):
