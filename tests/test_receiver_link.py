@@ -114,8 +114,12 @@ def test_a_lane_is_one_of_three_and_only_the_alarm_lane_has_a_session_of_its_own
     keep <name>, so a center that splits its lanes keeps its backlog in the bulk lane."""
     store = EventStore(desk.cfg.center.store)
     try:
-        ids = {lane: Receiver(desk.cfg, desk.key, HomeRegistry(desk.homes_dir), store, Sink(), desk.clock,
-                              lane=lane).client_id for lane in ("all", "alarm", "bulk")}
+        lanes = {lane: Receiver(desk.cfg, desk.key, HomeRegistry(desk.homes_dir), store, Sink(), desk.clock,
+                                lane=lane) for lane in ("all", "alarm", "bulk")}
+        ids = {lane: rx.client_id for lane, rx in lanes.items()}
+        for rx in lanes.values():  # before any connect (the broker may be down at start), what the service reads
+            assert rx.not_receiving == [] and rx.broker_warnings == [] and rx.broker_limits is None
+            assert not rx.connected.is_set() and rx.last_error is None and rx.failed is None
         with pytest.raises(ValueError, match="lane must be one of all, alarm, bulk, got 'alarms'"):
             Receiver(desk.cfg, desk.key, HomeRegistry(desk.homes_dir), store, Sink(), desk.clock, lane="alarms")
     finally:
