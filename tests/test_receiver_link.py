@@ -128,6 +128,20 @@ def test_a_lane_is_one_of_three_and_only_the_alarm_lane_has_a_session_of_its_own
     assert ids == {"all": name, "alarm": f"{name}-alarm", "bulk": name}
 
 
+def test_a_receiver_stopped_before_it_ran_returns_at_once_and_clean(desk):
+    """The service stops lanes that may never have run (a shutdown during start): run() returns,
+    with nothing failed and nothing shown, rounds desk or not."""
+    for rounds in (False, True):
+        desk.launch(rounds=rounds)
+        desk.receiver.stop()
+        desk.thread.join(10)
+        assert not desk.thread.is_alive()
+        rx = desk.receiver
+        rx.run()  # again, on this thread: an error in it would fail here
+        assert rx.failed is None and links(desk.sink) in ([], ["connected"], ["connected", "disconnected"])
+        desk.stop()
+
+
 def test_with_a_shared_group_the_lanes_share_their_event_topics_and_each_takes_every_status(desk):
     """Receivers sharing a group split each lane's events between them (the broker gives each to
     one); statuses are never shared: every receiver keeps every home's presence."""
