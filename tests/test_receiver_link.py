@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -126,6 +127,32 @@ def test_a_lane_is_one_of_three_and_only_the_alarm_lane_has_a_session_of_its_own
         store.close()
     name = desk.cfg.center.name
     assert ids == {"all": name, "alarm": f"{name}-alarm", "bulk": name}
+
+
+class LookinSink(Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookins: list = []
+
+    def lookin(self, alert) -> None:
+        with self.lock:
+            self.lookins.append(alert)
+
+
+def test_with_the_rounds_desk_a_running_receiver_raises_a_due_look_in_by_itself(desk):
+    """A look-in falls due by the clock, not by a message: the receiver's own rounds thread shows it."""
+    desk.cfg = desk.cfg.model_copy(update={"rounds": desk.cfg.rounds.model_copy(update={"evaluate_every_s": 0.2})})
+    desk.clock.wall = datetime(2025, 1, 10, 22, 5, tzinfo=UTC)  # 23:05 in Stockholm: the 23:00 look-in
+    sink = desk.start(LookinSink(), rounds=True)
+    home = desk.home()
+    plan = {"camera": "synthetic", "timezone": "Europe/Stockholm", "times": ["23:00"], "tolerance_s": 900.0,
+            "windows": [{"start": "22:00", "end": "06:00", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}],
+            "max_per_night": 2, "privacy": "blur", "roles": ["night-staff"]}
+    _, topic, payload = home.seal("event", "lookin_plan", plan)
+    desk.wire.publish(topic, payload)
+    desk.settle()
+    [alert] = wait_for(lambda: list(sink.lookins), 10, "the due look-in shown")
+    assert alert.kind == "lookin_due" and alert.slot.home == home.name and alert.slot.time == "23:00"
 
 
 def test_a_receiver_stopped_before_it_ran_returns_at_once_and_clean(desk):
