@@ -35,6 +35,13 @@ from tests.support.lab import edit_toml, trygg
 NOW = datetime.datetime.now(datetime.UTC)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_now():
+    """NOW is each test's own start: certificates made during a long run must not predate it."""
+    global NOW
+    NOW = datetime.datetime.now(datetime.UTC)
+
+
 def statuses(verdicts, check=None):
     return [v.status for v in verdicts if check is None or v.check == check]
 

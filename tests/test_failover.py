@@ -16,8 +16,8 @@ from agent.config import FallbackBrokerConfig
 from base.configbase import BrokerConfig
 from base.errors import ConfigError
 from base.mqttconn import Backoff
-from tests.support.broker import Broker
-from tests.support.lab import Lab, edit_toml, wait_for
+from tests.support.lab import Lab, wait_for
+from tests.support.twobrokers import FAST, LAB_FAILOVER_S, LAB_RETRY_S, home_on_both, two_brokers  # noqa: F401
 
 FAILOVER_S = 20.0
 RETRY_S = 30.0
@@ -159,33 +159,11 @@ def test_the_fallback_section_takes_the_broker_fields_and_its_own_timings():
 
 # -- with real brokers, a real daemon and a real receiving service ---------------------------------
 
-FAST = {"outbox": {"resend_after_s": 1.0}, "uplink": {"backoff_min_s": 0.1, "backoff_max_s": 0.5}}
-LAB_FAILOVER_S = 2.0
-LAB_RETRY_S = 1.0
-
-
 @pytest.fixture
 def two(pki, tmp_path):
     """Two Mosquitto processes with the same CA and ACL, and a lab whose center receives from both."""
-    with Broker(tmp_path / "first", pki) as first, Broker(tmp_path / "second", pki) as second:
-        lab = Lab(tmp_path / "lab", pki, first.port)
-        center = lab.center_config.read_text()
-        broker = center[center.index("[broker]"):].split("\n[", 1)[0]
-        fallback = broker.replace("[broker]", "[broker_fallback]").replace(f"port = {first.port}", f"port = {second.port}")
-        assert fallback != broker.replace("[broker]", "[broker_fallback]"), "the center's broker port was not found"
-        lab.center_config.write_text(center.rstrip("\n") + "\n\n" + fallback.rstrip("\n") + "\n")
-        try:
-            yield lab, first, second
-        finally:
-            lab.close()
-
-
-def home_on_both(lab: Lab, second: Broker, home_id: str):
-    home = lab.home(home_id, **FAST)
-    section = tomllib.loads(home.config.read_text())["broker"]
-    edit_toml(home.config, {"broker_fallback": {**section, "port": second.port, "failover_after_s": LAB_FAILOVER_S,
-                                                "retry_first_s": LAB_RETRY_S}})
-    return home
+    with two_brokers(pki, tmp_path) as lab_and_brokers:
+        yield lab_and_brokers
 
 
 def recorded(lab: Lab, ids: list[str]) -> dict[str, int]:

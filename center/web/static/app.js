@@ -10,8 +10,6 @@ import { openSealed } from "./envelope.js";
 // Times as the homes keep them (Swedish time), whatever zone the phone or PC is set to: an agreed
 // look-in at 23:00 and "look in by 23:15" must read alike.
 const ZONE = "Europe/Stockholm";
-// The button to the day nurse's morning report (its own page, in Swedish: /report/morning).
-const MORNING_REPORT = { sv: "Morgonrapport", en: "Morning report" };
 
 // -- keys in this browser ------------------------------------------------------------------------
 const DB = "trygg-console";
@@ -532,8 +530,7 @@ function App() {
         <button aria-pressed=${tab === "alarms"} data-tab="alarms" onClick=${() => setTab("alarms")}>${w.ui.tab_alarms}</button>
         <button aria-pressed=${tab === "homes"} data-tab="homes" onClick=${() => setTab("homes")}>${w.ui.tab_homes}</button>
         <button aria-pressed=${tab === "rounds"} data-tab="rounds" onClick=${() => setTab("rounds")}>${w.ui.tab_rounds}</button>
-        <a class="button" href="/report/morning" target="_blank" rel="noopener" data-action="morning-report">${
-          MORNING_REPORT[lang] || MORNING_REPORT.sv}</a>
+        <a class="button" href="/report/morning" target="_blank" rel="noopener" data-action="morning-report">${w.ui.morning_report}</a>
       </nav>` : ""}
       <span>${me ? html`${w.ui.signed_in_as} <strong data-field="me">${me}</strong> ` : ""}
         <button data-action="lang" onClick=${switchLang}>${w.ui.lang_other}</button>
