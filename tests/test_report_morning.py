@@ -179,7 +179,8 @@ def test_many_homes_print_attention_first_over_several_pages(year):
     _truth, _cfg, data = year
     from center.reportcli import render
 
-    part = {**data, "homes": data["homes"][:10] + data["homes"][-20:]}  # ten flagged cards, twenty calm lines
+    part = {**data, "homes": data["homes"][:10] + data["homes"][-20:],  # ten flagged cards, twenty calm lines
+            "needs_attention": 10}
     assert all(h["flags"] for h in part["homes"][:10]) and not any(h["flags"] for h in part["homes"][10:])
     pages = _shots(render(part, "pdf"), "morning-many-homes")
     assert 3 <= pages <= 6
