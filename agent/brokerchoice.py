@@ -168,9 +168,4 @@ def probe(client_id: str, broker: BrokerConfig, section: str = "broker", timeout
     except (OSError, ValueError):
         return False
     finally:
-        sock = client.socket() if client is not None else None
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        mqttconn.close_socket(client)

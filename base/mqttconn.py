@@ -143,6 +143,16 @@ class Backoff:
         self.current = self.low
 
 
+def close_socket(client: mqtt.Client | None) -> None:
+    """Close a session's socket for sure (paho leaves it open after some failed connects)."""
+    sock = client.socket() if client is not None else None
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
 def keep_connected(
     stop: threading.Event,
     broker: BrokerConfig,
@@ -177,12 +187,7 @@ def keep_connected(
         else:
             last = None
         finally:
-            sock = client.socket() if client is not None else None
-            if sock is not None:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+            close_socket(client)
         if stop.is_set():
             break
         delay = backoff.next_delay()

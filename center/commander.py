@@ -95,12 +95,7 @@ class _Lane:
 
     def close(self) -> None:
         client, self.client = self.client, None
-        sock = client.socket() if client is not None else None
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        mqttconn.close_socket(client)
 
 
 class Commander:

@@ -10,7 +10,6 @@ what the store says.
 """
 
 import json
-import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from center.store import EventStore, Received
 from protocol import envelope, topics
 from protocol.ids import new_id
 from protocol.messages import EventMessage, encode
+from tests.support.reportyear import poisson
 
 ZONE = "Europe/Stockholm"
 KINDS = ("fall", "help", "bed_exit", "door_open")
@@ -105,15 +105,6 @@ def _plan_case(rand: random.Random, home: str, area: str, opened: float, terms) 
                     note, late_answer, late)
 
 
-def _poisson(rand: random.Random, mean: float) -> int:
-    limit, k, p = math.exp(-mean), 0, 1.0
-    while True:
-        p *= rand.random()
-        if p <= limit:
-            return k
-        k += 1
-
-
 def fill_cases(center: Center, store: EventStore, homes: dict[str, str], months: list[str], seed: int = 18,
                per_home_month: float = 1.5, left_open: float = 0.01,
                planted: dict[str, list[float]] | None = None, keep_open: frozenset = frozenset()) -> list[TrueCase]:
@@ -136,7 +127,7 @@ def fill_cases(center: Center, store: EventStore, homes: dict[str, str], months:
     truth: list[TrueCase] = []
     for home, area in homes.items():
         terms = cfg.promise.terms(area or "ovriga")
-        count = _poisson(rand, per_home_month * len(months) + per_home_month * 4 / 30)
+        count = poisson(rand, per_home_month * len(months) + per_home_month * 4 / 30)
         times = sorted([rand.uniform(start, end) for _ in range(count)] + (planted or {}).get(home, []))
         last_close = -1e18
         for at in times:
