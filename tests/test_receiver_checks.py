@@ -372,10 +372,12 @@ def test_a_homes_heartbeat_shows_it_online_and_its_last_will_offline_each_change
     assert presences(sink, home) == ["online", "offline"]
 
 
-def test_a_console_that_cannot_show_a_presence_change_stops_the_receiver_before_it_acknowledges(desk):
+@pytest.mark.parametrize("rounds", [False, True], ids=["alone", "with-rounds-thread"])
+def test_a_console_that_cannot_show_a_presence_change_stops_the_receiver_before_it_acknowledges(desk, rounds):
     """Shown, then recorded, then acknowledged: when staff cannot be shown what a batch holds,
-    the receiver stops with the reason and acknowledges nothing more (the broker keeps it all)."""
-    sink = desk.start(Sink(fail_presence=True))
+    the receiver stops with the reason and acknowledges nothing more (the broker keeps it all);
+    its rounds thread, when it has one, stops with it."""
+    sink = desk.start(Sink(fail_presence=True), rounds=rounds)
     home = desk.home()
     home.status("online", NOW)
     message = home.send()  # after the status: in its batch or a later one
@@ -384,6 +386,8 @@ def test_a_console_that_cannot_show_a_presence_change_stops_the_receiver_before_
     assert not desk.thread.is_alive() and "cannot show events to staff" in desk.receiver.failed
     assert message.id not in home.acked() and sink.shown(message.id) == 0
     desk.store.close()
+    if desk.rounds is not None:
+        desk.rounds.close()
 
 
 def test_a_status_signed_by_another_key_is_rejected(desk):
