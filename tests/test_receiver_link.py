@@ -21,7 +21,7 @@ from center import subscheck
 from center.homes import HomeRegistry
 from center.receiver import Receiver, Ticks, lane_subscriptions
 from center.store import EventStore
-from tests.support.broker import Broker
+from tests.support.broker import ACL_TEXT, Broker
 from tests.support.lab import wait_for
 from tests.support.receiverdesk import (  # and its fixtures desk, make_desk (a plugin: conftest)
     NOW,
@@ -81,6 +81,24 @@ def test_a_probe_the_broker_never_delivers_says_not_receiving_until_a_home_is_he
     second = home.send()  # once heard, the lane stays as it is: no second "connected"
     wait_for(lambda: second.id in home.acked(), 20, "the second event acknowledged")
     assert links(sink) == ["connected", "not receiving", "connected"]
+
+
+def test_once_the_acl_is_fixed_the_reconnected_lane_reads_and_the_old_verdict_is_gone(make_desk, tmp_path):
+    """A verdict belongs to its connection: after the broker's ACL is fixed and restarted, nothing is
+    left of "receives nothing" (no home needs to send anything for that)."""
+    desk, broker = make_desk(acl="")
+    (tmp_path / "acl").write_text(reads_only(desk.probe.name))
+    broker.restart()
+    sink = desk.launch()
+    wait_for(lambda: links(sink) == ["connected", "not receiving"], 30, "the lane shown not receiving")
+    (tmp_path / "acl").write_text(ACL_TEXT)
+    broker.restart()
+    wait_for(lambda: links(sink)[-1:] == ["connected"] and len(links(sink)) > 2, 30, "the lane back")
+    time.sleep(subscheck.PROBE_WAIT_S + 1)  # its new probe came back: no new verdict either
+    rx = desk.receiver
+    assert links(sink)[2:] in (["connected"], ["disconnected", "connected"]) and rx.connected.is_set()
+    assert rx.not_receiving == [] and rx.last_error is None
+    assert not [w for w in rx.broker_warnings if subscheck.RECEIVES_NOTHING in w]
 
 
 def test_a_probe_the_broker_will_not_take_is_a_warning_not_a_lane_shown_deaf(make_desk):
