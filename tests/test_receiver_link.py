@@ -447,24 +447,35 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
         assert warnings[1].startswith("the broker ") and "dropped" in warnings[1], warnings
 
 
-# -- mutants of center/receiver.py that survive test_receiver_checks.py and this file, and why none can matter ---------------
-# tools/mutate.py (issue 13), lines as in center/receiver.py at commit 7c6d1c2. Each line: where, the
+# -- mutants that survive, and why none can matter ---------------------------------------------------------------
+# /work/shared/tools/mutate.py on center/receiver.py (selection: test_receiver_checks.py, this file, the receiver
+# tests of test_center_doctor.py, test_center_rounds.py's rounds-thread test) and on center/subscheck.py
+# (test_subscheck.py, this file, test_center_doctor.py), lines as at commit 94c62e5. Each line: where, the
 # mutation, why it cannot change what staff see, what is recorded or what is acknowledged.
-# L196 delete `return` (a dropped count that is no integer): only Mosquitto writes $SYS, always an integer; homes and centers may not (ACL).
-# L212 `last_error = None` dropped at connect: last_error is read by no one on the receiving side but a log line's de-duplication: logging only.
-# L246 `and` -> `or` (full): with a batch opened and waiting, the loop waits for the recording before reading on: flow control only.
-# L246 `>=` -> `>` MAX_BATCH: flow control at 501 instead of 500 waiting messages; the broker's Receive Maximum bounds them anyway.
-# L246 `opened_next is None`: `full` never true then (500 waiting with none opened cannot occur): no flow control, same records and acks.
-# L247 delete `if full:` / L248 no `wait(...)`: the loop polls instead of waiting for the recording: CPU only.
-# L249 negated `full` / negated `recording` in the poll timeout: how long one poll waits: latency only, nothing is skipped.
-# L251 `and` -> `or`, `<` -> `<=`, the read-all loop deleted or negated: batch sizes only (one fsync per batch); every message is still opened, recorded and acknowledged in order.
-# L253 no pump inside the read-all loop: it reads one message per turn: batch sizes only.
-# L266 `and` -> `or` / negated (silent tick): mark_silent runs on more turns; the store decides each silence once, so it is shown once: cost only.
-# L272 no DISCONNECT on stop: the socket closes all the same, the session is kept as it is (no will); the final ack was already written.
-# L274 recorder.shutdown(wait=False) / removed: a recording left running when the link dropped still records once (the store decides what is new) and is not acknowledged on the dead link; the broker sends it again.
-# L284 `_store_lost` dropped after a failed record: log line and last_error only; the store wait before reconnecting reports the same.
-# L285 `_pending = []` dropped: what was read after a failed record is sent again by the broker with the same packet ids; both copies deduplicated (shown once) and acknowledged.
-# L286 `return False` -> `return None`: equivalent (the caller tests falsiness).
-# L324 no "internal error" line for an unexpected exception: no input reaches it (every bad input is an EnvelopeError or ValueError); only a fault of the receiver's own callees does.
-# L328 delete or negate the 60 s tick / L329 no forget_full: only when test-limit buckets that have refilled are forgotten; a refilled bucket and a new one allow the same: memory only.
-# L343 delete `if not accepted` / L344 delete its `return`: an empty batch then records nothing and shows nothing all the same (an empty transaction): equivalent.
+# receiver.py
+# L86 `frozen=True` -> False on _Opened: no code assigns to a batch once opened: equivalent.
+# L157 the rounds thread `daemon=False`: run() always stops and joins it in its finally: equivalent.
+# L176 the store-lost line's de-duplication compared, negated or deleted: how often one log line is written: logging only.
+# L211 no PUBACK for a dropped probe: it holds one of RECEIVE_MAXIMUM (1500) in-flight slots until the next connect (redelivered then, dropped again); one probe per receiver connect: filling the window takes 1500 connects of other receivers within one of ours (not reached in a test).
+# L280 `full` with `or`, `>`, or `opened_next is None`; L281/L282 its wait deleted; L283 `full`/`recording` negated in the poll timeout: flow control and latency only; every message is still opened, recorded and acknowledged in order.
+# L285 the read-all loop with `or`, `<=`, deleted or negated; L287 no pump inside it: batch sizes only (one fsync per batch).
+# L304 `and` -> `or` / negated (silent tick): mark_silent runs on more turns; the store decides each silence once, so it is shown once: cost only.
+# L313 no DISCONNECT on stop: the socket closes all the same, the session is kept (no will); the final ack was already written.
+# L315 recorder.shutdown(wait=False) / removed: a recording left running when the link dropped still records once (the store decides what is new) and is not acknowledged on the dead link; the broker sends it again.
+# L326 `_pending = []` dropped after a failed record: what was read after it is sent again by the broker with the same packet ids; both copies deduplicated (shown once) and acknowledged.
+# L327 `return False` -> `return None`: equivalent (the caller tests falsiness).
+# L336/L337 handle() without its record or finish: handle() is the one-batch entry that test_center_rounds.py and test_doctor.py feed (and kill these with); the session runs the same three steps itself.
+# L365 no "internal error" line for an unexpected exception: no input reaches it (every bad input is an EnvelopeError or ValueError); only a fault of the receiver's own callees does.
+# L369 the 60 s tick deleted or negated / L370 no forget_full: only when test-limit buckets that have refilled are forgotten; a refilled bucket and a new one allow the same: memory only.
+# L384 `if not accepted` deleted / L385 its `return`: an empty batch then records nothing and shows nothing all the same (an empty transaction): equivalent.
+# L418 `if self.rounds is None or not wants(event)` deleted / L419 its `return`: observe() ignores what it does not want; without a rounds desk the AttributeError is caught and logged: a log line per event, nothing else.
+# subscheck.py
+# L128 `now < deadline` -> `<=`: the verdict one poll (at most 0.5 s) later at exactly the deadline: equivalent.
+# L130 `deadline = None` in Probe.overdue dropped: Reading asks only while it has no refusal, and the verdict it gets sets one: equivalent in the receiver (doctor.py does not call overdue).
+# L145 `_subscribing` not set in __init__ / L170 `if mid != _subscribing[0]` deleted: a SUBACK can only answer one of the two SUBSCRIBEs made after subscribe(), which sets it: equivalent.
+# L147 `_suback_refused = True` in __init__: subscribe() resets it at every connect before any SUBACK: equivalent.
+# L180 `_suback_refused` not set by a refused SUBACK: with a SUBACK refusal standing the probe is never judged overdue, so no "receives nothing" from it is there to take back; it matters only if the SUBACK came later than the probe's 5 s wait.
+# L186 the probe-publish warning's `if` negated: a log line only (the verdict is kept by Probe.publish_result either way).
+# L193 `or` -> `and` in Reading.heard: every message then repeats hear() and an UNSUBSCRIBE of the probe's exact topic (already left): broker traffic only; nothing is taken back twice.
+# L194 / L204 / L207 `return False`/`return []` -> `return None`: equivalent (callers test falsiness).
+# L198 the probe's exact topic not left once heard: the wildcard covers it too, and only probes go there (its home segment is the receiver's own certificate name); they are dropped as before.
