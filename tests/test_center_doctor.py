@@ -296,7 +296,8 @@ def test_probes_from_any_receiver_are_dropped_silently_never_shown_or_recorded(d
     desk.wire.publish("trygg/v1/center/up/test", subscheck.new_probe())  # another receiver's
     desk.wire.publish("trygg/v1/hem-9/up/alarm", subscheck.new_probe())
     desk.settle()
-    assert sink.rejects == []
+    # (the shared broker may hold other tests' retained statuses: only these two topics are this test's)
+    assert [r for r in sink.rejects if r[0].startswith(("trygg/v1/center/", "trygg/v1/hem-9/"))] == []
     assert all(e.home == desk.probe.name for e in sink.events)  # only the desk's own sealed probe events
     assert [row for row in desk.rows() if "center" in row[3] or "hem-9" in row[3]] == []
     assert not desk.receiver.not_receiving and desk.receiver.last_error is None
