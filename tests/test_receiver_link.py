@@ -459,12 +459,13 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
 # L211 no PUBACK for a dropped probe: it holds one of RECEIVE_MAXIMUM (1500) in-flight slots until the next connect (redelivered then, dropped again); one probe per receiver connect: filling the window takes 1500 connects of other receivers within one of ours (not reached in a test).
 # L280 `full` with `or`, `>`, or `opened_next is None`; L281/L282 its wait deleted; L283 `full`/`recording` negated in the poll timeout: flow control and latency only; every message is still opened, recorded and acknowledged in order.
 # L285 the read-all loop with `or`, `<=`, deleted or negated; L287 no pump inside it: batch sizes only (one fsync per batch).
+# L295 no _store_lost when a status cannot be stored: log line and last_error only; nothing is acknowledged all the same, and the store wait before reconnecting says it again.
 # L304 `and` -> `or` / negated (silent tick): mark_silent runs on more turns; the store decides each silence once, so it is shown once: cost only.
 # L313 no DISCONNECT on stop: the socket closes all the same, the session is kept (no will); the final ack was already written.
 # L315 recorder.shutdown(wait=False) / removed: a recording left running when the link dropped still records once (the store decides what is new) and is not acknowledged on the dead link; the broker sends it again.
 # L326 `_pending = []` dropped after a failed record: what was read after it is sent again by the broker with the same packet ids; both copies deduplicated (shown once) and acknowledged.
 # L327 `return False` -> `return None`: equivalent (the caller tests falsiness).
-# L336/L337 handle() without its record or finish: handle() is the one-batch entry that test_center_rounds.py and test_doctor.py feed (and kill these with); the session runs the same three steps itself.
+# L336/L337 handle() without its record or finish: handle() is the one-batch entry other test modules feed (test_center_rounds.py, test_doctor.py: not in this selection); the session runs the same three steps itself.
 # L365 no "internal error" line for an unexpected exception: no input reaches it (every bad input is an EnvelopeError or ValueError); only a fault of the receiver's own callees does.
 # L369 the 60 s tick deleted or negated / L370 no forget_full: only when test-limit buckets that have refilled are forgotten; a refilled bucket and a new one allow the same: memory only.
 # L384 `if not accepted` deleted / L385 its `return`: an empty batch then records nothing and shows nothing all the same (an empty transaction): equivalent.
