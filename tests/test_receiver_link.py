@@ -362,6 +362,7 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
 # L304 `and` -> `or` / negated (silent tick): mark_silent runs on more turns; the store decides each silence once, so it is shown once: cost only.
 # L313 no DISCONNECT on stop: the socket closes all the same, the session is kept (no will); the final ack was already written.
 # L315 recorder.shutdown(wait=False) / removed: a recording left running when the link dropped still records once (the store decides what is new) and is not acknowledged on the dead link; the broker sends it again.
+# L325 no _store_lost after a failed record: log line and last_error only; nothing is acknowledged, and the store wait before reconnecting reports the same.
 # L326 `_pending = []` dropped after a failed record: what was read after it is sent again by the broker with the same packet ids; both copies deduplicated (shown once) and acknowledged.
 # L327 `return False` -> `return None`: equivalent (the caller tests falsiness).
 # L336/L337 handle() without its record or finish: handle() is the one-batch entry other test modules feed (test_center_rounds.py, test_doctor.py: not in this selection); the session runs the same three steps itself.
@@ -377,5 +378,5 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
 # L180 `_suback_refused` not set by a refused SUBACK: with a SUBACK refusal standing the probe is never judged overdue, so no "receives nothing" from it is there to take back; it matters only if the SUBACK came later than the probe's 5 s wait.
 # L186 the probe-publish warning's `if` negated: a log line only (the verdict is kept by Probe.publish_result either way).
 # L193 `or` -> `and` in Reading.heard: every message then repeats hear() and an UNSUBSCRIBE of the probe's exact topic (already left): broker traffic only; nothing is taken back twice.
-# L194 / L204 / L207 `return False`/`return []` -> `return None`: equivalent (callers test falsiness).
+# L194 / L204 / L207 `return False`/`return []` -> `return None`: equivalent (callers test falsiness; L194 was once 'killed' by test_center_doctor.py's healthy-center test failing under load: a flake).
 # L198 the probe's exact topic not left once heard: the wildcard covers it too, and only probes go there (its home segment is the receiver's own certificate name); they are dropped as before.
