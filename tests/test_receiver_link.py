@@ -354,6 +354,8 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
 # receiver.py
 # L86 `frozen=True` -> False on _Opened: no code assigns to a batch once opened: equivalent.
 # L157 the rounds thread `daemon=False`: run() always stops and joins it in its finally: equivalent.
+# L167 the finally's `if ticker is not None` block deleted: on a stop _stop is already set and the daemon rounds thread ends
+#   on it; after a failure the service sees `failed` and exits; an alert the thread still raises meets the same sink.
 # L176 the store-lost line's de-duplication compared, negated or deleted: how often one log line is written: logging only.
 # L211 no PUBACK for a dropped probe: it holds one of RECEIVE_MAXIMUM (1500) in-flight slots until the next connect (redelivered then, dropped again); one probe per receiver connect: filling the window takes 1500 connects of other receivers within one of ours (not reached in a test).
 # L280 `full` with `or`, `>`, or `opened_next is None`; L281/L282 its wait deleted; L283 `full`/`recording` negated in the poll timeout: flow control and latency only; every message is still opened, recorded and acknowledged in order.
@@ -369,7 +371,7 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
 # L365 no "internal error" line for an unexpected exception: no input reaches it (every bad input is an EnvelopeError or ValueError); only a fault of the receiver's own callees does.
 # L369 the 60 s tick deleted or negated / L370 no forget_full: only when test-limit buckets that have refilled are forgotten; a refilled bucket and a new one allow the same: memory only.
 # L384 `if not accepted` deleted / L385 its `return`: an empty batch then records nothing and shows nothing all the same (an empty transaction): equivalent.
-# L418 `if self.rounds is None or not wants(event)` deleted / L419 its `return`: observe() ignores what it does not want; without a rounds desk the AttributeError is caught and logged: a log line per event, nothing else.
+# L418 `if self.rounds is None or not wants(event)` deleted or with `and` / L419 its `return`: observe() ignores what it does not want; without a rounds desk the AttributeError is caught and logged: a log line per event, nothing else.
 # subscheck.py
 # L128 `now < deadline` -> `<=`: the verdict one poll (at most 0.5 s) later at exactly the deadline: equivalent.
 # L130 `deadline = None` in Probe.overdue dropped: Reading asks only while it has no refusal, and the verdict it gets sets one: equivalent in the receiver (doctor.py does not call overdue).
