@@ -72,9 +72,11 @@ class LookinSink(Sink):
 
 
 def test_with_the_rounds_desk_a_running_receiver_raises_a_due_look_in_by_itself(desk):
-    """A look-in falls due by the clock, not by a message: the receiver's own rounds thread shows it."""
+    """A look-in falls due by the clock, not by a message: the receiver's own rounds thread shows it,
+    saying that the center's clock is not synchronized when it is not (the time shown is a guess)."""
     desk.cfg = desk.cfg.model_copy(update={"rounds": desk.cfg.rounds.model_copy(update={"evaluate_every_s": 0.2})})
     desk.clock.wall = datetime(2025, 1, 10, 22, 5, tzinfo=UTC)  # 23:05 in Stockholm: the 23:00 look-in
+    desk.clock.is_synced = False
     sink = desk.start(LookinSink(), rounds=True)
     home = desk.home()
     plan = {"camera": "synthetic", "timezone": "Europe/Stockholm", "times": ["23:00"], "tolerance_s": 900.0,
@@ -85,6 +87,7 @@ def test_with_the_rounds_desk_a_running_receiver_raises_a_due_look_in_by_itself(
     desk.settle()
     [alert] = wait_for(lambda: list(sink.lookins), 10, "the due look-in shown")
     assert alert.kind == "lookin_due" and alert.slot.home == home.name and alert.slot.time == "23:00"
+    assert alert.clock_synced is False
 
 
 def test_a_receiver_stopped_before_it_ran_returns_at_once_and_clean(desk):
