@@ -360,7 +360,7 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
 # L167 the finally's `if ticker is not None` block deleted: on a stop _stop is already set and the daemon rounds thread ends
 #   on it; after a failure the service sees `failed` and exits; an alert the thread still raises meets the same sink.
 # L176 the store-lost line's de-duplication compared, negated or deleted: how often one log line is written: logging only.
-# L183/L185/L189 the store wait before connecting deleted, negated, without its ping or its pause: the receiver connects
+# L183/L185/L189/L195 the store wait before connecting deleted, negated, not called, without its ping or its pause: it connects
 #   (or polls) while the store is away; every batch then fails to record and nothing is acknowledged (tested above and
 #   in test_receiver_checks.py), so the broker keeps it all: connection churn or CPU only.
 # L211 no PUBACK for a dropped probe: it holds one of RECEIVE_MAXIMUM (1500) in-flight slots until the next connect (redelivered then, dropped again); one probe per receiver connect: filling the window takes 1500 connects of other receivers within one of ours (not reached in a test).
