@@ -35,6 +35,7 @@ from center.homes import HomeRegistry
 from center.receiver import OutputFailed, Receiver
 from center.rounds import Known, Record, RoundsError
 from center.roundsdesk import RoundsDesk, center_keys
+from center.service import case_desk
 from center.store import EventStore
 from tests.support.fakes import FakeClock
 from tests.support.lab import edit_toml
@@ -476,7 +477,7 @@ class BrokenConsole(ListSink):
 class Center:
     """A receiver on a real store and real keys, fed sealed envelopes through handle()."""
 
-    def __init__(self, tmp_path: Path, center_key: Identity, sink, clock: FakeClock) -> None:
+    def __init__(self, tmp_path: Path, center_key: Identity, sink, clock: FakeClock, cases: bool = False) -> None:
         homes_dir = tmp_path / "homes"
         homes_dir.mkdir(exist_ok=True)
         self.home_key = HOME_KEY
@@ -486,7 +487,9 @@ class Center:
         self.store = EventStore(tmp_path / "center.db")
         self.desk = open_desk(tmp_path, center_key)
         self.homes = HomeRegistry(homes_dir)
-        self.receiver = Receiver(cfg, center_key, self.homes, self.store, sink, clock, rounds=self.desk)
+        self.cases = case_desk(cfg, self.store, [center_key]) if cases else None
+        self.receiver = Receiver(cfg, center_key, self.homes, self.store, sink, clock, rounds=self.desk,
+                                 cases=self.cases)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test", protocol=mqtt.MQTTv5,
                                   manual_ack=True)  # never connected: acks and PUBACKs go nowhere
 
@@ -556,6 +559,35 @@ def test_an_offline_home_at_look_in_time_calls_a_visit(tmp_path, center_key, clo
     center.receiver.tick_rounds()
     [visit] = sink.lookins
     assert (visit.kind, visit.cls, visit.slot.reason) == ("visit_needed", "alarm", "home unreachable")
+    center.close()
+
+
+def test_a_visit_needed_opens_a_case_and_a_look_in_due_does_not(tmp_path, center_key, clock):
+    """A physical visit is an alarm case staff take and close; a look-in that is merely due is not."""
+    center = Center(tmp_path, center_key, ListSink(), clock, cases=True)
+    center.send(plan_event(evening("20:59")))
+    clock.wall = evening("22:45")
+    center.receiver.tick_rounds()
+    assert [a.kind for a in center.sink.lookins] == ["lookin_due"] and center.cases.listing(open_only=True) == []
+    center.send(event("fault", {"component": "camera", "detail": "no frames"}, evening("22:46")))
+    clock.wall = evening("22:46")
+    center.receiver.tick_rounds()
+    [case] = center.cases.listing(open_only=True)
+    assert (case.home, case.kinds, case.note) == (HOME, ["visit_needed"], "camera fault: no frames")
+    center.close()
+
+
+def test_a_home_whose_presence_the_store_does_not_hold_gets_no_guess_either_way(tmp_path, center_key, clock):
+    """Never heard (no presence row): its look-in is due as planned, not called unreachable, and
+    the rounds tick does not fail on it."""
+    center = Center(tmp_path, center_key, ListSink(), clock)
+    center.send(plan_event(evening("20:59")))
+    with center.store.db.tx() as tx:
+        tx.execute("DELETE FROM homes_state WHERE home = ?", (HOME,))
+    assert HOME not in center.store.homes()
+    clock.wall = evening("22:45")
+    center.receiver.tick_rounds()
+    assert [a.kind for a in center.sink.lookins] == ["lookin_due"]
     center.close()
 
 

@@ -379,8 +379,10 @@ def test_a_drop_warning_keeps_the_warning_of_what_the_connect_granted(desk):
 # L384 `if not accepted` deleted / L385 its `return`: an empty batch then records nothing and shows nothing all the same (an empty transaction): equivalent.
 # L418 `if self.rounds is None or not wants(event)` deleted or with `and` / L419 its `return`: observe() ignores what it does not want; without a rounds desk the AttributeError is caught and logged: a log line per event, nothing else.
 # L444 `synced = ... else True` -> `else False`: the value is only read for an alert, and with alerts it is the clock's: equivalent.
-# OPEN (these do matter and still need a test; found at the end of the session): L448 a visit_needed alert opening its
-#   case (`!=` / deleted); L456 _reachable guessing for a home whose presence is stored but unknown (`and` / deleted).
+# Killed since, by tests in tests/test_center_rounds.py (each mutant applied by hand, each test failed): L448 a
+#   visit_needed alert opening its case (`!=` / deleted): test_a_visit_needed_opens_a_case_and_a_look_in_due_does_not;
+#   L456 no guess for a home without presence (`and` / deleted: AttributeError on None):
+#   test_a_home_whose_presence_the_store_does_not_hold_gets_no_guess_either_way.
 # subscheck.py
 # L128 `now < deadline` -> `<=`: the verdict one poll (at most 0.5 s) later at exactly the deadline: equivalent.
 # L130 `deadline = None` in Probe.overdue dropped: Reading asks only while it has no refusal, and the verdict it gets sets one: equivalent in the receiver (doctor.py does not call overdue).
