@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from agent import brokerchoice
 from agent.brokerchoice import BrokerChoice, CappedBackoff
 from agent.config import FallbackBrokerConfig
 from base.configbase import BrokerConfig
 from base.errors import ConfigError
+from base.labpki import make_lab_pki
 from base.mqttconn import Backoff
+from tests.support.broker import free_port
 from tests.support.lab import Lab, wait_for
 from tests.support.twobrokers import FAST, LAB_FAILOVER_S, LAB_RETRY_S, home_on_both, two_brokers  # noqa: F401
 
@@ -97,6 +100,61 @@ def test_on_the_second_the_first_is_probed_every_retry_first_s_and_used_again_wh
     choice.down(81.5)  # the session on the second ends because we leave it: not a failure of the second
     assert choice.switch(81.5) is False  # back to the first at once, no backoff
     assert choice.broker.host == "first" and choice.switches == 2
+
+
+def test_leaving_the_second_on_purpose_does_not_count_against_it_later(choice, probe):
+    """The second's session ends because the first is back: when the first fails again, the second
+    is used at once, without the backoff a failing broker gets."""
+    choice.down(0.0)
+    choice.down(FAILOVER_S)
+    choice.switch(FAILOVER_S)
+    choice.up(21.0)
+    probe.answer = True
+    assert choice.poll(21.0 + RETRY_S)
+    choice.down(51.5)  # our own leaving ends the second's session
+    choice.switch(51.5)
+    choice.up(52.0)
+    choice.down(100.0)
+    choice.down(100.0 + FAILOVER_S)
+    assert choice.switch(100.0 + FAILOVER_S) is False
+
+
+def test_back_on_the_second_the_first_is_probed_only_after_retry_first_s_again(choice, probe):
+    choice.down(0.0)
+    choice.down(FAILOVER_S)
+    choice.switch(FAILOVER_S)
+    probe.answer = True
+    assert choice.poll(FAILOVER_S + RETRY_S) and probe.asked == 1
+    choice.switch(51.0)
+    choice.up(51.5)
+    choice.down(60.0)
+    choice.down(60.0 + FAILOVER_S)
+    choice.switch(60.0 + FAILOVER_S)  # on the second again: the first just failed us
+    assert not choice.poll(80.1) and probe.asked == 1
+    assert choice.poll(80.0 + RETRY_S) and probe.asked == 2
+
+
+def test_a_probe_still_running_is_not_started_twice(probe):
+    started = []
+    slow = BrokerChoice(broker("first"), broker("second"), FAILOVER_S, RETRY_S, probe=probe, spawn=started.append)
+    slow.down(0.0)
+    slow.down(FAILOVER_S)
+    slow.switch(FAILOVER_S)
+    slow.poll(FAILOVER_S + RETRY_S)
+    slow.poll(FAILOVER_S + 3 * RETRY_S)  # the first probe has not finished (a 10 s connect time-out)
+    assert len(started) == 1
+    started[0]()
+    slow.poll(FAILOVER_S + 3 * RETRY_S + 0.1)
+    assert len(started) == 2
+
+
+def test_a_good_connection_resets_the_uplinks_backoff(choice):
+    plain = Backoff(1.0, 60.0)
+    backoff = CappedBackoff(plain, choice, lambda: 0.0)
+    for _ in range(6):
+        backoff.next_delay()
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0  # back at the bottom, not up at 60 s
 
 
 def test_back_on_the_first_it_is_not_left_before_its_own_attempt_failed(choice, probe):
@@ -280,3 +338,28 @@ def test_a_bad_second_broker_section_is_one_clear_line_per_problem():
     lines = str(caught.value).splitlines()[1:]
     assert lines[0] == "broker_fallback.host: required key is missing"
     assert lines[1].startswith("broker_fallback.failover_after_s: ") and len(lines) == 2
+
+
+# -- the probe of the first broker, against a real Mosquitto ----------------------------------------
+
+def test_the_probe_says_yes_only_when_the_broker_takes_this_identity(pki, broker):
+    cert, key = pki.client("center")
+    working = BrokerConfig(host="127.0.0.1", port=broker.port, ca=pki.ca, cert=cert, key=key)
+    assert brokerchoice.probe("hem-probe", working) is True
+    assert brokerchoice.probe("hem-probe", working.model_copy(update={"port": free_port()}), timeout=2.0) is False
+    stranger = make_lab_pki(pki.directory.parent / "other-ca", ["center"])  # a CA the broker does not trust
+    untrusted = working.model_copy(update={"cert": stranger.client("center")[0], "key": stranger.client("center")[1]})
+    assert brokerchoice.probe("hem-probe", untrusted, timeout=2.0) is False
+
+
+# Mutation (../shared/tools/mutate.py agent/brokerchoice.py, this file without its two slow end-to-end tests):
+# 93/139 at first, 119/139 (85.6 %) with the tests above. The 20 survivors, and why they do not change what is
+# sent, where, or when:
+# L34/L45-47/L49 the constructor's defaults (spawn=None, the False flags, next_probe inf) flipped: every caller passes
+#   them or sets them before the first read (up()/switch() set next_probe; down() sets the flags) - equivalent here.
+# L40 spawn default True/and: only when no spawn is injected (the uplink injects none: covered by the end-to-end tests).
+# L73 up() not clearing failed/lost: since=None already stops a switch; the stale flag only asks for a back-off
+#   before a later move to this broker, which its next failure sets anyway.
+# L91 `return False` -> None: falsy alike. L119 a probe that raised leaves first_back as it was (False).
+# L154/L164-166/L171 the probe's clean-up (disconnect, socket close, a None before make_client): resource hygiene,
+#   not the answer; L160 `<=` and `or`, L162-163 no break on a dead pump: it waits out the deadline, same answer.
