@@ -53,6 +53,13 @@ def choice(probe) -> BrokerChoice:
     return BrokerChoice(broker("first"), broker("second"), FAILOVER_S, RETRY_S, probe=probe, spawn=lambda fn: fn())
 
 
+def fail_over(choice: BrokerChoice) -> None:
+    """The first fails at 0 and keeps failing: at FAILOVER_S the device moves to the second."""
+    choice.down(0.0)
+    choice.down(FAILOVER_S)
+    choice.switch(FAILOVER_S)
+
+
 def test_the_first_broker_is_left_only_after_failover_after_s_of_failed_attempts(choice):
     choice.up(0.0)
     choice.down(100.0)  # the session ends
@@ -88,9 +95,7 @@ def test_the_wait_before_the_next_attempt_never_passes_the_moment_to_switch(choi
 
 
 def test_on_the_second_the_first_is_probed_every_retry_first_s_and_used_again_when_it_answers(choice, probe):
-    choice.down(0.0)
-    choice.down(FAILOVER_S)
-    choice.switch(FAILOVER_S)
+    fail_over(choice)
     choice.up(21.0)
     assert not choice.poll(21.0 + RETRY_S - 0.1) and probe.asked == 0
     assert not choice.poll(21.0 + RETRY_S) and probe.asked == 1  # asked, still away
@@ -105,9 +110,7 @@ def test_on_the_second_the_first_is_probed_every_retry_first_s_and_used_again_wh
 def test_leaving_the_second_on_purpose_does_not_count_against_it_later(choice, probe):
     """The second's session ends because the first is back: when the first fails again, the second
     is used at once, without the backoff a failing broker gets."""
-    choice.down(0.0)
-    choice.down(FAILOVER_S)
-    choice.switch(FAILOVER_S)
+    fail_over(choice)
     choice.up(21.0)
     probe.answer = True
     assert choice.poll(21.0 + RETRY_S)
@@ -120,9 +123,7 @@ def test_leaving_the_second_on_purpose_does_not_count_against_it_later(choice, p
 
 
 def test_back_on_the_second_the_first_is_probed_only_after_retry_first_s_again(choice, probe):
-    choice.down(0.0)
-    choice.down(FAILOVER_S)
-    choice.switch(FAILOVER_S)
+    fail_over(choice)
     probe.answer = True
     assert choice.poll(FAILOVER_S + RETRY_S) and probe.asked == 1
     choice.switch(51.0)
@@ -137,9 +138,7 @@ def test_back_on_the_second_the_first_is_probed_only_after_retry_first_s_again(c
 def test_a_probe_still_running_is_not_started_twice(probe):
     started = []
     slow = BrokerChoice(broker("first"), broker("second"), FAILOVER_S, RETRY_S, probe=probe, spawn=started.append)
-    slow.down(0.0)
-    slow.down(FAILOVER_S)
-    slow.switch(FAILOVER_S)
+    fail_over(slow)
     slow.poll(FAILOVER_S + RETRY_S)
     slow.poll(FAILOVER_S + 3 * RETRY_S)  # the first probe has not finished (a 10 s connect time-out)
     assert len(started) == 1
@@ -158,9 +157,7 @@ def test_a_good_connection_resets_the_uplinks_backoff(choice):
 
 
 def test_back_on_the_first_it_is_not_left_before_its_own_attempt_failed(choice, probe):
-    choice.down(0.0)
-    choice.down(FAILOVER_S)
-    choice.switch(FAILOVER_S)
+    fail_over(choice)
     choice.up(21.0)
     probe.answer = True
     assert choice.poll(21.0 + RETRY_S)
@@ -172,9 +169,7 @@ def test_back_on_the_first_it_is_not_left_before_its_own_attempt_failed(choice, 
 
 
 def test_a_first_broker_that_fails_again_right_after_coming_back_sends_the_device_straight_back(choice, probe):
-    choice.down(0.0)
-    choice.down(FAILOVER_S)
-    choice.switch(FAILOVER_S)
+    fail_over(choice)
     choice.up(21.0)
     probe.answer = True
     assert choice.poll(21.0 + RETRY_S)
@@ -185,9 +180,7 @@ def test_a_first_broker_that_fails_again_right_after_coming_back_sends_the_devic
 
 
 def test_with_both_down_the_device_alternates_and_backs_off_between(choice):
-    choice.down(0.0)
-    choice.down(FAILOVER_S)
-    choice.switch(FAILOVER_S)
+    fail_over(choice)
     choice.down(20.5)  # the second fails too
     assert choice.switch_due(20.5)
     assert choice.switch(20.5) is True  # to the first, which was failing: back off first
