@@ -54,12 +54,18 @@ def commander(lab, home_id: str, staff: str | None, first_port: int | None = Non
                      SystemClock())
 
 
-def test_a_home_on_its_second_broker_is_unlocked_by_the_center_cli_and_acts_once(two):
-    lab, first, second = two
-    home = home_on_both(lab, second, "hem-fc1")
+def connected_home(lab, second, home_id: str):
+    """A running home on both brokers (on the first for now), nurse berit enrolled on it."""
+    home = home_on_both(lab, second, home_id)
     lab.enroll(home, "berit", "nurse")
     home.start()
     wait_for(lambda: home.status()["link"] == "connected", 20, "the home to connect")
+    return home
+
+
+def test_a_home_on_its_second_broker_is_unlocked_by_the_center_cli_and_acts_once(two):
+    lab, first, second = two
+    home = connected_home(lab, second, "hem-fc1")
     assert home.status()["broker"] == "first"
     first.kill()  # the night the first broker is gone
     wait_for(lambda: home.status()["broker"] == "second" and home.status()["link"] == "connected", 20,
@@ -89,10 +95,7 @@ def test_a_home_on_its_second_broker_is_unlocked_by_the_center_cli_and_acts_once
 
 def test_with_both_brokers_up_a_home_on_the_first_answers_there_once(two):
     lab, _first, second = two
-    home = home_on_both(lab, second, "hem-fc2")
-    lab.enroll(home, "berit", "nurse")
-    home.start()
-    wait_for(lambda: home.status()["link"] == "connected", 20, "the home to connect")
+    home = connected_home(lab, second, "hem-fc2")
     code, result, err, took = center_command(lab, "unlock", home, "berit")
     assert code == 0 and result["outcome"] == "done" and result["state"] == "unlocked", err
     assert result["broker"] == "first"
@@ -157,10 +160,7 @@ def test_the_freshest_valid_status_says_where_the_home_is_and_a_waiting_command_
 
 def test_a_silent_first_broker_costs_the_command_no_more_than_the_connect_time_out(two, pki):
     lab, first, second = two
-    home = home_on_both(lab, second, "hem-fc4")
-    lab.enroll(home, "berit", "nurse")
-    home.start()
-    wait_for(lambda: home.status()["link"] == "connected", 20, "the home to connect")
+    home = connected_home(lab, second, "hem-fc4")
     first.kill()
     wait_for(lambda: home.status()["broker"] == "second" and home.status()["link"] == "connected", 20,
              "the home to move to its second broker")
@@ -206,10 +206,7 @@ def test_an_unlock_sent_the_moment_the_first_broker_dies_is_carried_out_once_the
     # unlock goes out at once, while the home is on neither. When the home comes online on the
     # second, the waiting command is published there again and acted on, once.
     lab, first, second = two
-    home = home_on_both(lab, second, "hem-fc6")
-    lab.enroll(home, "berit", "nurse")
-    home.start()
-    wait_for(lambda: home.status()["link"] == "connected", 20, "the home to connect")
+    home = connected_home(lab, second, "hem-fc6")
     with commander(lab, home.id, "berit") as session:
         assert session.home_section == "broker"
         first.kill()
